@@ -1,0 +1,173 @@
+"""Configuration: ``Settings`` for running things, ``TrainConfig`` for what a training run does.
+
+``Settings`` come from the environment (prefix ``FASTTRACK_``) and are built by :func:`get_settings`, never at
+import time, so tests can build any variant. ``TrainConfig`` comes from a YAML file with command-line flags
+overriding it, and is copied into every model's metadata.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from fasttrack.errors import ConfigError
+
+Task = Literal["auto", "classification", "regression"]
+ResolvedTask = Literal["classification", "regression"]
+ModelKind = Literal["linear", "random_forest", "hist_gradient_boosting", "xgboost"]
+
+#: Metrics the training step computes, and whether a larger value is better.
+CLASSIFICATION_METRICS: dict[str, bool] = {
+    "accuracy": True,
+    "balanced_accuracy": True,
+    "precision_macro": True,
+    "recall_macro": True,
+    "f1_macro": True,
+    "roc_auc": True,
+    "log_loss": False,
+}
+REGRESSION_METRICS: dict[str, bool] = {"rmse": False, "mae": False, "r2": True, "mape": False}
+DEFAULT_PRIMARY_METRIC: dict[ResolvedTask, str] = {"classification": "roc_auc", "regression": "rmse"}
+
+
+def higher_is_better(metric: str) -> bool:
+    """Whether a larger value of ``metric`` means a better model."""
+    if metric in CLASSIFICATION_METRICS:
+        return CLASSIFICATION_METRICS[metric]
+    if metric in REGRESSION_METRICS:
+        return REGRESSION_METRICS[metric]
+    raise ConfigError(f"unknown metric {metric!r}; known: {', '.join([*CLASSIFICATION_METRICS, *REGRESSION_METRICS])}")
+
+
+class Settings(BaseSettings):
+    """Runtime settings, read from ``FASTTRACK_*`` environment variables (and MLflow's own variables)."""
+
+    model_config = SettingsConfigDict(env_prefix="FASTTRACK_", extra="ignore")
+
+    home: Path = Field(Path(".fasttrack"), description="Folder of the embedded tracking store and artifacts.")
+    tracking_uri: str | None = Field(
+        None, description="MLflow tracking URI; default: MLFLOW_TRACKING_URI, else SQLite under `home`."
+    )
+    model: str | None = Field(None, description="Model to serve: an MLflow model URI or a local model folder.")
+    model_name: str = Field("sample", description="Registered model served when `model` is not set.")
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=1, le=65535)
+    workers: int = Field(1, ge=1)
+    reload_interval: float = Field(10.0, ge=0, description="Seconds between registry polls; 0 turns polling off.")
+    max_batch_rows: int = Field(10_000, ge=1)
+    max_body_bytes: int = Field(16 * 1024 * 1024, ge=1024)
+    access_log: bool = False
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+
+    def resolved_tracking_uri(self) -> str:
+        """The tracking URI in force: this setting, else ``MLFLOW_TRACKING_URI``, else the embedded store."""
+        if self.tracking_uri:
+            return self.tracking_uri
+        env = os.environ.get("MLFLOW_TRACKING_URI")
+        if env:
+            return env
+        return f"sqlite:///{(self.home / 'mlflow.db').resolve()}"
+
+    def artifact_root(self) -> str:
+        """Where the embedded store keeps artifacts (used only when FastTrack creates the store)."""
+        return (self.home / "artifacts").resolve().as_uri()
+
+
+def get_settings(**overrides: Any) -> Settings:
+    """Build the settings from the environment, with explicit overrides on top (``None`` values ignored)."""
+    try:
+        return Settings(**{k: v for k, v in overrides.items() if v is not None})
+    except ValidationError as exc:
+        raise ConfigError(_first_error(exc, prefix="FASTTRACK_")) from None
+
+
+class TrainConfig(BaseModel):
+    """What one training run does. Loaded from YAML; every field can be overridden on the command line."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    data: str = Field(description="Data source: a path or URL of a CSV, JSON, JSON Lines or Parquet file.")
+    target: str = Field(description="Name of the column to predict.")
+    name: str | None = Field(None, description="Registered model name; default: the data file's stem.")
+    task: Task = "auto"
+    model: ModelKind = "hist_gradient_boosting"
+    params: dict[str, Any] = Field(default_factory=dict, description="Hyperparameters of the estimator.")
+    test_size: float = Field(0.2, gt=0, lt=1)
+    cv_folds: int = Field(5, ge=0, description="k of k-fold cross-validation on the training part; 0 = off.")
+    seed: int = 42
+    primary_metric: str | None = Field(None, description="Default: roc_auc (classification), rmse (regression).")
+    thresholds: dict[str, float] = Field(
+        default_factory=dict, description="Quality gate: metric -> the worst acceptable value on the test part."
+    )
+    drop_columns: list[str] = Field(default_factory=list)
+    keep_columns: list[str] | None = Field(None, description="Use only these feature columns.")
+    max_categories: int = Field(50, ge=1, description="Most frequent categories one-hot encoded per feature.")
+    min_category_count: int = Field(5, ge=1, description="Rarer categories are grouped with unseen ones.")
+
+    @field_validator("cv_folds")
+    @classmethod
+    def _folds(cls, value: int) -> int:
+        if value == 1:
+            raise ValueError("cv_folds must be 0 (off) or at least 2")
+        return value
+
+    @model_validator(mode="after")
+    def _metrics_known(self) -> TrainConfig:
+        for metric in [*([self.primary_metric] if self.primary_metric else []), *self.thresholds]:
+            if metric not in CLASSIFICATION_METRICS and metric not in REGRESSION_METRICS:
+                known = ", ".join([*CLASSIFICATION_METRICS, *REGRESSION_METRICS])
+                raise ValueError(f"unknown metric {metric!r}; known: {known}")
+        return self
+
+    def resolved_name(self) -> str:
+        """The registered model name: ``name`` or the data source's file stem."""
+        if self.name:
+            return self.name
+        stem = Path(self.data.split("?")[0].rstrip("/")).name.split(".")[0]
+        return stem or "model"
+
+    def primary_metric_for(self, task: ResolvedTask) -> str:
+        """The primary metric for a resolved task, checked to belong to it."""
+        metric = self.primary_metric or DEFAULT_PRIMARY_METRIC[task]
+        allowed = CLASSIFICATION_METRICS if task == "classification" else REGRESSION_METRICS
+        if metric not in allowed:
+            raise ConfigError(f"primary metric {metric!r} does not apply to {task}; use one of {', '.join(allowed)}")
+        return metric
+
+    @classmethod
+    def load(cls, path: str | Path | None = None, **overrides: Any) -> TrainConfig:
+        """Read a YAML config (optional) and apply overrides; ``None`` overrides are ignored."""
+        values: dict[str, Any] = {}
+        if path is not None:
+            file = Path(path)
+            if not file.is_file():
+                raise ConfigError(f"config file not found: {file}")
+            try:
+                loaded = yaml.safe_load(file.read_text(encoding="utf-8"))
+            except yaml.YAMLError as exc:
+                raise ConfigError(f"config file {file} is not valid YAML: {exc}") from None
+            if loaded is None:
+                loaded = {}
+            if not isinstance(loaded, dict):
+                raise ConfigError(f"config file {file} must hold a mapping of options")
+            values.update(loaded)
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        try:
+            return cls(**values)
+        except ValidationError as exc:
+            raise ConfigError(_first_error(exc)) from None
+
+
+def _first_error(exc: ValidationError, prefix: str = "") -> str:
+    err = exc.errors()[0]
+    where = ".".join(str(p) for p in err["loc"]) or "config"
+    if prefix:
+        where = prefix + where.upper()
+    count = len(exc.errors())
+    more = f" (and {count - 1} more)" if count > 1 else ""
+    return f"invalid {where}: {err['msg']}{more}"

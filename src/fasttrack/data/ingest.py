@@ -1,0 +1,318 @@
+"""Reading tabular data (CSV, JSON, JSON Lines, Parquet) from paths and fsspec URLs, then cleaning it.
+
+:func:`read_table` turns a file into a pandas frame with the format's natural types and refuses bad input with
+one clear :class:`~fasttrack.errors.DataError` line; :func:`ingest` adds the cleaning step and a fingerprint
+of the result, so a training run can record exactly which data it saw.
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import hashlib
+import json
+import zlib
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import Any
+from urllib.parse import urlsplit
+
+import fsspec
+import orjson
+import pandas as pd
+import pyarrow as pa
+import pyarrow.csv as pa_csv
+import pyarrow.parquet as pq
+
+from fasttrack.data.clean import CleanOptions, CleanReport, clean
+from fasttrack.errors import DataError
+
+FORMATS = ("csv", "json", "jsonl", "parquet")
+_EXTENSIONS = {
+    "csv": "csv",
+    "tsv": "csv",
+    "txt": "csv",
+    "json": "json",
+    "jsonl": "jsonl",
+    "ndjson": "jsonl",
+    "parquet": "parquet",
+    "pq": "parquet",
+}
+_DELIMITERS = (",", ";", "\t", "|")
+_BOM = b"\xef\xbb\xbf"
+_SNIFF_BYTES = 64 * 1024
+_SNIFF_RECORDS = 20
+# Leading bytes of binary formats people mistake for text, to say what a file really is.
+_MAGIC = {b"PAR1": "a Parquet file", b"\x1f\x8b": "gzip-compressed data", b"PK\x03\x04": "a zip archive"}
+
+
+@dataclass(frozen=True)
+class IngestResult:
+    """A cleaned data set with its cleaning report, where it came from, and a fingerprint of its content."""
+
+    frame: pd.DataFrame
+    report: CleanReport
+    source: str
+    fingerprint: str
+
+
+def read_table(
+    source: str | Path,
+    *,
+    format: str | None = None,
+    delimiter: str | None = None,
+    storage_options: dict[str, Any] | None = None,
+) -> pd.DataFrame:
+    """Read a CSV, JSON, JSON Lines or Parquet file from a local path or an fsspec URL into a pandas frame.
+
+    The format comes from ``format`` (``csv``, ``json``, ``jsonl``, ``parquet``) or else from the file
+    extension, optionally followed by ``.gz``. CSV delimiters are sniffed among ``,`` ``;`` tab and ``|`` unless
+    ``delimiter`` is given; values keep the format's natural types (empty CSV strings stay empty strings, so
+    :func:`~fasttrack.data.clean.clean` decides what is missing), except dates and times, which are kept as
+    text because the schema has no date kind. Every problem with the input -- a missing, empty or headerless
+    file, an unknown format, content that is not what the extension says -- raises a one-line ``DataError``.
+    """
+    name = str(source)
+    fmt, compressed = _resolve_format(name, format)
+    data = _read_bytes(name, storage_options)
+    if compressed:
+        try:
+            data = gzip.decompress(data)
+        except (OSError, EOFError, zlib.error) as exc:
+            raise DataError(f"{name} is not valid gzip data: {exc}") from None
+    data = data.removeprefix(_BOM)
+    if not data.strip():
+        raise DataError(f"empty file: {name}")
+    if fmt == "csv":
+        sep = delimiter or ("\t" if _stem_suffix(name) == "tsv" else None)
+        frame = _read_csv(data, name, sep)
+    elif fmt == "parquet":
+        frame = _read_parquet(data, name)
+    else:
+        frame = _read_json(data, name, lines=fmt == "jsonl")
+    if frame.shape[1] == 0:
+        raise DataError(f"{name} has no columns")
+    if len(frame) == 0:
+        raise DataError(f"{name} has a header but no data rows")
+    return frame
+
+
+def fingerprint(frame: pd.DataFrame) -> str:
+    """A sha256 hex digest of a frame's column names, dtypes and values, in row order (the index is ignored).
+
+    Identical data gives the identical digest in any process, so the digest can identify a training set in
+    run metadata and tell whether two runs saw the same data.
+    """
+    digest = hashlib.sha256()
+    header = [[str(name), str(dtype)] for name, dtype in frame.dtypes.items()]
+    digest.update(json.dumps([header, len(frame)]).encode())
+    if frame.shape[1] and len(frame):
+        digest.update(pd.util.hash_pandas_object(frame, index=False).to_numpy().tobytes())
+    return digest.hexdigest()
+
+
+def ingest(
+    source: str | Path,
+    *,
+    target: str | None,
+    options: CleanOptions | None = None,
+    format: str | None = None,
+    delimiter: str | None = None,
+    storage_options: dict[str, Any] | None = None,
+) -> IngestResult:
+    """Read a data file with :func:`read_table`, clean it with :func:`~fasttrack.data.clean.clean`, fingerprint it.
+
+    ``target`` names the column to predict (``None`` for data without one, e.g. data to score); rows without
+    a target are dropped and the target is never dropped as a constant or identifier column.
+    """
+    raw = read_table(source, format=format, delimiter=delimiter, storage_options=storage_options)
+    frame, report = clean(raw, target, options)
+    return IngestResult(frame=frame, report=report, source=str(source), fingerprint=fingerprint(frame))
+
+
+def _is_url(name: str) -> bool:
+    return "://" in name
+
+
+def _suffixes(name: str) -> list[str]:
+    path = PurePosixPath(urlsplit(name).path) if _is_url(name) else PurePosixPath(Path(name).name)
+    return [s.lstrip(".").lower() for s in path.suffixes]
+
+
+def _stem_suffix(name: str) -> str | None:
+    """The extension that names the format, skipping a ``.gz`` compression suffix."""
+    suffixes = _suffixes(name)
+    if suffixes and suffixes[-1] == "gz":
+        suffixes = suffixes[:-1]
+    return suffixes[-1] if suffixes else None
+
+
+def _resolve_format(name: str, format: str | None) -> tuple[str, bool]:
+    compressed = _suffixes(name)[-1:] == ["gz"]
+    known = ", ".join(FORMATS)
+    if format is not None:
+        fmt = _EXTENSIONS.get(format.lower().lstrip("."))
+        if fmt is None:
+            raise DataError(f"unknown format {format!r}; known formats: {known}")
+        return fmt, compressed
+    ext = _stem_suffix(name)
+    fmt = _EXTENSIONS.get(ext or "")
+    if fmt is None:
+        what = f"extension '.{ext}'" if ext else "no extension"
+        extensions = " ".join(f".{e}" for e in _EXTENSIONS)
+        raise DataError(
+            f"cannot tell the format of {name} ({what}); known formats: {known} ({extensions}, optionally .gz)"
+        )
+    return fmt, compressed
+
+
+def _read_bytes(name: str, storage_options: dict[str, Any] | None) -> bytes:
+    # Data sets of this tool fit in memory; reading bytes once lets every format share the checks below.
+    if not _is_url(name):
+        path = Path(name).expanduser()
+        if not path.exists():
+            raise DataError(f"file not found: {name}")
+        if path.is_dir():
+            raise DataError(f"{name} is a folder, not a file")
+        try:
+            return path.read_bytes()
+        except OSError as exc:
+            raise DataError(f"cannot read {name}: {exc.strerror or exc}") from None
+    try:
+        with fsspec.open(name, "rb", **(storage_options or {})) as handle:
+            data: bytes = handle.read()
+    except FileNotFoundError:
+        raise DataError(f"file not found: {name}") from None
+    except IsADirectoryError:
+        raise DataError(f"{name} is a folder, not a file") from None
+    except ImportError as exc:
+        raise DataError(f"cannot open {name}: {exc}") from None
+    except (OSError, ValueError) as exc:
+        raise DataError(f"cannot read {name}: {exc}") from None
+    return data
+
+
+def _binary_kind(data: bytes) -> str | None:
+    """What binary content is, when it is not text: a known format's name, or ``binary data``."""
+    for magic, kind in _MAGIC.items():
+        if data.startswith(magic):
+            return kind
+    return "binary data" if b"\x00" in data[:_SNIFF_BYTES] else None
+
+
+def _first_line(exc: Exception) -> str:
+    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+
+
+def _sniff_delimiter(sample: str, truncated: bool) -> str:
+    """The candidate delimiter that splits the first records into the most, equally many, fields."""
+    best, best_score = ",", (False, 1)
+    for candidate in _DELIMITERS:
+        records = list(csv.reader(sample.splitlines()[: _SNIFF_RECORDS + 1], delimiter=candidate))
+        if truncated and len(records) > 1:
+            records = records[:-1]
+        widths = [len(r) for r in records if r]
+        if not widths or widths[0] < 2:
+            continue
+        score = (all(w == widths[0] for w in widths), widths[0])
+        if score > best_score:
+            best, best_score = candidate, score
+    return best
+
+
+def _read_csv(data: bytes, name: str, delimiter: str | None) -> pd.DataFrame:
+    kind = _binary_kind(data)
+    if kind:
+        raise DataError(f"{name} is not CSV text (it looks like {kind})")
+    if delimiter is None:
+        delimiter = _sniff_delimiter(data[:_SNIFF_BYTES].decode("utf-8", "replace"), len(data) > _SNIFF_BYTES)
+    if len(delimiter) != 1:
+        raise DataError(f"a CSV delimiter must be one character, got {delimiter!r}")
+    if not data.endswith((b"\n", b"\r")):
+        # pyarrow sees a lone header line without a newline as an empty file; the newline makes it a header.
+        data += b"\n"
+    parse = pa_csv.ParseOptions(delimiter=delimiter, newlines_in_values=b'"' in data)
+    # Empty strings stay strings: the cleaning step decides which values are missing, with its markers.
+    convert = pa_csv.ConvertOptions(strings_can_be_null=False, quoted_strings_can_be_null=False)
+    try:
+        table = pa_csv.read_csv(pa.BufferReader(data), parse_options=parse, convert_options=convert)
+        temporal = [f.name for f in table.schema if pa.types.is_temporal(f.type)]
+        if temporal:
+            # Read dates and times again as text, exactly as written (the schema has no date kind).
+            convert.column_types = dict.fromkeys(temporal, pa.string())
+            table = pa_csv.read_csv(pa.BufferReader(data), parse_options=parse, convert_options=convert)
+    except pa.ArrowInvalid as exc:
+        raise DataError(
+            f"{name} is not valid CSV (expected UTF-8 text with a header row): {_first_line(exc)}"
+        ) from None
+    # pyarrow reads a column with invalid UTF-8 as bytes rather than failing.
+    undecodable = [f.name for f in table.schema if pa.types.is_binary(f.type) or pa.types.is_large_binary(f.type)]
+    if undecodable:
+        raise DataError(f"{name} is not UTF-8 text (column {undecodable[0]!r} has other bytes); save it as UTF-8")
+    names = [n.strip() for n in table.column_names]
+    if all(_is_number(n) for n in names):
+        raise DataError(
+            f"{name} has no header row: its first line ({delimiter.join(names)[:80]}) looks like data; "
+            "add a first line of column names"
+        )
+    frame: pd.DataFrame = table.to_pandas()
+    return frame
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _read_parquet(data: bytes, name: str) -> pd.DataFrame:
+    if not data.startswith(b"PAR1"):
+        looks = _binary_kind(data) or "text"
+        raise DataError(f"{name} is not a Parquet file (it looks like {looks})")
+    try:
+        frame: pd.DataFrame = pq.read_table(pa.BufferReader(data)).to_pandas()
+    except (pa.ArrowException, OSError, ValueError) as exc:
+        raise DataError(f"{name} is not a valid Parquet file: {_first_line(exc)}") from None
+    if isinstance(frame.index, pd.RangeIndex):
+        return frame
+    # A named index written by pandas is data (e.g. an id); an unnamed one is only row labels.
+    return frame.reset_index(drop=all(n is None for n in frame.index.names))
+
+
+def _read_json(data: bytes, name: str, *, lines: bool) -> pd.DataFrame:
+    kind = _binary_kind(data)
+    if kind:
+        raise DataError(f"{name} is not JSON (it looks like {kind})")
+    if lines:
+        records: list[Any] = []
+        for number, line in enumerate(data.splitlines(), start=1):
+            if not line.strip():
+                continue
+            try:
+                record = orjson.loads(line)
+            except orjson.JSONDecodeError as exc:
+                raise DataError(f"{name} line {number} is not valid JSON: {exc}") from None
+            if not isinstance(record, dict):
+                raise DataError(f"{name} line {number}: expected a JSON object, got {type(record).__name__}")
+            records.append(record)
+        return pd.DataFrame.from_records(records)
+    try:
+        loaded = orjson.loads(data)
+    except orjson.JSONDecodeError as exc:
+        raise DataError(f"{name} is not valid JSON: {exc}") from None
+    expected = 'expected an array of records ([{"col": value}, ...]) or an object of columns ({"col": [...]})'
+    if isinstance(loaded, list):
+        if not all(isinstance(r, dict) for r in loaded):
+            raise DataError(f"{name}: {expected}; the array holds non-objects")
+        if not loaded:
+            raise DataError(f"{name} has no records (an empty JSON array)")
+        return pd.DataFrame.from_records(loaded)
+    if isinstance(loaded, dict) and all(isinstance(c, list | dict) for c in loaded.values()):
+        try:
+            frame = pd.DataFrame(loaded)
+        except ValueError as exc:
+            raise DataError(f"{name}: the columns do not line up: {_first_line(exc)}") from None
+        return frame.reset_index(drop=True)
+    raise DataError(f"{name}: {expected}; got {type(loaded).__name__}")

@@ -1,0 +1,83 @@
+"""Domain errors, shared by the CLI and the HTTP layer.
+
+No web framework is imported here: each error carries the HTTP status and the CLI exit code it maps to, and
+the transports (``fasttrack.cli``, ``fasttrack.serving``) translate them with one handler each.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+class FastTrackError(Exception):
+    """Base class of every error FastTrack raises on purpose.
+
+    ``str(error)`` is one readable line meant for a person: it says what is wrong and, where it helps, what
+    to do about it.
+    """
+
+    status_code: int = 500
+    exit_code: int = 1
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class ConfigError(FastTrackError):
+    """A configuration value or command-line option is invalid (a usage error)."""
+
+    status_code = 400
+    exit_code = 2
+
+
+class DataError(FastTrackError):
+    """Input data cannot be read or used: missing or empty file, unknown format, absent target, ..."""
+
+    status_code = 422
+
+
+@dataclass(frozen=True)
+class Violation:
+    """One problem found while validating data against a schema: which field and why."""
+
+    field: str
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.field}: {self.reason}"
+
+
+class SchemaValidationError(DataError):
+    """Data does not match the training schema; carries every violation found."""
+
+    def __init__(self, violations: list[Violation]) -> None:
+        self.violations = list(violations)
+        shown = "; ".join(str(v) for v in self.violations[:5])
+        more = f" (and {len(self.violations) - 5} more)" if len(self.violations) > 5 else ""
+        super().__init__(f"input does not match the model's schema: {shown}{more}")
+
+
+class QualityGateError(FastTrackError):
+    """A trained model did not pass the quality gate and was not registered for serving."""
+
+
+class ModelNotFoundError(FastTrackError):
+    """A model URI, registered model, version or alias does not exist."""
+
+    status_code = 404
+
+
+class ModelLoadError(FastTrackError):
+    """A model exists but cannot be loaded or fails its load-time checks."""
+
+    status_code = 503
+
+
+class RegistryError(FastTrackError):
+    """The tracking server or model registry refused or failed an operation."""
+
+    status_code = 502

@@ -1,0 +1,196 @@
+"""The model folder: an MLflow model directory that also describes itself to FastTrack.
+
+A registered FastTrack model is a standard MLflow model (``MLmodel``, the pickled scikit-learn pipeline,
+requirements, signature and input example), so ``mlflow.pyfunc`` and ``models:/`` URIs work on it, plus two files
+under ``extra_files/``: ``fasttrack.json`` (:class:`ModelMetadata`: task, labels, metrics, config, data lineage,
+library versions) and ``schema.json`` (the training :class:`~fasttrack.data.schema.Schema`).
+
+:func:`load_model_folder` loads such a folder without importing MLflow (which costs over a second at start-up)
+and refuses one whose scikit-learn version differs from the running one: pickles do not survive that.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import pickle
+import platform
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import yaml
+from pydantic import BaseModel, ConfigDict, Field
+
+from fasttrack.config import ModelKind, ResolvedTask
+from fasttrack.data.schema import Label, Schema, prepare_features
+from fasttrack.errors import ModelLoadError
+
+log = logging.getLogger(__name__)
+
+METADATA_FILE = "fasttrack.json"
+SCHEMA_FILE = "schema.json"
+EXTRA_DIR = "extra_files"
+FORMAT_VERSION = 1
+
+#: Libraries whose versions are recorded with a model; those in ``_MUST_MATCH`` are checked on load.
+TRACKED_LIBRARIES = ("scikit-learn", "numpy", "pandas", "xgboost-cpu", "mlflow", "fasttrack")
+_MUST_MATCH = ("scikit-learn",)
+
+
+class DataLineage(BaseModel):
+    """Where the training data came from and what it was."""
+
+    model_config = ConfigDict(extra="allow")
+    source: str
+    fingerprint: str
+    rows: int
+    columns: int
+
+
+class ModelMetadata(BaseModel):
+    """Everything FastTrack records about a model, stored as ``fasttrack.json`` in the model folder."""
+
+    model_config = ConfigDict(extra="forbid")
+    format_version: int = FORMAT_VERSION
+    name: str
+    task: ResolvedTask
+    target: str
+    model: ModelKind
+    features: list[str]
+    labels: list[Label] | None = None
+    primary_metric: str
+    metrics: dict[str, float]
+    baseline_metrics: dict[str, float]
+    cv: dict[str, tuple[float, float]] = Field(default_factory=dict)
+    config: dict[str, Any]
+    data: DataLineage
+    trained_at: str = Field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
+    run_id: str | None = None
+    git_commit: str | None = None
+    python: str = Field(default_factory=platform.python_version)
+    libraries: dict[str, str] = Field(default_factory=dict)
+    input_example: list[dict[str, Any]] = Field(default_factory=list)
+
+
+def library_versions() -> dict[str, str]:
+    """Installed versions of the libraries a model depends on (those installed)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    found: dict[str, str] = {}
+    for name in TRACKED_LIBRARIES:
+        try:
+            found[name] = version(name)
+        except PackageNotFoundError:
+            continue
+    return found
+
+
+def write_extra_files(folder: Path, metadata: ModelMetadata, schema: Schema) -> list[Path]:
+    """Write ``fasttrack.json`` and ``schema.json`` into ``folder``; returns their paths."""
+    folder.mkdir(parents=True, exist_ok=True)
+    meta_path = folder / METADATA_FILE
+    meta_path.write_text(metadata.model_dump_json(indent=2), encoding="utf-8")
+    schema_path = folder / SCHEMA_FILE
+    schema.save(schema_path)
+    return [meta_path, schema_path]
+
+
+@dataclass
+class LoadedModel:
+    """A model folder in memory: the fitted pipeline with its schema and metadata."""
+
+    path: Path
+    pipeline: Any
+    schema: Schema
+    metadata: ModelMetadata
+
+    @property
+    def is_classifier(self) -> bool:
+        """Whether the model predicts labels (and class probabilities)."""
+        return self.metadata.task == "classification"
+
+    def predict(self, frame: pd.DataFrame) -> list[Any]:
+        """Predictions for a frame of raw feature columns, as plain Python values (labels keep their type)."""
+        prepared = prepare_features(frame, self.schema)
+        return _to_python(self.pipeline.predict(prepared))
+
+    def predict_proba(self, frame: pd.DataFrame) -> list[dict[str, float]]:
+        """Class probabilities per row, keyed by label (as a string, the JSON way)."""
+        if not self.is_classifier:
+            raise ModelLoadError("this model is a regressor: it has no class probabilities")
+        prepared = prepare_features(frame, self.schema)
+        proba = np.asarray(self.pipeline.predict_proba(prepared), dtype=float)
+        labels = [str(label) for label in _to_python(self.pipeline.classes_)]
+        return [dict(zip(labels, map(float, row), strict=True)) for row in proba]
+
+
+def _to_python(values: Any) -> list[Any]:
+    """numpy scalars to Python scalars, so labels and numbers serialise as JSON of their own type."""
+    return np.asarray(values).tolist()  # type: ignore[no-any-return]
+
+
+def find_extra(folder: Path, name: str) -> Path:
+    """Path of one of FastTrack's files in a model folder (``extra_files/NAME``, or ``NAME`` at the top)."""
+    for candidate in (folder / EXTRA_DIR / name, folder / name):
+        if candidate.is_file():
+            return candidate
+    raise ModelLoadError(f"{folder} is not a FastTrack model folder: {name} is missing")
+
+
+def load_model_folder(path: str | Path) -> LoadedModel:
+    """Load a local model folder, checking it is complete and was made with this scikit-learn version."""
+    folder = Path(path)
+    if not folder.is_dir():
+        raise ModelLoadError(f"model folder not found: {folder}")
+    mlmodel = folder / "MLmodel"
+    if not mlmodel.is_file():
+        raise ModelLoadError(f"{folder} is not an MLflow model folder: MLmodel is missing")
+    try:
+        metadata = ModelMetadata.model_validate_json(find_extra(folder, METADATA_FILE).read_text(encoding="utf-8"))
+        schema = Schema.load(find_extra(folder, SCHEMA_FILE))
+    except (ValueError, OSError) as exc:
+        raise ModelLoadError(f"{folder}: unreadable model metadata ({exc})") from None
+    _check_versions(metadata)
+    pipeline = _load_sklearn(folder, mlmodel)
+    return LoadedModel(path=folder, pipeline=pipeline, schema=schema, metadata=metadata)
+
+
+def _check_versions(metadata: ModelMetadata) -> None:
+    installed = library_versions()
+    for name in _MUST_MATCH:
+        recorded = metadata.libraries.get(name)
+        if recorded and installed.get(name) and recorded != installed[name]:
+            raise ModelLoadError(
+                f"model was trained with {name} {recorded} but {installed[name]} is installed; "
+                f"retrain it or install {name}=={recorded}"
+            )
+    for name, recorded in metadata.libraries.items():
+        if name not in _MUST_MATCH and installed.get(name) not in (None, recorded):
+            log.info("model was trained with %s %s; %s is installed", name, recorded, installed[name])
+
+
+def _load_sklearn(folder: Path, mlmodel: Path) -> Any:
+    try:
+        spec = yaml.safe_load(mlmodel.read_text(encoding="utf-8"))
+        flavor = spec["flavors"]["sklearn"]
+        model_file = folder / flavor["pickled_model"]
+        fmt = flavor.get("serialization_format", "cloudpickle")
+    except (KeyError, TypeError, yaml.YAMLError) as exc:
+        raise ModelLoadError(f"{mlmodel}: not a scikit-learn MLflow model ({exc})") from None
+    if fmt not in ("cloudpickle", "pickle"):
+        raise ModelLoadError(f"{mlmodel}: unsupported serialization format {fmt!r}")
+    try:
+        with model_file.open("rb") as handle:
+            # Only folders this project wrote (its registry or a path the operator names) are ever loaded.
+            return pickle.load(handle)
+    except Exception as exc:  # a pickle can fail in many ways; all mean "cannot load"
+        raise ModelLoadError(f"{model_file}: cannot load the model ({type(exc).__name__}: {exc})") from None
+
+
+def read_metadata(folder: str | Path) -> ModelMetadata:
+    """Read only ``fasttrack.json`` from a model folder (cheap: no model is unpickled)."""
+    return ModelMetadata.model_validate(json.loads(find_extra(Path(folder), METADATA_FILE).read_text("utf-8")))

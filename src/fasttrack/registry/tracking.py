@@ -1,0 +1,457 @@
+"""Tracking and registry: every training run in MLflow, every passing model a registered version.
+
+The embedded default is a SQLite store with local artifacts under ``Settings.home`` (``./.fasttrack/``), made on
+first use; ``MLFLOW_TRACKING_URI`` (or ``FASTTRACK_TRACKING_URI``) points everything at a real server instead.
+
+Registration is the last step and the only one that makes a model servable: the model is logged, downloaded back
+from the store and checked to load and predict, and only then registered. A run killed half-way leaves at most
+an unregistered logged model, never a registered version that cannot be loaded.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+import subprocess
+import tempfile
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pandas as pd
+
+from fasttrack.config import Settings
+from fasttrack.errors import FastTrackError, ModelNotFoundError, RegistryError
+from fasttrack.registry.model_folder import (
+    DataLineage,
+    ModelMetadata,
+    library_versions,
+    load_model_folder,
+    write_extra_files,
+)
+
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
+
+    from fasttrack.data.clean import CleanReport
+    from fasttrack.training.train import TrainResult
+
+log = logging.getLogger(__name__)
+
+CHAMPION = "champion"
+TAG_PRIMARY = "fasttrack.primary_metric"
+TAG_PRIMARY_VALUE = "fasttrack.primary_metric_value"
+
+
+@dataclass(frozen=True)
+class TrackedRun:
+    """What :func:`log_training` did: the run, the logged model and, when registered, its version."""
+
+    run_id: str
+    experiment_id: str
+    model_uri: str
+    name: str
+    version: str | None = None
+    aliases: list[str] = field(default_factory=list)
+
+    @property
+    def registered(self) -> bool:
+        """Whether the model became a registered version."""
+        return self.version is not None
+
+
+@dataclass(frozen=True)
+class VersionInfo:
+    """One registered model version, as ``fasttrack models list`` shows it."""
+
+    name: str
+    version: str
+    aliases: list[str]
+    primary_metric: str | None
+    primary_metric_value: float | None
+    run_id: str | None
+    created: pd.Timestamp
+
+
+@dataclass(frozen=True)
+class ResolvedModel:
+    """A model URI resolved to a local folder, with its registry coordinates where it has them."""
+
+    uri: str
+    path: Path
+    name: str | None = None
+    version: str | None = None
+    alias: str | None = None
+
+
+def configure(settings: Settings) -> str:
+    """Point MLflow at the tracking URI in force and return it; creates the embedded store's folder if used."""
+    import mlflow
+
+    uri = settings.resolved_tracking_uri()
+    if _is_embedded(uri, settings):
+        settings.home.mkdir(parents=True, exist_ok=True)
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    return uri
+
+
+def _is_embedded(uri: str, settings: Settings) -> bool:
+    return uri == f"sqlite:///{(settings.home / 'mlflow.db').resolve()}"
+
+
+def client(settings: Settings) -> MlflowClient:
+    """An MLflow client on the configured tracking and registry URIs."""
+    from mlflow import MlflowClient
+
+    uri = configure(settings)
+    return MlflowClient(tracking_uri=uri, registry_uri=uri)
+
+
+@contextmanager
+def registry_errors(what: str) -> Iterator[None]:
+    """Turn MLflow's and the network's exceptions into one-line FastTrack errors."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        yield
+    except FastTrackError:
+        raise
+    except MlflowException as exc:
+        message = str(exc.message).splitlines()[0] if exc.message else type(exc).__name__
+        if exc.error_code in ("RESOURCE_DOES_NOT_EXIST", "NOT_FOUND"):
+            raise ModelNotFoundError(f"{what}: {message}") from None
+        raise RegistryError(f"{what}: {message}") from None
+    except (OSError, ConnectionError) as exc:
+        raise RegistryError(f"{what}: {exc}") from None
+
+
+def _experiment_id(mlflow_client: MlflowClient, name: str, settings: Settings) -> str:
+    experiment = mlflow_client.get_experiment_by_name(name)
+    if experiment is not None:
+        return str(experiment.experiment_id)
+    location = settings.artifact_root() if _is_embedded(settings.resolved_tracking_uri(), settings) else None
+    return str(mlflow_client.create_experiment(name, artifact_location=location))
+
+
+def git_commit() -> str | None:
+    """The current git commit, when running inside a git checkout."""
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5, check=True
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out or None
+
+
+def _records(frame: pd.DataFrame) -> list[dict[str, Any]]:
+    """JSON-ready records: NaN becomes None."""
+    return list(json.loads(frame.to_json(orient="records")))
+
+
+def _pip_requirements(pipeline: Any) -> list[str]:
+    versions = library_versions()
+    names = ["scikit-learn", "numpy", "pandas", "cloudpickle"]
+    if "xgboost" in type(_final_estimator(pipeline)).__module__ or "xgb" in repr(pipeline).lower():
+        names.append("xgboost-cpu")
+    from importlib.metadata import version
+
+    return [f"{n}=={versions[n] if n in versions else version(n)}" for n in names]
+
+
+def _final_estimator(pipeline: Any) -> Any:
+    return pipeline.steps[-1][1] if hasattr(pipeline, "steps") else pipeline
+
+
+def log_training(
+    result: TrainResult,
+    *,
+    settings: Settings,
+    source: str,
+    fingerprint: str,
+    clean_report: CleanReport | None = None,
+    plots: list[Path] | None = None,
+    register: bool = True,
+) -> TrackedRun:
+    """Record a training run in MLflow and, if its quality gate passed and ``register`` is set, register it.
+
+    The run gets the config as params; test, baseline and cross-validation metrics; the data fingerprint,
+    source, git commit and library versions as tags; the evaluation, cleaning report, schema and plots as
+    artifacts; and the model itself (an MLflow sklearn model with FastTrack's metadata and schema inside).
+    """
+    import mlflow
+    import mlflow.sklearn
+    from mlflow.models import infer_signature
+
+    # The model's requirements are given explicitly: MLflow must not copy this project's uv files into it.
+    os.environ.setdefault("MLFLOW_UV_AUTO_DETECT", "false")
+    os.environ.setdefault("MLFLOW_LOG_UV_FILES", "false")
+    config = result.config
+    name = config.resolved_name()
+    evaluation = result.evaluation
+    with registry_errors(f"recording the run of model {name!r}"):
+        mlflow_client = client(settings)
+        experiment_id = _experiment_id(mlflow_client, name, settings)
+        commit = git_commit()
+        with mlflow.start_run(experiment_id=experiment_id, run_name=f"{config.model}") as run:
+            run_id = run.info.run_id
+            mlflow.log_params(_params(result))
+            mlflow.set_tags(
+                {
+                    "fasttrack.task": result.task,
+                    "fasttrack.model": config.model,
+                    "fasttrack.data.source": source,
+                    "fasttrack.data.fingerprint": fingerprint,
+                    "fasttrack.data.rows": str(result.train_rows + result.test_rows),
+                    "fasttrack.gate": "passed" if evaluation.gate.passed else "failed",
+                    **(
+                        {"fasttrack.gate.reasons": " | ".join(evaluation.gate.reasons)}
+                        if evaluation.gate.reasons
+                        else {}
+                    ),
+                    **({"mlflow.source.git.commit": commit} if commit else {}),
+                    **{f"fasttrack.version.{k}": v for k, v in library_versions().items()},
+                }
+            )
+            mlflow.log_metrics(_metrics(result))
+            with tempfile.TemporaryDirectory(prefix="fasttrack-") as tmp:
+                staging = Path(tmp)
+                metadata = ModelMetadata(
+                    name=name,
+                    task=result.task,
+                    target=result.schema.target.name,
+                    model=config.model,
+                    features=result.schema.feature_names,
+                    labels=result.labels,
+                    primary_metric=evaluation.primary_metric,
+                    metrics=evaluation.metrics,
+                    baseline_metrics=evaluation.baseline,
+                    cv=evaluation.cv,
+                    config=config.model_dump(mode="json"),
+                    data=DataLineage(
+                        source=source,
+                        fingerprint=fingerprint,
+                        rows=result.train_rows + result.test_rows,
+                        columns=len(result.schema.features) + 1,
+                    ),
+                    run_id=run_id,
+                    git_commit=commit,
+                    libraries=library_versions(),
+                    input_example=_records(result.input_example),
+                )
+                extras = write_extra_files(staging / "extras", metadata, result.schema)
+                reports = staging / "reports"
+                reports.mkdir()
+                (reports / "evaluation.json").write_text(json.dumps(evaluation.to_dict(), indent=2), "utf-8")
+                if clean_report is not None:
+                    (reports / "clean_report.json").write_text(clean_report.model_dump_json(indent=2), "utf-8")
+                mlflow.log_artifacts(str(reports), artifact_path="reports")
+                for plot in plots or []:
+                    mlflow.log_artifact(str(plot), artifact_path="plots")
+                with warnings.catch_warnings():
+                    # MLflow warns about integer columns and input example conversions we already handle.
+                    warnings.simplefilter("ignore")
+                    signature = infer_signature(result.input_example, result.pipeline.predict(result.input_example))
+                    info = mlflow.sklearn.log_model(
+                        result.pipeline,
+                        name="model",
+                        signature=signature,
+                        input_example=result.input_example,
+                        pip_requirements=_pip_requirements(result.pipeline),
+                        extra_files=[str(p) for p in extras],
+                        metadata={"fasttrack_format": metadata.format_version},
+                        # skops would need an allow-list of every type in the pipeline; the folder loader reads
+                        # cloudpickle, and only from this project's own registry or a folder the operator names.
+                        serialization_format=mlflow.sklearn.SERIALIZATION_FORMAT_CLOUDPICKLE,
+                    )
+            if not (register and evaluation.gate.passed):
+                return TrackedRun(run_id=run_id, experiment_id=experiment_id, model_uri=info.model_uri, name=name)
+            _check_loadable(info.model_uri, metadata)
+            return _register(mlflow_client, info.model_uri, name, run_id, experiment_id, evaluation)
+
+
+def _params(result: TrainResult) -> dict[str, Any]:
+    config = result.config.model_dump(mode="json")
+    params = {k: v for k, v in config.items() if k not in ("params", "thresholds") and v is not None}
+    params.update({f"param.{k}": v for k, v in result.config.params.items()})
+    params.update({f"threshold.{k}": v for k, v in result.config.thresholds.items()})
+    params["resolved_task"] = result.task
+    params["primary_metric"] = result.evaluation.primary_metric
+    return {k: (json.dumps(v) if isinstance(v, list | dict) else v) for k, v in params.items()}
+
+
+def _metrics(result: TrainResult) -> dict[str, float]:
+    evaluation = result.evaluation
+    metrics = {f"test_{k}": v for k, v in evaluation.metrics.items()}
+    metrics.update({f"baseline_{k}": v for k, v in evaluation.baseline.items()})
+    for k, (mean, std) in evaluation.cv.items():
+        metrics[f"cv_{k}_mean"] = mean
+        metrics[f"cv_{k}_std"] = std
+    metrics["fit_seconds"] = result.fit_seconds
+    return metrics
+
+
+def _check_loadable(model_uri: str, metadata: ModelMetadata) -> None:
+    """Download the logged model from the store and predict its input example, before it is registered."""
+    import mlflow
+
+    with tempfile.TemporaryDirectory(prefix="fasttrack-check-") as tmp:
+        local = mlflow.artifacts.download_artifacts(artifact_uri=model_uri, dst_path=tmp)
+        loaded = load_model_folder(local)
+        loaded.predict(pd.DataFrame(metadata.input_example, columns=metadata.features))
+
+
+def _register(
+    mlflow_client: MlflowClient, model_uri: str, name: str, run_id: str, experiment_id: str, evaluation: Any
+) -> TrackedRun:
+    from mlflow.exceptions import MlflowException
+
+    try:
+        mlflow_client.create_registered_model(name)
+    except MlflowException as exc:
+        if exc.error_code not in ("RESOURCE_ALREADY_EXISTS", "ALREADY_EXISTS"):
+            raise
+    primary = evaluation.primary_metric
+    version = mlflow_client.create_model_version(
+        name,
+        source=model_uri,
+        run_id=run_id,
+        model_id=model_uri.removeprefix("models:/"),
+        tags={TAG_PRIMARY: primary, TAG_PRIMARY_VALUE: str(evaluation.metrics[primary])},
+    )
+    aliases: list[str] = []
+    if CHAMPION not in mlflow_client.get_registered_model(name).aliases:
+        mlflow_client.set_registered_model_alias(name, CHAMPION, version.version)
+        aliases.append(CHAMPION)
+    return TrackedRun(
+        run_id=run_id,
+        experiment_id=experiment_id,
+        model_uri=model_uri,
+        name=name,
+        version=str(version.version),
+        aliases=aliases,
+    )
+
+
+def list_versions(settings: Settings, name: str | None = None) -> list[VersionInfo]:
+    """Registered model versions (of one model, or of all), newest first within each model."""
+    with registry_errors("listing models"):
+        mlflow_client = client(settings)
+        names = [name] if name else sorted(m.name for m in mlflow_client.search_registered_models())
+        rows: list[VersionInfo] = []
+        for model_name in names:
+            aliases_by_version: dict[str, list[str]] = {}
+            for alias, version in mlflow_client.get_registered_model(model_name).aliases.items():
+                aliases_by_version.setdefault(str(version), []).append(alias)
+            versions = mlflow_client.search_model_versions(f"name='{model_name}'")
+            for mv in sorted(versions, key=lambda v: int(v.version), reverse=True):
+                value = mv.tags.get(TAG_PRIMARY_VALUE)
+                rows.append(
+                    VersionInfo(
+                        name=model_name,
+                        version=str(mv.version),
+                        aliases=sorted(aliases_by_version.get(str(mv.version), [])),
+                        primary_metric=mv.tags.get(TAG_PRIMARY),
+                        primary_metric_value=float(value) if value is not None else None,
+                        run_id=mv.run_id,
+                        created=pd.Timestamp(mv.creation_timestamp, unit="ms", tz="UTC"),
+                    )
+                )
+        return rows
+
+
+def promote(settings: Settings, name: str, version: str, alias: str = CHAMPION) -> None:
+    """Point ``alias`` (default ``champion``) of registered model ``name`` at ``version``."""
+    with registry_errors(f"promoting {name} version {version}"):
+        mlflow_client = client(settings)
+        mlflow_client.get_model_version(name, version)  # raises "not found" with MLflow's message
+        mlflow_client.set_registered_model_alias(name, alias, version)
+
+
+def default_model_uri(settings: Settings) -> str:
+    """The model served or used when none is named: ``FASTTRACK_MODEL``, else the default model's champion."""
+    return settings.model or f"models:/{settings.model_name}@{CHAMPION}"
+
+
+def resolve_model(uri: str | None, settings: Settings) -> ResolvedModel:
+    """Resolve a model URI (or a local folder) to a local model folder, downloading registered versions once.
+
+    ``models:/NAME@ALIAS``, ``models:/NAME/VERSION``, ``models:/NAME`` (latest version), ``runs:/...`` and any
+    other MLflow artifact URI work; a ``@champion`` that is not set falls back to the latest version.
+    """
+    uri = uri or default_model_uri(settings)
+    local = Path(uri)
+    if "://" not in uri and local.exists():
+        return ResolvedModel(uri=uri, path=local)
+    if not uri.startswith("models:/"):
+        if "://" not in uri and ":/" not in uri:
+            raise ModelNotFoundError(f"model not found: {uri} is neither a folder nor a model URI (models:/NAME@ALIAS)")
+        return ResolvedModel(uri=uri, path=_download(uri, settings, key=uri))
+    name, version, alias = _parse_models_uri(uri)
+    with registry_errors(f"resolving {uri}"):
+        mlflow_client = client(settings)
+        if alias:
+            try:
+                mv = mlflow_client.get_model_version_by_alias(name, alias)
+            except Exception:
+                if alias != CHAMPION:
+                    raise
+                mv = _latest(mlflow_client, name, uri)
+        elif version:
+            mv = mlflow_client.get_model_version(name, version)
+        else:
+            mv = _latest(mlflow_client, name, uri)
+        key = f"{settings.resolved_tracking_uri()}|{name}|{mv.version}"
+        path = _download(f"models:/{name}/{mv.version}", settings, key=key)
+    return ResolvedModel(uri=uri, path=path, name=name, version=str(mv.version), alias=alias)
+
+
+def _latest(mlflow_client: MlflowClient, name: str, uri: str) -> Any:
+    versions = mlflow_client.search_model_versions(f"name='{name}'")
+    if not versions:
+        raise ModelNotFoundError(f"no registered model {name!r} (from {uri}); train one with `fasttrack train`")
+    return max(versions, key=lambda v: int(v.version))
+
+
+def _parse_models_uri(uri: str) -> tuple[str, str | None, str | None]:
+    rest = uri.removeprefix("models:/").strip("/")
+    if "@" in rest:
+        name, alias = rest.split("@", 1)
+        return name, None, alias
+    parts = rest.split("/")
+    if len(parts) == 2 and parts[1].isdigit():
+        return parts[0], parts[1], None
+    if len(parts) == 1 and parts[0]:
+        return parts[0], None, None
+    raise ModelNotFoundError(f"cannot parse model URI {uri!r}: use models:/NAME@ALIAS or models:/NAME/VERSION")
+
+
+def _download(artifact_uri: str, settings: Settings, *, key: str) -> Path:
+    """Download once into the local cache (registered versions are immutable), atomically."""
+    import mlflow
+
+    cache = settings.home / "models" / hashlib.sha256(key.encode()).hexdigest()[:16]
+    if (cache / "MLmodel").is_file():
+        return cache
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    with registry_errors(f"downloading {artifact_uri}"):
+        tmp = Path(tempfile.mkdtemp(prefix=".download-", dir=cache.parent))
+        try:
+            local = Path(mlflow.artifacts.download_artifacts(artifact_uri=artifact_uri, dst_path=str(tmp)))
+            if not (local / "MLmodel").is_file():
+                raise ModelNotFoundError(f"{artifact_uri} is not a model (no MLmodel file)")
+            try:
+                local.rename(cache)
+            except OSError:
+                if not (cache / "MLmodel").is_file():  # another process won the race: use its copy
+                    raise
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+    return cache

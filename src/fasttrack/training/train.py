@@ -1,0 +1,280 @@
+"""Training: split the cleaned data, cross-validate, fit the pipeline, and evaluate it against a baseline.
+
+:func:`train` is pure with respect to the outside world: it logs nothing to MLflow (``fasttrack.registry``
+does), writes no files, and does not raise when the model fails its quality gate; the decision is in
+``result.evaluation.gate`` for the caller to act on.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sklearn.base import clone
+from sklearn.dummy import DummyClassifier, DummyRegressor
+from sklearn.model_selection import KFold, StratifiedKFold, train_test_split
+from sklearn.pipeline import Pipeline
+
+from fasttrack.config import ResolvedTask, TrainConfig
+from fasttrack.data.schema import Schema, prepare_features
+from fasttrack.errors import ConfigError, DataError
+from fasttrack.training.evaluate import (
+    Evaluation,
+    compute_metrics,
+    confusion,
+    evaluate_model,
+    predict_outputs,
+    quality_gate,
+)
+from fasttrack.training.pipeline import build_pipeline
+
+#: Fewest rows (with a target value) :func:`train` accepts: enough for a training and a test part.
+MIN_ROWS = 5
+#: Rows of the test part kept as ``input_example``.
+EXAMPLE_ROWS = 5
+
+
+@dataclass
+class TrainResult:
+    """Everything a training run produced, for the registry, the CLI and later checks.
+
+    ``pipeline`` is fitted on the training part only; ``X_test``/``y_test`` are the prepared held-out rows it
+    was evaluated on (kept for ONNX agreement checks and champion/challenger comparisons) and
+    ``input_example`` their first rows. ``labels`` are the classification labels in their original values and
+    in the order of every probability column FastTrack reports (``None`` for regression).
+    """
+
+    pipeline: Pipeline
+    schema: Schema
+    config: TrainConfig
+    task: ResolvedTask
+    labels: list[Any] | None
+    evaluation: Evaluation
+    train_rows: int
+    test_rows: int
+    fit_seconds: float
+    X_test: pd.DataFrame
+    y_test: pd.Series[Any]
+    input_example: pd.DataFrame
+
+
+def train(
+    frame: pd.DataFrame,
+    config: TrainConfig,
+    schema: Schema,
+    *,
+    on_step: Callable[[str], None] | None = None,
+) -> TrainResult:
+    """Train and evaluate a model on ``frame`` (cleaned data including the target column) as ``config`` says.
+
+    The task and features come from ``schema``. Rows are split into a training and a test part (stratified by
+    label for classification when every class has at least two rows); the training part is cross-validated
+    (``config.cv_folds`` folds, fewer when the rarest class is smaller, none with a note when impossible),
+    then the pipeline is fitted on it and scored on the test part next to a prior/mean baseline, and the
+    quality gate decides. Rows without a target value are left out. ``on_step`` receives a short description
+    before each long step, for progress display. The same frame, config and seed give identical results.
+    """
+    report = on_step or _silent
+    task = schema.target.task
+    if config.task not in ("auto", task):
+        raise ConfigError(f"the config asks for {config.task} but the schema's target is for {task}")
+    if config.target != schema.target.name:
+        raise ConfigError(f"the config's target is {config.target!r} but the schema's is {schema.target.name!r}")
+    primary_metric = config.primary_metric_for(task)
+    # Built before touching the data so that a bad model parameter fails at once.
+    pipeline = build_pipeline(schema, config.model, task=task, params=config.params, seed=config.seed)
+    x, y, labels = _features_and_target(frame, schema)
+    notes: list[str] = []
+    x_train, x_test, y_train, y_test = _split(
+        x, y, task=task, test_size=config.test_size, seed=config.seed, notes=notes
+    )
+    cv, cv_folds = _cross_validate(
+        pipeline,
+        x_train,
+        y_train,
+        task=task,
+        labels=labels,
+        folds=config.cv_folds,
+        seed=config.seed,
+        report=report,
+        notes=notes,
+    )
+
+    report(f"fitting {config.model} on {len(x_train)} rows")
+    started = time.perf_counter()
+    pipeline.fit(x_train, y_train)
+    fit_seconds = time.perf_counter() - started
+
+    report(f"evaluating on {len(x_test)} held-out rows")
+    predicted, proba = predict_outputs(pipeline, x_test, task=task, labels=labels)
+    metrics = compute_metrics(task, y_test, predicted, proba, labels)
+    dummy = DummyClassifier(strategy="prior") if task == "classification" else DummyRegressor(strategy="mean")
+    baseline = evaluate_model(dummy.fit(x_train, y_train), x_test, y_test, task=task, labels=labels)
+    gate = quality_gate(metrics, baseline, primary_metric=primary_metric, thresholds=config.thresholds)
+    evaluation = Evaluation(
+        task=task,
+        primary_metric=primary_metric,
+        metrics=metrics,
+        baseline=baseline,
+        gate=gate,
+        cv=cv,
+        cv_folds=cv_folds,
+        labels=labels,
+        confusion_matrix=confusion(y_test, predicted, labels) if labels is not None else None,
+        notes=notes,
+    )
+    return TrainResult(
+        pipeline=pipeline,
+        schema=schema,
+        config=config,
+        task=task,
+        labels=labels,
+        evaluation=evaluation,
+        train_rows=len(x_train),
+        test_rows=len(x_test),
+        fit_seconds=fit_seconds,
+        X_test=x_test,
+        y_test=y_test,
+        input_example=x_test.head(EXAMPLE_ROWS).copy(),
+    )
+
+
+def _silent(_: str) -> None:
+    return None
+
+
+def _features_and_target(frame: pd.DataFrame, schema: Schema) -> tuple[pd.DataFrame, pd.Series[Any], list[Any] | None]:
+    """Prepared features, the target as a plain numpy-backed series, and the classification labels."""
+    target = schema.target.name
+    if target not in frame.columns:
+        raise DataError(f"the target column {target!r} is not in the data")
+    rows = frame.loc[frame[target].notna()].reset_index(drop=True)
+    if len(rows) < MIN_ROWS:
+        raise DataError(f"only {len(rows)} rows have a value for {target!r}; training needs at least {MIN_ROWS}")
+    x = prepare_features(rows, schema).reset_index(drop=True)
+    task = schema.target.task
+    y = _plain_target(rows[target], task)
+    if task == "regression":
+        return x, y, None
+    seen = _natives(pd.unique(y.to_numpy()))
+    if schema.target.labels:
+        labels = list(schema.target.labels)
+        known = set(labels)
+        unexpected = [label for label in seen if label not in known]
+        if unexpected:
+            shown = ", ".join(repr(v) for v in unexpected[:5])
+            raise DataError(f"the target {target!r} has labels the schema does not list: {shown}")
+    else:
+        labels = sorted(seen)
+    return x, y, labels
+
+
+def _plain_target(values: pd.Series[Any], task: ResolvedTask) -> pd.Series[Any]:
+    """The target with a plain numpy dtype, so sklearn's ``classes_`` and predictions are native labels.
+
+    pandas extension dtypes (``str``, ``Int64``, ``boolean``, ``category``) would otherwise leak into label
+    arrays and compare or serialise differently from the values people wrote.
+    """
+    name = values.name
+    if task == "regression":
+        return pd.Series(values.astype("float64").to_numpy(), name=name)
+    dtype = values.dtype
+    if pd.api.types.is_bool_dtype(dtype):
+        return pd.Series(values.astype(bool).to_numpy(), name=name, dtype=bool)
+    if pd.api.types.is_integer_dtype(dtype):
+        return pd.Series(values.astype("int64").to_numpy(), name=name, dtype="int64")
+    if pd.api.types.is_float_dtype(dtype):
+        return pd.Series(values.astype("float64").to_numpy(), name=name, dtype="float64")
+    objects = np.asarray(values.astype(object).to_numpy(), dtype=object)
+    return pd.Series(objects, name=name, dtype=object)
+
+
+def _split(
+    x: pd.DataFrame,
+    y: pd.Series[Any],
+    *,
+    task: ResolvedTask,
+    test_size: float,
+    seed: int,
+    notes: list[str],
+) -> tuple[pd.DataFrame, pd.DataFrame, pd.Series[Any], pd.Series[Any]]:
+    """Split rows into training and test parts, stratified by label where every class allows it."""
+    stratify = None
+    if task == "classification":
+        counts = y.value_counts()
+        n_test = math.ceil(test_size * len(y))
+        n_classes = len(counts)
+        if counts.min() >= 2 and n_classes <= n_test <= len(y) - n_classes:
+            stratify = y
+        else:
+            rare = counts[counts < 2]
+            why = (
+                f"{len(rare)} class(es) have a single row ({', '.join(repr(v) for v in _natives(rare.index)[:5])})"
+                if len(rare)
+                else f"{n_classes} classes do not fit in a test part of {n_test} rows"
+            )
+            notes.append(f"the train/test split is not stratified: {why}")
+    x_train, x_test, y_train, y_test = train_test_split(
+        x, y, test_size=test_size, random_state=seed, shuffle=True, stratify=stratify
+    )
+    return (
+        x_train.reset_index(drop=True),
+        x_test.reset_index(drop=True),
+        y_train.reset_index(drop=True),
+        y_test.reset_index(drop=True),
+    )
+
+
+def _cross_validate(
+    pipeline: Pipeline,
+    x: pd.DataFrame,
+    y: pd.Series[Any],
+    *,
+    task: ResolvedTask,
+    labels: list[Any] | None,
+    folds: int,
+    seed: int,
+    report: Callable[[str], None],
+    notes: list[str],
+) -> tuple[dict[str, tuple[float, float]], int]:
+    """k-fold cross-validation of an unfitted pipeline on the training part: metric -> (mean, std), and k."""
+    if folds == 0:
+        return {}, 0
+    k = min(folds, len(y))
+    reason = f"the training part has {len(y)} rows"
+    if task == "classification":
+        smallest = int(y.value_counts().min())
+        if smallest < k:
+            k = smallest
+            reason = f"the rarest class has {smallest} training row{'s' if smallest != 1 else ''}"
+    if k < 2:
+        notes.append(f"cross-validation skipped: {reason}, too few for 2 folds")
+        return {}, 0
+    if k < folds:
+        notes.append(f"cross-validation used {k} folds instead of {folds}: {reason}")
+    report(f"cross-validating ({k} folds)")
+    splitter = (
+        StratifiedKFold(n_splits=k, shuffle=True, random_state=seed)
+        if task == "classification"
+        else KFold(n_splits=k, shuffle=True, random_state=seed)
+    )
+    scores: dict[str, list[float]] = {}
+    for fit_rows, score_rows in splitter.split(x, y):
+        model = clone(pipeline).fit(x.iloc[fit_rows], y.iloc[fit_rows])
+        fold = evaluate_model(model, x.iloc[score_rows], y.iloc[score_rows], task=task, labels=labels)
+        for metric, value in fold.items():
+            scores.setdefault(metric, []).append(value)
+    summary = {metric: (float(np.mean(values)), float(np.std(values))) for metric, values in scores.items()}
+    partial = sorted(metric for metric, values in scores.items() if len(values) < k)
+    if partial:
+        notes.append(f"cross-validation could not compute {', '.join(partial)} on every fold (a class was absent)")
+    return summary, k
+
+
+def _natives(values: Any) -> list[Any]:
+    return [v.item() if isinstance(v, np.generic) else v for v in values]

@@ -1,0 +1,86 @@
+"""Settings from the environment and TrainConfig from YAML with overrides."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from fasttrack.config import TrainConfig, get_settings, higher_is_better
+from fasttrack.errors import ConfigError
+
+
+def test_settings_read_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FASTTRACK_PORT", "9001")
+    monkeypatch.setenv("FASTTRACK_MODEL", "models:/x@champion")
+    settings = get_settings(host="0.0.0.0")
+    assert (settings.port, settings.model, settings.host) == (9001, "models:/x@champion", "0.0.0.0")
+
+
+def test_bad_settings_say_which_variable(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FASTTRACK_PORT", "eighty")
+    with pytest.raises(ConfigError, match="FASTTRACK_PORT"):
+        get_settings()
+
+
+def test_tracking_uri_precedence(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.delenv("FASTTRACK_TRACKING_URI", raising=False)
+    settings = get_settings(home=tmp_path)
+    assert settings.resolved_tracking_uri() == f"sqlite:///{tmp_path.resolve()}/mlflow.db"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:5000")
+    assert settings.resolved_tracking_uri() == "http://127.0.0.1:5000"
+    assert get_settings(tracking_uri="sqlite:///x.db").resolved_tracking_uri() == "sqlite:///x.db"
+
+
+def test_settings_make_no_folder(tmp_path: Path) -> None:
+    get_settings(home=tmp_path / "home").resolved_tracking_uri()
+    assert not (tmp_path / "home").exists()
+
+
+def test_yaml_with_overrides(tmp_path: Path) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text("data: d.csv\ntarget: y\nmodel: linear\nthresholds: {accuracy: 0.8}\n", encoding="utf-8")
+    config = TrainConfig.load(path, model="xgboost", seed=None)
+    assert (config.model, config.seed, config.thresholds) == ("xgboost", 42, {"accuracy": 0.8})
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("data: d.csv\ntarget: y\nmodel: svm\n", "model"),
+        ("data: d.csv\ntarget: y\ncv_folds: 1\n", "cv_folds"),
+        ("data: d.csv\ntarget: y\nthresholds: {speed: 1}\n", "unknown metric 'speed'"),
+        ("data: d.csv\ntarget: y\nsurprise: 1\n", "surprise"),
+        ("- a\n- b\n", "mapping"),
+        ("data: [\n", "not valid YAML"),
+        ("target: y\n", "data"),
+    ],
+)
+def test_bad_configs_are_one_clear_error(tmp_path: Path, text: str, message: str) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text(text, encoding="utf-8")
+    with pytest.raises(ConfigError, match=message):
+        TrainConfig.load(path)
+
+
+@pytest.mark.parametrize(
+    ("data", "name"),
+    [("data/sample/classification.csv", "classification"), ("s3://bucket/x/adult.csv.gz", "adult"), ("t.parquet", "t")],
+)
+def test_model_name_defaults_to_the_file_stem(data: str, name: str) -> None:
+    assert TrainConfig(data=data, target="y").resolved_name() == name
+
+
+def test_primary_metric_must_fit_the_task() -> None:
+    config = TrainConfig(data="d.csv", target="y", primary_metric="rmse")
+    assert config.primary_metric_for("regression") == "rmse"
+    with pytest.raises(ConfigError, match="does not apply to classification"):
+        config.primary_metric_for("classification")
+    assert TrainConfig(data="d.csv", target="y").primary_metric_for("classification") == "roc_auc"
+
+
+def test_metric_directions() -> None:
+    assert higher_is_better("accuracy") and not higher_is_better("rmse") and not higher_is_better("log_loss")
+    with pytest.raises(ConfigError):
+        higher_is_better("speed")
