@@ -1,0 +1,82 @@
+# syntax=docker/dockerfile:1
+# FastTrack's image: the `fasttrack` CLI; by default `fasttrack serve` on 0.0.0.0:$PORT (8000 unless set).
+#
+#   docker build -t fasttrack .
+#   docker run -p 8000:8000 -e MLFLOW_TRACKING_URI=http://mlflow:5000 -e FASTTRACK_MODEL=models:/sample@champion fasttrack
+#   docker run -p 8000:8000 -v "$PWD/model:/models/sample:ro" -e FASTTRACK_MODEL=/models/sample fasttrack
+#   docker run -v fasttrack-home:/app/.fasttrack fasttrack train --config configs/sample.yaml
+#   docker build --target with-model --build-arg MODEL_DIR=path/to/model -t fasttrack:model .   (model baked in)
+#
+# Both stages start from the same pinned base so the virtual environment built in the first runs in the second.
+# hadolint checks this file (`make lint`); tests/unit/test_deploy.py checks that it agrees with the Makefile, the
+# server's settings and the other deployment files.
+
+# ---------------------------------------------------------------------------------------------------- builder
+FROM python:3.11-slim-bookworm AS builder
+
+# The install steps mirror the Makefile's `make install`: pip installs the pinned uv (UV_VERSION, the same
+# version as in the Makefile), then `uv sync --locked --no-dev` installs exactly what uv.lock says.
+ARG UV_VERSION=0.13.9
+ENV UV_PYTHON=python3 \
+    UV_PYTHON_DOWNLOADS=never \
+    UV_LINK_MODE=copy \
+    UV_COMPILE_BYTECODE=1
+RUN pip install --no-cache-dir "uv==${UV_VERSION}"
+
+WORKDIR /app
+# Dependencies first, in their own layer: it is rebuilt only when the lock changes, not on every code change.
+COPY pyproject.toml uv.lock README.md ./
+RUN --mount=type=cache,target=/root/.cache/uv uv sync --locked --no-dev --no-install-project
+COPY src/ ./src/
+RUN --mount=type=cache,target=/root/.cache/uv uv sync --locked --no-dev
+
+# ---------------------------------------------------------------------------------------------------- runtime
+FROM python:3.11-slim-bookworm AS runtime
+
+# A fixed numeric uid, so Kubernetes' runAsNonRoot can verify it (deploy/k8s/deployment.yaml uses the same).
+RUN groupadd --system --gid 10001 fasttrack \
+    && useradd --system --no-log-init --create-home --uid 10001 --gid fasttrack --home-dir /home/fasttrack \
+        --shell /usr/sbin/nologin fasttrack \
+    && mkdir -p /app/.fasttrack \
+    && chown fasttrack:fasttrack /app/.fasttrack
+
+WORKDIR /app
+# Code and data stay owned by root (read-only to the server); only FASTTRACK_HOME is the user's.
+# The project is installed editable (as `make install` does), so src/ lives at the same path as in the builder.
+COPY --from=builder /app/.venv /app/.venv
+COPY src/ ./src/
+# The bundled sample and its configs, so `fasttrack train --config configs/sample.yaml` works in the image
+# (docker-compose.yml's one-shot trainer and the CI smoke test use it).
+COPY configs/ ./configs/
+COPY data/sample/ ./data/sample/
+COPY deploy/docker/entrypoint.sh deploy/docker/healthcheck.py ./deploy/docker/
+
+# FASTTRACK_HOME holds the downloaded-model cache (and the embedded MLflow store when no tracking URI is set);
+# mount a volume there to keep it. PORT is the listening port unless FASTTRACK_PORT is set (entrypoint.sh).
+ENV PATH="/app/.venv/bin:${PATH}" \
+    PYTHONUNBUFFERED=1 \
+    PYTHONDONTWRITEBYTECODE=1 \
+    FASTTRACK_HOME=/app/.fasttrack \
+    FASTTRACK_HOST=0.0.0.0 \
+    PORT=8000
+
+USER 10001:10001
+EXPOSE 8000
+# Liveness. /ready (model loaded) is for orchestrators' readiness probes: deploy/k8s, docker-compose.yml.
+HEALTHCHECK --interval=30s --timeout=5s --start-period=60s --start-interval=2s --retries=3 \
+    CMD ["python", "/app/deploy/docker/healthcheck.py", "/health"]
+ENTRYPOINT ["/bin/sh", "/app/deploy/docker/entrypoint.sh"]
+CMD ["serve"]
+
+# ------------------------------------------------------------------------------------------------- with-model
+# Optional: a model folder copied in at build time, served without any tracking server:
+#   docker build --target with-model --build-arg MODEL_DIR=path/to/model -t fasttrack:model .
+# (A model folder is what `mlflow artifacts download --artifact-uri models:/NAME@champion --dst-path DIR` writes.)
+FROM runtime AS with-model
+ARG MODEL_DIR=model
+COPY ${MODEL_DIR}/ /app/model/
+ENV FASTTRACK_MODEL=/app/model
+
+# ---------------------------------------------------------------------------------------------------- default
+# Keep this stage last: `docker build .` builds the last stage, and the default image must not need a model.
+FROM runtime AS default

