@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -98,3 +99,129 @@ def serve(*args: str, home: Path, cwd: Path = REPO, ready_timeout: float = 60, *
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+
+
+# ----------------------------------------------------------------------------------- models for serving tests
+#: The models :func:`train_serving_models` registers: a classifier and a regressor on the bundled samples, and a
+#: classifier over every feature kind (numeric with missing values, categorical, boolean).
+SERVING_MODELS = ("sample", "sample-regression", "mixed")
+
+
+def mixed_frame(rows: int = 400, seed: int = 7) -> Any:
+    """Every feature kind: ``amount`` (numeric, 10 % missing), ``colour`` (categorical), ``member`` (boolean)."""
+    import numpy as np
+    import pandas as pd
+
+    rng = np.random.default_rng(seed)
+    amount = rng.normal(50, 15, rows)
+    colour = rng.choice(["red", "green", "blue"], rows)
+    member = rng.random(rows) < 0.5
+    signal = (amount - 50) / 15 + np.where(colour == "red", 1.0, -0.5) + member * 0.8 + rng.normal(0, 0.5, rows)
+    amount[rng.random(rows) < 0.1] = np.nan
+    return pd.DataFrame(
+        {"amount": amount, "colour": colour, "member": member, "label": np.where(signal > 0, "yes", "no")}
+    )
+
+
+def serving_settings(home: Path) -> Any:
+    """Settings of an embedded store in ``home`` (whatever the environment says)."""
+    from fasttrack.config import Settings
+
+    return Settings(home=home, tracking_uri=f"sqlite:///{(home / 'mlflow.db').resolve()}", model=None)
+
+
+def train_serving_models(home: Path) -> None:
+    """Train and register :data:`SERVING_MODELS` (version 1 each, alias ``champion``) into ``home``'s store.
+
+    In-process and without cross-validation: a few seconds in all, where the CLI would take ~8 s per model.
+    """
+    import pandas as pd
+
+    from fasttrack.config import TrainConfig
+    from fasttrack.data.schema import infer_schema
+    from fasttrack.registry.tracking import log_training
+    from fasttrack.training.train import train
+
+    settings = serving_settings(home)
+    jobs = [
+        (
+            TrainConfig.load(REPO / "configs" / "sample.yaml", cv_folds=0),
+            pd.read_csv(REPO / "data/sample/classification.csv"),
+        ),
+        (
+            TrainConfig.load(REPO / "configs" / "sample-regression.yaml", cv_folds=0),
+            pd.read_csv(REPO / "data/sample/regression.csv"),
+        ),
+        (
+            TrainConfig(data="memory://mixed.csv", target="label", name="mixed", model="linear", cv_folds=0),
+            mixed_frame(),
+        ),
+    ]
+    for config, frame in jobs:
+        schema = infer_schema(frame, config.target, config.task)
+        result = train(frame, config, schema)
+        tracked = log_training(result, settings=settings, source=config.data, fingerprint="test")
+        assert tracked.registered, f"{config.resolved_name()} was not registered"
+
+
+def mlflow_client(home: Path) -> Any:
+    """An MLflow client on ``home``'s embedded store (the process-wide tracking URI pointed there too)."""
+    import mlflow
+
+    uri = f"sqlite:///{(home / 'mlflow.db').resolve()}"
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    return mlflow.MlflowClient(tracking_uri=uri, registry_uri=uri)
+
+
+def register_copy(home: Path, name: str, *, of: str = "sample", version: str = "1", alias: str | None = None) -> str:
+    """Register another version of ``name`` with the same model as ``of``/``version`` (fast: nothing is trained)."""
+    client = mlflow_client(home)
+    source = client.get_model_version(of, version)
+    if not client.search_registered_models(filter_string=f"name='{name}'"):
+        client.create_registered_model(name)
+    created = client.create_model_version(name, source=source.source, run_id=source.run_id, model_id=source.model_id)
+    if alias:
+        client.set_registered_model_alias(name, alias, created.version)
+    return str(created.version)
+
+
+def register_broken(home: Path, name: str, folder: Path, *, how: str = "pickle", alias: str | None = None) -> str:
+    """Register a version of ``name`` that fails: ``how="pickle"`` cannot load, ``how="check"`` loads but its
+    input example does not fit its own schema (it fails the check before serving)."""
+    import json
+    import shutil
+
+    from fasttrack.config import Settings
+    from fasttrack.registry.tracking import resolve_model
+
+    original = resolve_model("models:/sample/1", Settings(home=home, tracking_uri=f"sqlite:///{home / 'mlflow.db'}"))
+    shutil.copytree(original.path, folder)
+    if how == "pickle":
+        (folder / "model.pkl").write_bytes(b"not a pickle")
+    else:
+        meta_path = folder / "extra_files" / "fasttrack.json"
+        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+        meta["input_example"] = [{"feature_1": "not a number", "feature_2": 1.0}]
+        meta_path.write_text(json.dumps(meta), encoding="utf-8")
+    client = mlflow_client(home)
+    if not client.search_registered_models(filter_string=f"name='{name}'"):
+        client.create_registered_model(name)
+    created = client.create_model_version(name, source=str(folder.resolve()))
+    if alias:
+        client.set_registered_model_alias(name, alias, created.version)
+    return str(created.version)
+
+
+def trained_home(base: Path) -> Path:
+    """``base/serving-models``, with :data:`SERVING_MODELS` trained into it once per test session.
+
+    Pass ``tmp_path_factory.getbasetemp()``: unit and integration conftests then share one training run.
+    """
+    home = base / "serving-models"
+    done = home / ".trained"
+    if not done.exists():
+        home.mkdir(parents=True, exist_ok=True)
+        train_serving_models(home)
+        done.touch()
+    return home

@@ -8,12 +8,22 @@ overriding it, and is copied into every model's metadata.
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_serializer,
+    field_validator,
+    model_validator,
+)
+from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
 
 from fasttrack.errors import ConfigError
 
@@ -55,6 +65,12 @@ class Settings(BaseSettings):
     )
     model: str | None = Field(None, description="Model to serve: an MLflow model URI or a local model folder.")
     model_name: str = Field("sample", description="Registered model served when `model` is not set.")
+    promotion_margin: float = Field(
+        0.0,
+        ge=0,
+        description="How much better (primary metric) a challenger must be to take @champion "
+        "(`fasttrack models promote`).",
+    )
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=1, le=65535)
     workers: int = Field(1, ge=1)
@@ -62,7 +78,34 @@ class Settings(BaseSettings):
     max_batch_rows: int = Field(10_000, ge=1)
     max_body_bytes: int = Field(16 * 1024 * 1024, ge=1024)
     access_log: bool = False
+    drain_timeout: float = Field(
+        30.0, ge=0, description="Seconds a stopping server (SIGTERM) waits for in-flight requests to finish."
+    )
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    # Live monitoring (serving/drift.py, serving/feedback.py): per model version, per server process.
+    drift_window: int = Field(1000, ge=1, description="Recent rows kept per feature to measure drift on.")
+    drift_min_rows: int = Field(100, ge=1, description="Rows a feature's window needs before its drift is exported.")
+    drift_threshold: float = Field(0.2, gt=0, description="PSI above which a feature counts as drifted (alerts).")
+    drift_thresholds: dict[str, Annotated[float, Field(gt=0)]] = Field(
+        default_factory=dict,
+        description='Per-feature PSI thresholds, as JSON: {"feature_1": 0.3} ("__prediction__" for the '
+        "predictions); a name the model does not monitor refuses the model at load.",
+    )
+    feedback_capacity: int = Field(10_000, ge=1, description="Recent predictions kept for /feedback to join.")
+    feedback_ttl: float = Field(
+        0.0, ge=0, description="Seconds a prediction waits for its label (older ones are expired); 0 = no limit."
+    )
+    live_window: int = Field(1000, ge=1, description="Last joined labels the live accuracy (or RMSE, MAE) covers.")
+    live_min_samples: int = Field(100, ge=1, description="Joined labels needed before live metrics are exported.")
+
+    @field_validator("drift_min_rows", "live_min_samples")
+    @classmethod
+    def _within_window(cls, value: int, info: ValidationInfo) -> int:
+        window = "drift_window" if info.field_name == "drift_min_rows" else "live_window"
+        size = info.data.get(window)
+        if size is not None and value > size:
+            raise ValueError(f"must not exceed FASTTRACK_{window.upper()} ({size}), got {value}")
+        return value
 
     def resolved_tracking_uri(self) -> str:
         """The tracking URI in force: this setting, else ``MLFLOW_TRACKING_URI``, else the embedded store."""
@@ -84,6 +127,12 @@ def get_settings(**overrides: Any) -> Settings:
         return Settings(**{k: v for k, v in overrides.items() if v is not None})
     except ValidationError as exc:
         raise ConfigError(_first_error(exc, prefix="FASTTRACK_")) from None
+    except SettingsError as exc:  # a value pydantic-settings cannot even parse, e.g. malformed JSON for a mapping
+        field = re.search(r'field "(\w+)"', str(exc))
+        name = f"FASTTRACK_{field.group(1).upper()}" if field else "a FASTTRACK_ setting"
+        raise ConfigError(
+            f"invalid {name}: cannot parse it (a mapping is JSON, e.g. '{{\"feature_1\": 0.3}}')"
+        ) from None
 
 
 class TrainConfig(BaseModel):
@@ -91,7 +140,11 @@ class TrainConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    data: str = Field(description="Data source: a path or URL of a CSV, JSON, JSON Lines or Parquet file.")
+    data: str | None = Field(
+        None, description="Data source: a path or URL of a CSV, JSON, JSON Lines or Parquet file (or sql + db)."
+    )
+    sql: str | None = Field(None, description="SQL query whose result is the data (with db, instead of data).")
+    db: str | None = Field(None, description="SQLAlchemy URL of the database `sql` runs on (its password is redacted).")
     target: str = Field(description="Name of the column to predict.")
     name: str | None = Field(None, description="Registered model name; default: the data file's stem.")
     task: Task = "auto"
@@ -117,6 +170,32 @@ class TrainConfig(BaseModel):
         return value
 
     @model_validator(mode="after")
+    def _one_source(self) -> TrainConfig:
+        if self.data and (self.sql or self.db):
+            raise ValueError("give either data (a file) or sql and db (a database query), not both")
+        if not self.data and not (self.sql and self.db):
+            if self.sql or self.db:
+                raise ValueError("sql and db go together: the query and the database URL it runs on")
+            raise ValueError("no data source: give data (a file or URL), or sql and db")
+        return self
+
+    @field_serializer("db", when_used="json")
+    def _redacted_db(self, db: str | None) -> str | None:
+        # JSON is what leaves the process (run params, model metadata): never with the password.
+        from fasttrack.data.sql import redact_url
+
+        return redact_url(db) if db else db
+
+    @property
+    def source(self) -> str:
+        """The data source for people and lineage: the file or URL, or the database URL without its password."""
+        if self.data:
+            return self.data
+        from fasttrack.data.sql import redact_url
+
+        return redact_url(self.db or "")
+
+    @model_validator(mode="after")
     def _metrics_known(self) -> TrainConfig:
         for metric in [*([self.primary_metric] if self.primary_metric else []), *self.thresholds]:
             if metric not in CLASSIFICATION_METRICS and metric not in REGRESSION_METRICS:
@@ -125,9 +204,11 @@ class TrainConfig(BaseModel):
         return self
 
     def resolved_name(self) -> str:
-        """The registered model name: ``name`` or the data source's file stem."""
+        """The registered model name: ``name`` or the data source's file stem (a SQL source needs ``name``)."""
         if self.name:
             return self.name
+        if not self.data:
+            raise ConfigError("data from a SQL query needs a model name: give --name (or name: in the config)")
         stem = Path(self.data.split("?")[0].rstrip("/")).name.split(".")[0]
         return stem or "model"
 
@@ -166,8 +247,9 @@ class TrainConfig(BaseModel):
 def _first_error(exc: ValidationError, prefix: str = "") -> str:
     err = exc.errors()[0]
     where = ".".join(str(p) for p in err["loc"]) or "config"
-    if prefix:
-        where = prefix + where.upper()
+    if prefix:  # the setting's environment variable, then the key inside it (FASTTRACK_DRIFT_THRESHOLDS.feature_1)
+        head, dot, rest = where.partition(".")
+        where = prefix + head.upper() + dot + rest
     count = len(exc.errors())
     more = f" (and {count - 1} more)" if count > 1 else ""
     return f"invalid {where}: {err['msg']}{more}"

@@ -65,6 +65,12 @@ class QualityGateError(FastTrackError):
     """A trained model did not pass the quality gate and was not registered for serving."""
 
 
+class PromotionRejectedError(FastTrackError):
+    """A challenger did not beat the champion by the required margin; the alias was left where it was."""
+
+    status_code = 409
+
+
 class ModelNotFoundError(FastTrackError):
     """A model URI, registered model, version or alias does not exist."""
 
@@ -81,3 +87,27 @@ class RegistryError(FastTrackError):
     """The tracking server or model registry refused or failed an operation."""
 
     status_code = 502
+
+
+class BadRequestError(FastTrackError):
+    """A request cannot be read at all: malformed JSON, a body of the wrong shape, a bad parameter."""
+
+    status_code = 400
+
+
+class PayloadTooLargeError(FastTrackError):
+    """A request body or batch is over the server's size limit."""
+
+    status_code = 413
+
+
+class UnsupportedMediaTypeError(FastTrackError):
+    """A request body has a content type the endpoint does not read."""
+
+    status_code = 415
+
+
+class ModelNotReadyError(FastTrackError):
+    """The server has no model loaded yet (still loading, or the first load failed)."""
+
+    status_code = 503

@@ -23,6 +23,37 @@ def test_bad_settings_say_which_variable(monkeypatch: pytest.MonkeyPatch) -> Non
         get_settings()
 
 
+def test_monitoring_settings_read_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    defaults = get_settings()
+    assert (defaults.drift_window, defaults.drift_min_rows, defaults.drift_threshold) == (1000, 100, 0.2)
+    assert (defaults.feedback_capacity, defaults.feedback_ttl) == (10_000, 0.0)
+    assert (defaults.live_window, defaults.live_min_samples, defaults.drift_thresholds) == (1000, 100, {})
+    monkeypatch.setenv("FASTTRACK_DRIFT_THRESHOLDS", '{"feature_1": 0.3, "__prediction__": 0.25}')
+    monkeypatch.setenv("FASTTRACK_FEEDBACK_TTL", "3600")
+    settings = get_settings()
+    assert settings.drift_thresholds == {"feature_1": 0.3, "__prediction__": 0.25}
+    assert settings.feedback_ttl == 3600
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "message"),
+    [
+        ("FASTTRACK_DRIFT_THRESHOLDS", "feature_1=0.3", "invalid FASTTRACK_DRIFT_THRESHOLDS: cannot parse it"),
+        ("FASTTRACK_DRIFT_THRESHOLDS", '{"feature_1": 0}', "invalid FASTTRACK_DRIFT_THRESHOLDS.feature_1:"),
+        ("FASTTRACK_DRIFT_MIN_ROWS", "2000", "FASTTRACK_DRIFT_MIN_ROWS: .*must not exceed FASTTRACK_DRIFT_WINDOW"),
+        ("FASTTRACK_LIVE_MIN_SAMPLES", "5000", "FASTTRACK_LIVE_MIN_SAMPLES: .*must not exceed FASTTRACK_LIVE_WINDOW"),
+        ("FASTTRACK_DRIFT_THRESHOLD", "-1", "FASTTRACK_DRIFT_THRESHOLD"),
+        ("FASTTRACK_FEEDBACK_CAPACITY", "0", "FASTTRACK_FEEDBACK_CAPACITY"),
+    ],
+)
+def test_bad_monitoring_settings_are_refused(
+    monkeypatch: pytest.MonkeyPatch, variable: str, value: str, message: str
+) -> None:
+    monkeypatch.setenv(variable, value)
+    with pytest.raises(ConfigError, match=message):
+        get_settings()
+
+
 def test_tracking_uri_precedence(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     monkeypatch.delenv("FASTTRACK_TRACKING_URI", raising=False)

@@ -1,106 +1,310 @@
-"""The HTTP layer: ``create_app(settings)`` builds the FastAPI app; the lifespan loads the model."""
+"""The HTTP layer: ``create_app(settings)`` builds the FastAPI app, whose lifespan loads the model; ``run`` serves it.
+
+Layers, as in MLServer: routes (``fasttrack.serving.routes``) -> :class:`~fasttrack.serving.predictor.Predictor`
+(validate, predict; no HTTP) -> the model folder. The :class:`~fasttrack.serving.manager.ModelManager` holds the
+served predictor and swaps in new registry versions. One exception handler turns every ``FastTrackError`` into
+its status and a body in the shape of the API it came from: ``{"error", "details"}`` for the briefs' API,
+MLflow's ``{"error_code", "message"}`` under ``/invocations``, ``{"error"}`` under ``/v2``.
+"""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from typing import Annotated, Any
+from pathlib import Path
+from typing import Any, Final
 
 import orjson
-from fastapi import Body, FastAPI, Query, Request
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.utils import get_openapi
 from fastapi.responses import Response
+from fastapi_offline import FastAPIOffline
+from prometheus_fastapi_instrumentator import Instrumentator
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from fasttrack.config import Settings
+from fasttrack import __version__
+from fasttrack.config import Settings, get_settings
 from fasttrack.errors import FastTrackError, SchemaValidationError
-from fasttrack.serving.predictor import Prediction, Predictor, Record
+from fasttrack.serving.manager import ModelManager, load_checked
+from fasttrack.serving.metrics import MULTIPROC_ENV, ServerMetrics, multiprocess_mode
+from fasttrack.serving.payloads import InvocationsIn, V2InferenceRequest, openapi_for
+from fasttrack.serving.predictor import Predictor
+from fasttrack.serving.routes import feedback, invocations, ops, predict, v2
+from fasttrack.serving.routes.common import MODEL_VERSION_HEADER
 
 log = logging.getLogger(__name__)
+access_log = logging.getLogger("fasttrack.access")
+
+#: Routes left out of the HTTP metrics: probes and scrapes would drown the traffic that matters.
+UNMEASURED: Final = ["^/health$", "^/ready$", "^/metrics$", "^/v2/health/"]
+_MLFLOW_CODES: Final = {404: "RESOURCE_DOES_NOT_EXIST", 503: "TEMPORARILY_UNAVAILABLE"}
+DESCRIPTION: Final = """
+Serves one FastTrack model (an MLflow model URI or a local model folder) over three APIs:
+
+- `POST /predict` (one record or a batch) and `GET /predict?feature=value`: the briefs' API;
+- `POST /invocations`: MLflow's scoring protocol (`mlflow models serve` clients work unchanged);
+- `/v2/...`: the Open Inference Protocol (KServe, MLServer, Triton clients), one tensor per feature.
+
+Every prediction gets an id (`X-Prediction-Id`); `POST /feedback` sends the true labels back later, for the live
+accuracy (or RMSE and MAE) in `/metrics`, next to the drift of every feature from its training distribution.
+
+Inputs are checked against the training schema (422 names each bad field). `/health`, `/ready`, `/model` and
+`/metrics` are for operators; the server follows its alias in the registry and `POST /admin/reload` checks now.
+"""
 
 
-def _json(content: Any, status_code: int = 200, headers: dict[str, str] | None = None) -> Response:
-    return Response(orjson.dumps(content), status_code=status_code, media_type="application/json", headers=headers)
+def create_app(
+    settings: Settings,
+    *,
+    predictor: Predictor | None = None,
+    manager: ModelManager | None = None,
+    metrics: ServerMetrics | None = None,
+    on_fatal: Callable[[FastTrackError], None] | None = None,
+    load_before_serving: bool | None = None,
+) -> FastAPI:
+    """Build the app. The lifespan starts the manager, which loads ``settings.model`` in the background.
 
-
-def create_app(settings: Settings, predictor: Predictor | None = None) -> FastAPI:
-    """Build the app. With no ``predictor`` given, the lifespan loads ``settings.model`` (or the default)."""
+    ``predictor`` serves a model already loaded (tests); ``manager`` and ``metrics`` replace the defaults;
+    ``on_fatal`` is called (from the loading thread) when the first load fails, e.g. to stop the server.
+    ``load_before_serving`` (default: with several workers) makes start-up wait for the first load, so that a
+    worker process takes no connection before it has a model: workers share one port, and a load balancer
+    cannot tell a loading worker from a ready one.
+    """
+    metrics = metrics if metrics is not None else (manager.metrics if manager is not None else ServerMetrics())
+    manager = manager or ModelManager(settings, metrics, predictor=predictor, on_fatal=on_fatal)
+    wait_for_model = settings.workers > 1 if load_before_serving is None else load_before_serving
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        app.state.predictor = predictor or Predictor.load(settings.model, settings)
-        current: Predictor = app.state.predictor
-        log.info("serving %s version %s", current.name, current.version)
-        yield
+        manager.start()
+        if wait_for_model:
+            await run_in_threadpool(manager.wait_ready, None)
+        try:
+            yield
+        finally:
+            manager.stop()
+            if multiprocess_mode():
+                from prometheus_client import multiprocess
 
-    app = FastAPI(title="FastTrack model server", lifespan=lifespan)
+                multiprocess.mark_process_dead(os.getpid())  # type: ignore[no-untyped-call]
 
-    @app.exception_handler(FastTrackError)
-    async def _domain_error(request: Request, exc: FastTrackError) -> Response:
-        body: dict[str, Any] = {"error": str(exc)}
-        if isinstance(exc, SchemaValidationError):
-            body["details"] = [{"field": v.field, "reason": v.reason} for v in exc.violations]
-        return _json(body, status_code=exc.status_code)
-
-    def _predictor(request: Request) -> Predictor:
-        current: Predictor = request.app.state.predictor
-        return current
-
-    def _answer(predictor: Predictor, rows: list[Prediction], single: bool) -> Response:
-        def one(p: Prediction) -> dict[str, Any]:
-            return (
-                {"prediction": p.value}
-                if p.probabilities is None
-                else {
-                    "prediction": p.value,
-                    "probabilities": p.probabilities,
-                }
-            )
-
-        if single:
-            content: Any = one(rows[0])
-        else:
-            content = {"predictions": [r.value for r in rows]}
-            if rows and rows[0].probabilities is not None:
-                content["probabilities"] = [r.probabilities for r in rows]
-        return _json(content, headers={"X-Model-Version": predictor.version})
-
-    @app.post("/predict")
-    def predict(
-        request: Request,
-        body: Annotated[Record | list[Record], Body(examples=[{"feature_1": 5.3, "feature_2": 2.1}])],
-        probabilities: Annotated[bool, Query(description="Add class probabilities (classifiers).")] = False,
-    ) -> Response:
-        """Predict one record (an object) or a batch (an array of objects)."""
-        predictor = _predictor(request)
-        single = isinstance(body, dict)
-        records = [body] if isinstance(body, dict) else body
-        return _answer(predictor, predictor.predict(records, probabilities=probabilities), single)
-
-    @app.get("/health")
-    def health() -> dict[str, str]:
-        """Liveness: the process answers."""
-        return {"status": "ok"}
-
-    @app.get("/ready")
-    def ready(request: Request) -> Response:
-        """Readiness: a model is loaded."""
-        current = getattr(request.app.state, "predictor", None)
-        if current is None:
-            return _json({"status": "loading"}, status_code=503)
-        return _json({"status": "ready", "model": current.name, "version": current.version})
-
+    app = FastAPIOffline(
+        title="FastTrack model server", version=__version__, description=DESCRIPTION, lifespan=lifespan
+    )
+    app.state.settings = settings
+    app.state.manager = manager
+    app.state.metrics = metrics
+    for router in (predict.router, feedback.router, invocations.router, v2.router, ops.router):
+        app.include_router(router)
+    _add_error_handlers(app)
+    Instrumentator(excluded_handlers=UNMEASURED, registry=metrics.registry).instrument(app)
+    if settings.access_log:
+        app.add_middleware(AccessLog)
+    _document_the_model(app, manager, settings)
     return app
 
 
+# ------------------------------------------------------------------------------------------------------ errors
+def error_response(
+    request: Request, status: int, message: str, details: list[dict[str, str]] | None = None
+) -> Response:
+    """An error in the shape of the API the request was for, with ``X-Model-Version`` when a model answered."""
+    path = request.url.path
+    body: dict[str, Any]
+    if path == "/invocations":
+        code = _MLFLOW_CODES.get(status) or ("BAD_REQUEST" if status < 500 else "INTERNAL_ERROR")
+        if status == 422:  # MLflow answers 400 to input that does not fit the model
+            status = 400
+        body = {"error_code": code, "message": message}
+    elif path == "/v2" or path.startswith("/v2/"):
+        body = {"error": message}
+    else:
+        body = {"error": message, "details": details or []}
+    version = getattr(request.state, "model_version", None)
+    headers = {MODEL_VERSION_HEADER: version} if version else None
+    return Response(orjson.dumps(body), status_code=status, media_type="application/json", headers=headers)
+
+
+def _add_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(FastTrackError)
+    async def domain_error(request: Request, exc: FastTrackError) -> Response:
+        details = None
+        if isinstance(exc, SchemaValidationError):
+            details = [{"field": v.field, "reason": v.reason} for v in exc.violations]
+        return error_response(request, exc.status_code, str(exc), details)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(request: Request, exc: RequestValidationError) -> Response:
+        details = [
+            {"field": ".".join(str(p) for p in error.get("loc", ())), "reason": str(error.get("msg", "invalid"))}
+            for error in exc.errors()
+        ]
+        shown = "; ".join(f"{d['field']}: {d['reason']}" for d in details[:5])
+        return error_response(request, 422, f"invalid request: {shown}", details)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        response = error_response(request, exc.status_code, str(exc.detail))
+        for name, value in (exc.headers or {}).items():
+            response.headers[name] = value
+        return response
+
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, exc: Exception) -> Response:
+        # Uvicorn logs the traceback too (Starlette re-raises after this answer); one line here is enough.
+        log.error("unexpected error on %s %s: %s: %s", request.method, request.url.path, type(exc).__name__, exc)
+        return error_response(request, 500, f"internal error: {type(exc).__name__}: {exc}")
+
+
+# ----------------------------------------------------------------------------------------------------- OpenAPI
+def _document_the_model(app: FastAPI, manager: ModelManager, settings: Settings) -> None:
+    """Make ``/openapi.json`` (and so ``/docs``) describe the served model's real features, with an example."""
+    cache: dict[str, Any] = {}
+
+    def openapi() -> dict[str, Any]:
+        current = manager.current
+        key = (current.name, current.version) if current else None
+        if cache.get("key") == key and "document" in cache:
+            document: dict[str, Any] = cache["document"]
+            return document
+        document = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
+        components = document.setdefault("components", {}).setdefault("schemas", {})
+        for model in (InvocationsIn, V2InferenceRequest):
+            schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
+            components.update(schema.pop("$defs", {}))
+            components[model.__name__] = schema
+        openapi_for(document, current.schema if current else None, settings.max_batch_rows)
+        cache.update(key=key, document=document)
+        return document
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
+# -------------------------------------------------------------------------------------------------- access log
+class AccessLog:
+    """One JSON line per request on the ``fasttrack.access`` logger (off by default: it costs throughput)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        start = time.perf_counter()
+        status = [500]
+
+        async def capture(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                status[0] = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, capture)
+        finally:
+            client = scope.get("client")
+            line = {
+                "method": scope["method"],
+                "path": scope["path"],
+                "query": scope.get("query_string", b"").decode("latin-1"),
+                "status": status[0],
+                "ms": round((time.perf_counter() - start) * 1000, 3),
+                "client": client[0] if client else None,
+                "model_version": scope.get("state", {}).get("model_version"),
+            }
+            access_log.info(orjson.dumps(line).decode())
+
+
+# ----------------------------------------------------------------------------------------------------- running
+def configure_logging(settings: Settings) -> None:
+    """Log FastTrack's messages at the configured level; keep libraries quiet."""
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("fasttrack").setLevel(settings.log_level.upper())
+    for noisy in ("alembic", "mlflow", "urllib3", "botocore"):
+        logging.getLogger(noisy).setLevel(logging.ERROR)
+
+
+def app_from_env() -> FastAPI:
+    """The app of one worker process (``--workers N``): settings from the environment the parent prepared."""
+    settings = get_settings()
+    configure_logging(settings)
+    return create_app(settings)
+
+
 def run(settings: Settings) -> None:
-    """Serve with Uvicorn until interrupted."""
+    """Serve until SIGTERM/SIGINT, then drain in-flight requests (up to ``drain_timeout`` seconds).
+
+    The model URI is resolved (and a registered version downloaded) before the port is bound, so an unknown model
+    fails at once with one line. One worker loads the model in the background (``/health`` answers meanwhile)
+    and stops the server with the error if that first load fails. Several workers are separate processes
+    started by Uvicorn: the model is loaded and checked here first (so a broken one fails before binding), the
+    settings pass through the environment, each worker takes connections only once its model is loaded, and
+    metrics go through a fresh ``PROMETHEUS_MULTIPROC_DIR``.
+    """
     import uvicorn
 
-    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    uvicorn.run(
-        create_app(settings),
-        host=settings.host,
-        port=settings.port,
-        access_log=settings.access_log,
-        log_level=settings.log_level,
-    )
+    from fasttrack.registry.tracking import resolve_model
+
+    configure_logging(settings)
+    resolved = resolve_model(settings.model, settings)
+    common: dict[str, Any] = {
+        "host": settings.host,
+        "port": settings.port,
+        "access_log": False,  # FastTrack's own access log (settings.access_log) replaces Uvicorn's
+        "log_level": settings.log_level,
+        "timeout_graceful_shutdown": settings.drain_timeout,
+        "lifespan": "on",
+    }
+    if settings.workers == 1:
+        failure: list[FastTrackError] = []
+        server: uvicorn.Server | None = None
+
+        def fatal(error: FastTrackError) -> None:
+            failure.append(error)
+            if server is not None:
+                server.should_exit = True
+
+        server = uvicorn.Server(uvicorn.Config(create_app(settings, on_fatal=fatal), **common))
+        server.run()
+        if failure:
+            raise failure[0]
+        return
+    load_checked(resolved, ServerMetrics(), settings)
+    metrics_dir, made = _multiprocess_dir()
+    try:
+        _export(settings)
+        uvicorn.run("fasttrack.serving.app:app_from_env", factory=True, workers=settings.workers, **common)
+    finally:
+        if made:
+            shutil.rmtree(metrics_dir, ignore_errors=True)
+
+
+def _multiprocess_dir() -> tuple[Path, bool]:
+    """The folder worker processes write metrics to: ``PROMETHEUS_MULTIPROC_DIR`` emptied, or a new one."""
+    given = os.environ.get(MULTIPROC_ENV)
+    if given:
+        folder = Path(given)
+        folder.mkdir(parents=True, exist_ok=True)
+        for stale in folder.glob("*.db"):
+            stale.unlink()
+        return folder, False
+    folder = Path(tempfile.mkdtemp(prefix="fasttrack-metrics-"))
+    os.environ[MULTIPROC_ENV] = str(folder)
+    return folder, True
+
+
+def _export(settings: Settings) -> None:
+    """Put every setting in the environment, where the worker processes' ``get_settings()`` reads them."""
+    for name, value in settings.model_dump(mode="json").items():
+        if value is not None:
+            # Mappings travel as JSON, the way pydantic-settings reads them back.
+            text = orjson.dumps(value).decode() if isinstance(value, dict | list) else str(value)
+            os.environ[f"FASTTRACK_{name.upper()}"] = text

@@ -1,88 +1,413 @@
-"""The data plane: a loaded model that validates records against its schema and predicts. No HTTP in here."""
+"""The data plane: a loaded model that validates records against its training schema and predicts. No HTTP here.
+
+:meth:`Predictor.predict` is the hot path. Validation is one small loop over the schema's features per record
+(no pandas): it names every bad field and why, converts each value to the model's input type, and counts the
+valid but unusual values (categories never seen in training, numbers outside the training range). The result is
+one array per feature, which the model's :class:`~fasttrack.serving.backends.Backend` turns into predictions.
+
+Each predictor also owns its version's live monitoring windows: :meth:`Predictor.predict` appends every validated
+batch (inputs and predictions) to the :class:`~fasttrack.serving.drift.DriftMonitor` and remembers every prediction
+under a new id in the :class:`~fasttrack.serving.feedback.FeedbackWindow`, O(1) per row; the scores are computed
+when Prometheus scrapes. A new version gets fresh windows, swapped in with it.
+"""
 
 from __future__ import annotations
 
+import logging
 import math
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Final
 
-import pandas as pd
+import numpy as np
 
 from fasttrack.config import Settings
-from fasttrack.errors import SchemaValidationError, Violation
-from fasttrack.registry.model_folder import LoadedModel, load_model_folder
+from fasttrack.data.schema import MAX_STORED_CATEGORIES, FeatureSchema, Label, Schema
+from fasttrack.errors import BadRequestError, ConfigError, ModelLoadError, SchemaValidationError, Violation
+from fasttrack.registry.model_folder import LoadedModel, ModelMetadata, load_model_folder
 from fasttrack.registry.tracking import ResolvedModel, resolve_model
+from fasttrack.serving.backends import Backend, select_backend
+from fasttrack.serving.drift import DriftMonitor
+from fasttrack.serving.feedback import FeedbackWindow
+from fasttrack.serving.metrics import ModelMetrics, ServerMetrics
 
-Record = dict[str, Any]
+log = logging.getLogger(__name__)
+
+Record = Mapping[str, Any]
+
+#: Problems reported per request; a batch with more stops there (fix these first).
+MAX_DETAILS: Final = 100
+_ABSENT: Final = object()
+_REPR_LIMIT: Final = 60
 
 
 @dataclass(frozen=True)
-class Prediction:
-    """One row's output: the prediction (a label or a number) and, when asked, class probabilities."""
+class ModelInput:
+    """Validated input: one array per feature (see ``backends``), and the unusual values counted per feature."""
 
-    value: Any
-    probabilities: dict[str, float] | None = None
+    columns: dict[str, np.ndarray]
+    rows: int
+    unseen: dict[str, int] = field(default_factory=dict)
+    out_of_range: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class PredictionBatch:
+    """Predictions for a batch, in input order, as plain Python values (labels keep their type).
+
+    ``ids`` are the predictions' ids for ``POST /feedback`` (one per row), and ``prediction_id`` what the
+    ``X-Prediction-Id`` header carries: the id itself for one prediction, else the batch's base id, row ``i``'s id
+    being ``{prediction_id}-{i}``. Both are empty for predictions that are not tracked (checks, tools).
+    """
+
+    values: list[Any]
+    probabilities: np.ndarray | None = None
+    classes: list[str] | None = None
+    prediction_id: str | None = None
+    ids: list[str] = field(default_factory=list)
+
+    def probability_records(self) -> list[dict[str, float]]:
+        """Class probabilities per row, keyed by label as text (the JSON way); empty when not computed."""
+        if self.probabilities is None or self.classes is None:
+            return []
+        classes = self.classes
+        return [dict(zip(classes, row, strict=True)) for row in self.probabilities.tolist()]
+
+
+@dataclass(frozen=True)
+class _Spec:
+    """One feature, flattened for the validation loop."""
+
+    name: str
+    kind: str
+    nullable: bool
+    low: float | None
+    high: float | None
+    categories: frozenset[str] | None
 
 
 class Predictor:
-    """A model ready to serve: ``predict(records)`` validates each record against the training schema."""
+    """A model ready to serve: validates records against the training schema, predicts, records metrics."""
 
-    def __init__(self, model: LoadedModel, source: ResolvedModel) -> None:
+    def __init__(
+        self,
+        model: LoadedModel,
+        source: ResolvedModel,
+        *,
+        backend: Backend | None = None,
+        metrics: ServerMetrics | None = None,
+        settings: Settings | None = None,
+    ) -> None:
         self.model = model
         self.source = source
-        self.schema = model.schema
-        self._features = {f.name: f for f in model.schema.features}
+        self.schema: Schema = model.schema
+        self.metadata: ModelMetadata = model.metadata
+        self.backend: Backend = backend if backend is not None else select_backend(model)
+        self.is_classifier = model.is_classifier
+        self.features = {f.name: f for f in self.schema.features}
+        self._specs = [_spec(f) for f in self.schema.features]
+        self._classes = None if self.backend.classes is None else [str(c) for c in self.backend.classes]
+        # Settings (when not given) are the defaults, never the environment: tests build predictors freely.
+        monitoring = settings if settings is not None else Settings.model_construct()
+        try:
+            self.drift = DriftMonitor(
+                self.schema,
+                window=monitoring.drift_window,
+                min_observations=monitoring.drift_min_rows,
+                thresholds=monitoring.drift_thresholds,
+                default_threshold=monitoring.drift_threshold,
+            )
+        except ValueError as exc:
+            where = f"{self.name} version {self.version}"
+            raise ConfigError(f"FASTTRACK_DRIFT_THRESHOLDS does not fit {where}: {exc}") from None
+        self.feedback = FeedbackWindow(
+            self.metadata.task,
+            capacity=monitoring.feedback_capacity,
+            ttl=monitoring.feedback_ttl or None,
+            labels=self.metadata.labels if self.is_classifier else None,
+            metrics_window=monitoring.live_window,
+            min_samples=monitoring.live_min_samples,
+        )
+        self.metrics: ModelMetrics = (metrics or ServerMetrics()).for_model(
+            self.name,
+            self.version,
+            classifier=self.is_classifier,
+            labels=self.metadata.labels or (),
+            categorical=[s.name for s in self._specs if s.categories is not None],
+            numeric=[s.name for s in self._specs if s.low is not None],
+            drift=self.drift,
+            feedback=self.feedback,
+        )
 
     @classmethod
-    def load(cls, uri: str | None, settings: Settings) -> Predictor:
-        """Resolve ``uri`` (default: the settings' model) to a folder and load it."""
-        resolved = resolve_model(uri, settings)
-        return cls(load_model_folder(resolved.path), resolved)
+    def load(cls, uri: str | None, settings: Settings, metrics: ServerMetrics | None = None) -> Predictor:
+        """Resolve ``uri`` (default: the settings' model) to a local folder and load it."""
+        return cls.from_resolved(resolve_model(uri, settings), metrics, settings)
+
+    @classmethod
+    def from_resolved(
+        cls, resolved: ResolvedModel, metrics: ServerMetrics | None = None, settings: Settings | None = None
+    ) -> Predictor:
+        """Load an already resolved model folder (``settings``: the monitoring windows' sizes and thresholds)."""
+        return cls(load_model_folder(resolved.path), resolved, metrics=metrics, settings=settings)
 
     @property
     def name(self) -> str:
         """Registered model name (or the name recorded in the folder)."""
-        return self.source.name or self.model.metadata.name
+        return self.source.name or self.metadata.name
 
     @property
     def version(self) -> str:
         """Registered version, or ``local`` for a folder served directly."""
         return self.source.version or "local"
 
-    def validate(self, records: list[Record]) -> None:
-        """Check field names and value types of every record; raises one error listing every problem."""
+    @property
+    def labels(self) -> list[Label] | None:
+        """Class labels in probability order (classifiers), else ``None``."""
+        return self.backend.classes
+
+    # ------------------------------------------------------------------------------------------- validation
+    def validate(self, records: Sequence[Any], *, text: bool = False) -> ModelInput:
+        """Check every record against the schema and build the model's columns; raises naming every problem.
+
+        Errors: not an object, an unknown field, a required field missing or null (a feature nullable in
+        training may be either), a value of the wrong type, NaN or infinite numbers, an empty batch. With
+        ``text`` (query strings, CSV), numbers and booleans may also come as text and are parsed.
+        """
+        count = len(records)
+        if count == 0:
+            raise SchemaValidationError([Violation("body", "empty batch: send at least one record")])
+        specs = self._specs
+        known = self.features
+        values: list[list[Any]] = [[None] * count for _ in specs]
+        unseen = {s.name: 0 for s in specs if s.categories is not None}
+        outside = {s.name: 0 for s in specs if s.low is not None}
         violations: list[Violation] = []
-        for index, record in enumerate(records):
-            where = f"[{index}]." if len(records) > 1 else ""
-            for key in record:
-                if key not in self._features:
-                    violations.append(Violation(f"{where}{key}", "unknown field"))
-            for name, feature in self._features.items():
-                value = record.get(name)
-                if value is None:
-                    if not feature.nullable:
-                        reason = "field required" if name not in record else "must not be null"
-                        violations.append(Violation(f"{where}{name}", reason))
+        single = count == 1
+        for row, record in enumerate(records):
+            where = "" if single else f"[{row}]."
+            if not isinstance(record, Mapping):
+                violations.append(Violation(where.rstrip(".") or "body", f"expected an object, got {_show(record)}"))
+                continue
+            if len(record) > len(known) or any(key not in known for key in record):
+                unknown = [key for key in record if key not in known][:MAX_DETAILS]
+                violations.extend(Violation(f"{where}{key}", "unknown field") for key in unknown)
+            for column, spec in enumerate(specs):
+                value = record.get(spec.name, _ABSENT)
+                converted, problem = _convert(spec, value, text)
+                if problem is not None:
+                    violations.append(Violation(f"{where}{spec.name}", problem))
                     continue
-                if feature.kind == "numeric":
-                    if isinstance(value, bool) or not isinstance(value, int | float):
-                        violations.append(Violation(f"{where}{name}", f"expected a number, got {value!r}"))
-                    elif not math.isfinite(value):
-                        violations.append(Violation(f"{where}{name}", "must be a finite number"))
-                elif feature.kind == "boolean":
-                    if not isinstance(value, bool):
-                        violations.append(Violation(f"{where}{name}", f"expected true or false, got {value!r}"))
-                elif not isinstance(value, str | int | float) or isinstance(value, bool):
-                    violations.append(Violation(f"{where}{name}", f"expected a category (string), got {value!r}"))
+                values[column][row] = converted
+                if converted is None:  # missing
+                    continue
+                if spec.categories is not None and converted not in spec.categories:
+                    unseen[spec.name] += 1
+                elif spec.low is not None and spec.high is not None and not spec.low <= converted <= spec.high:
+                    outside[spec.name] += 1
+            if len(violations) >= MAX_DETAILS:
+                violations = [*violations[:MAX_DETAILS], Violation("body", "more problems not shown; fix these first")]
+                break
         if violations:
             raise SchemaValidationError(violations)
+        columns = {spec.name: _column(spec, column) for spec, column in zip(specs, values, strict=True)}
+        return ModelInput(
+            columns=columns,
+            rows=count,
+            unseen={k: v for k, v in unseen.items() if v},
+            out_of_range={k: v for k, v in outside.items() if v},
+        )
 
-    def predict(self, records: list[Record], *, probabilities: bool = False) -> list[Prediction]:
-        """Validate and predict a batch of records, in order."""
-        self.validate(records)
-        frame = pd.DataFrame.from_records(records, columns=self.schema.feature_names)
-        values = self.model.predict(frame)
-        if probabilities and self.model.is_classifier:
-            probas = self.model.predict_proba(frame)
-            return [Prediction(v, p) for v, p in zip(values, probas, strict=True)]
-        return [Prediction(v) for v in values]
+    # ------------------------------------------------------------------------------------------- prediction
+    def predict(
+        self, records: Sequence[Any], *, probabilities: bool = False, text: bool = False, single: bool = False
+    ) -> PredictionBatch:
+        """Validate and predict a batch of records, in order, recording metrics (see :meth:`validate`).
+
+        The batch goes into the drift windows and every prediction gets an id, remembered for ``/feedback``:
+        ``single`` (one record answered as one prediction) gives it a plain id, otherwise row ``i`` of the batch
+        has the id ``{base}-{i}`` (see :class:`PredictionBatch`).
+        """
+        if probabilities and not self.is_classifier:
+            self.metrics.invalid()
+            raise BadRequestError("probabilities apply to classifiers; this model is a regressor")
+        try:
+            model_input = self.validate(records, text=text)
+        except SchemaValidationError:
+            self.metrics.invalid()
+            raise
+        self.metrics.inputs(model_input.unseen, model_input.out_of_range)
+        with self.metrics.inference(model_input.rows):
+            batch = self._infer(model_input, probabilities)
+        self.metrics.outputs(batch.values)
+        return self._track(model_input, batch, single)
+
+    def _track(self, model_input: ModelInput, batch: PredictionBatch, single: bool) -> PredictionBatch:
+        """Append the batch to the drift windows and remember its predictions under new ids (O(1) per row)."""
+        values = batch.values
+        self.drift.observe_columns(model_input.columns)
+        self.drift.observe_predictions(values)
+        base = FeedbackWindow.new_id()
+        ids = [base] if single and len(values) == 1 else [f"{base}-{row}" for row in range(len(values))]
+        self.feedback.record_many(zip(ids, values, strict=True))
+        return PredictionBatch(values, batch.probabilities, batch.classes, base, ids)
+
+    def predict_input(self, model_input: ModelInput, *, probabilities: bool = False) -> PredictionBatch:
+        """Predict already validated input, without recording metrics (checks and tools)."""
+        return self._infer(model_input, probabilities and self.is_classifier)
+
+    def _infer(self, model_input: ModelInput, probabilities: bool) -> PredictionBatch:
+        values, proba = self.backend.predict(model_input.columns, probabilities=probabilities)
+        return PredictionBatch(values.tolist(), proba, self._classes if proba is not None else None)
+
+    def check(self) -> None:
+        """Predict the model's input example (or the schema's example record) and check the answers make sense.
+
+        Run on every model before it is served; raises ``ModelLoadError`` saying what went wrong.
+        """
+        records: list[dict[str, Any]] = list(self.metadata.input_example) or [dict(self.schema.example_record())]
+        try:
+            batch = self.predict_input(self.validate(records), probabilities=self.is_classifier)
+        except Exception as exc:
+            raise ModelLoadError(
+                f"{self.name} version {self.version} fails on its input example: {type(exc).__name__}: {exc}"
+            ) from None
+        problem = self._implausible(batch, len(records))
+        if problem:
+            raise ModelLoadError(f"{self.name} version {self.version} fails its check on the input example: {problem}")
+
+    def _implausible(self, batch: PredictionBatch, rows: int) -> str | None:
+        if len(batch.values) != rows:
+            return f"{len(batch.values)} predictions for {rows} rows"
+        if not self.is_classifier:
+            bad = [v for v in batch.values if not isinstance(v, int | float) or not math.isfinite(v)]
+            return f"non-finite predictions {bad[:3]}" if bad else None
+        known = {str(label) for label in self.metadata.labels or []}
+        unknown = {str(v) for v in batch.values} - known
+        if known and unknown:
+            return f"labels {sorted(unknown)} are not among the model's labels {sorted(known)}"
+        if batch.probabilities is not None and not np.allclose(batch.probabilities.sum(axis=1), 1.0, atol=1e-6):
+            return "class probabilities do not sum to 1"
+        return None
+
+    # ------------------------------------------------------------------------------------------------ about
+    def describe(self) -> dict[str, Any]:
+        """What ``GET /model`` shows: identity, lineage, metrics, labels and every feature with its type and range."""
+        meta = self.metadata
+        return {
+            "name": self.name,
+            "version": self.version,
+            "alias": self.source.alias,
+            "uri": self.source.uri,
+            "run_id": meta.run_id,
+            "trained_at": meta.trained_at,
+            "task": meta.task,
+            "target": meta.target,
+            "estimator": meta.model,
+            "backend": self.backend.name,
+            "primary_metric": meta.primary_metric,
+            "metrics": meta.metrics,
+            "baseline_metrics": meta.baseline_metrics,
+            "labels": self.labels,
+            "features": [_describe_feature(f) for f in self.schema.features],
+            "input_example": meta.input_example[:1] or [self.schema.example_record()],
+            "data": meta.data.model_dump(mode="json"),
+            "libraries": meta.libraries,
+        }
+
+
+def _spec(feature: FeatureSchema) -> _Spec:
+    categories = None
+    if feature.kind == "categorical" and feature.categories and len(feature.categories) < MAX_STORED_CATEGORIES:
+        categories = frozenset(feature.categories)
+    numeric = feature.kind == "numeric"
+    return _Spec(
+        name=feature.name,
+        kind=feature.kind,
+        nullable=feature.nullable,
+        low=feature.min if numeric else None,
+        high=feature.max if numeric else None,
+        categories=categories,
+    )
+
+
+def _show(value: Any) -> str:
+    shown = repr(value)
+    return shown if len(shown) <= _REPR_LIMIT else shown[: _REPR_LIMIT - 3] + "..."
+
+
+def _convert(spec: _Spec, value: Any, text: bool) -> tuple[Any, str | None]:
+    """One value as the model input type (``None`` for missing), or the reason it is not acceptable."""
+    if value is None or value is _ABSENT or (text and type(value) is str and not value.strip()):
+        if spec.nullable:
+            return None, None
+        reason = "field required" if value is _ABSENT else "must not be null" if value is None else "must not be empty"
+        return None, reason
+    kind = type(value)
+    if spec.kind == "numeric":
+        if kind is float:
+            number = value
+        elif kind is int:
+            try:
+                number = float(value)
+            except OverflowError:
+                return None, f"number too large: {_show(value)}"
+        elif text and kind is str:
+            try:
+                number = float(value)
+            except ValueError:
+                return None, f"expected a number, got {_show(value)}"
+        else:
+            return None, f"expected a number, got {_show(value)}"
+        if not math.isfinite(number):
+            return None, f"expected a finite number, got {number}"
+        return number, None
+    if spec.kind == "boolean":
+        if kind is bool:
+            return (1.0 if value else 0.0), None
+        if (kind is int or kind is float) and value in (0, 1):
+            return float(value), None
+        if text and kind is str:
+            flag = value.strip().lower()
+            if flag in ("true", "1"):
+                return 1.0, None
+            if flag in ("false", "0"):
+                return 0.0, None
+        return None, f"expected true or false, got {_show(value)}"
+    # categorical
+    if kind is str:
+        category = value.strip()
+        if not category:
+            return (None, None) if spec.nullable else (None, "must not be empty")
+        return category, None
+    if kind is int:
+        return str(value), None
+    if kind is float:
+        if not math.isfinite(value):
+            return None, f"expected a category (text), got {value}"
+        # 3.0 from a JSON client means the category "3" that integer training data had.
+        return str(value).removesuffix(".0"), None
+    return None, f"expected a category (text), got {_show(value)}"
+
+
+def _column(spec: _Spec, values: list[Any]) -> np.ndarray:
+    if spec.kind == "categorical":
+        column = np.empty(len(values), dtype=object)
+        column[:] = [np.nan if v is None else v for v in values]
+        return column
+    return np.array([math.nan if v is None else v for v in values], dtype=np.float64)
+
+
+def _describe_feature(feature: FeatureSchema) -> dict[str, Any]:
+    described: dict[str, Any] = {
+        "name": feature.name,
+        "kind": feature.kind,
+        "dtype": feature.dtype,
+        "nullable": feature.nullable,
+        "example": feature.example,
+    }
+    if feature.kind == "numeric":
+        described.update(min=feature.min, max=feature.max, integer=feature.integer)
+    if feature.kind == "categorical":
+        described["categories"] = feature.categories
+    return described

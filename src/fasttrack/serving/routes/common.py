@@ -1,0 +1,177 @@
+"""What every router shares: dependencies (settings, manager, the served predictor) and body handling.
+
+Prediction routes read the body bytes themselves so that each failure gets its own clear status: a body over
+the limit is 413, a content type other than JSON 415, malformed JSON 400, and only then does the model's schema
+decide (422). JSON is parsed with orjson; answers are orjson bytes in a plain ``Response``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Annotated, Any, Final
+
+import orjson
+from fastapi import Depends, Request
+from fastapi.responses import Response
+from starlette.concurrency import run_in_threadpool
+
+from fasttrack.config import Settings
+from fasttrack.errors import BadRequestError, ModelNotReadyError, PayloadTooLargeError, UnsupportedMediaTypeError
+from fasttrack.serving.manager import ModelManager
+from fasttrack.serving.predictor import PredictionBatch, Predictor
+
+MODEL_VERSION_HEADER: Final = "X-Model-Version"
+#: The id of the prediction (one record), or the base id of a batch's predictions: row i's id is "{base}-{i}".
+PREDICTION_ID_HEADER: Final = "X-Prediction-Id"
+#: Batches up to this many rows are predicted on the event loop; larger ones in the thread pool, so a big batch
+#: does not hold up other requests (the thread hop costs more than predicting a few rows).
+INLINE_ROWS: Final = 256
+#: A body declared over the limit is still read (and dropped) up to this size, so the client gets its 413
+#: instead of a connection reset; anything bigger is cut off.
+DRAIN_LIMIT: Final = 64 * 1024 * 1024
+
+
+async def get_settings_dep(request: Request) -> Settings:
+    """The app's settings."""
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+async def get_manager(request: Request) -> ModelManager:
+    """The app's model manager."""
+    manager: ModelManager = request.app.state.manager
+    return manager
+
+
+async def get_predictor(request: Request) -> Predictor:
+    """The predictor serving now (read once: the request finishes on it even if a new version is swapped in)."""
+    manager: ModelManager = request.app.state.manager
+    predictor = manager.current
+    if predictor is None:
+        if manager.load_error is not None:
+            raise ModelNotReadyError(f"no model is loaded: {manager.load_error}")
+        raise ModelNotReadyError("the model is still loading; retry when GET /ready answers 200")
+    request.state.model_version = predictor.version
+    return predictor
+
+
+SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
+ManagerDep = Annotated[ModelManager, Depends(get_manager)]
+PredictorDep = Annotated[Predictor, Depends(get_predictor)]
+
+
+def json_response(content: Any, status_code: int = 200, headers: dict[str, str] | None = None) -> Response:
+    """A JSON answer serialised by orjson (numpy values included; NaN becomes null)."""
+    return Response(
+        orjson.dumps(content, option=orjson.OPT_SERIALIZE_NUMPY),
+        status_code=status_code,
+        media_type="application/json",
+        headers=headers,
+    )
+
+
+def version_header(predictor: Predictor) -> dict[str, str]:
+    """The header every prediction answer carries."""
+    return {MODEL_VERSION_HEADER: predictor.version}
+
+
+def prediction_headers(predictor: Predictor, batch: PredictionBatch) -> dict[str, str]:
+    """The served version, and the prediction id (one record) or the batch's base id, for ``POST /feedback``."""
+    headers = {MODEL_VERSION_HEADER: predictor.version}
+    if batch.prediction_id is not None:
+        headers[PREDICTION_ID_HEADER] = batch.prediction_id
+    return headers
+
+
+def media_type(request: Request) -> str | None:
+    """The request's media type, lower case and without parameters (``None`` when not given)."""
+    header = request.headers.get("content-type")
+    if header is None:
+        return None
+    return header.split(";", 1)[0].strip().lower()
+
+
+def is_json(mime: str | None) -> bool:
+    """Whether a media type is JSON (a missing one is taken as JSON, as curl users often omit it)."""
+    return mime is None or mime == "application/json" or mime.endswith("+json")
+
+
+def require_json(request: Request) -> None:
+    """Refuse (415) a body whose content type is not JSON."""
+    mime = media_type(request)
+    if not is_json(mime):
+        raise UnsupportedMediaTypeError(
+            f"unsupported Content-Type {request.headers.get('content-type')!r}: send application/json"
+        )
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The request body, refused with 413 when over ``limit`` bytes (declared or actual)."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit():
+        size = int(declared)
+        if size > limit:
+            await _drain(request)
+            raise PayloadTooLargeError(f"request body of {size} bytes is over the limit of {limit} bytes")
+        return await request.body()
+    chunks: list[bytes] = []
+    total = 0
+    async for chunk in request.stream():
+        total += len(chunk)
+        if total > limit:
+            await _drain(request, total)
+            raise PayloadTooLargeError(f"request body is over the limit of {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+async def _drain(request: Request, already: int = 0) -> None:
+    total = already
+    try:
+        async for chunk in request.stream():
+            total += len(chunk)
+            if total > DRAIN_LIMIT:
+                return
+    except Exception:  # the client went away or the stream was consumed: nothing left to drain
+        return
+
+
+def parse_json(body: bytes) -> Any:
+    """Parse a JSON body (400 when malformed or empty).
+
+    Bodies orjson refuses but Python's parser reads (``NaN``, ``Infinity``, integers beyond 64 bits) are let
+    through, so that validation names the field and the value instead of calling the whole body malformed.
+    """
+    if not body.strip():
+        raise BadRequestError("empty body: send JSON")
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        try:
+            return json.loads(body)
+        except (ValueError, RecursionError):
+            raise BadRequestError(f"malformed JSON: {exc}") from None
+
+
+async def predict_rows(
+    predictor: Predictor,
+    records: Sequence[Any],
+    *,
+    probabilities: bool = False,
+    text: bool = False,
+    single: bool = False,
+) -> PredictionBatch:
+    """Predict on the event loop for small batches, in the thread pool for big ones (``single``: one record
+    answered as one prediction, whose id is plain rather than ``{base}-0``)."""
+    if len(records) <= INLINE_ROWS:
+        return predictor.predict(records, probabilities=probabilities, text=text, single=single)
+    return await run_in_threadpool(predictor.predict, records, probabilities=probabilities, text=text, single=single)
+
+
+def check_rows(count: int, settings: Settings) -> None:
+    """Refuse (413) a batch over ``max_batch_rows``."""
+    if count > settings.max_batch_rows:
+        raise PayloadTooLargeError(
+            f"batch of {count} rows is over the limit of {settings.max_batch_rows} (FASTTRACK_MAX_BATCH_ROWS)"
+        )

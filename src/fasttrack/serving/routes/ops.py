@@ -1,0 +1,68 @@
+"""Operating the server: liveness, readiness, what is served, Prometheus metrics and a forced registry check."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import Response
+from prometheus_client import CONTENT_TYPE_LATEST
+from starlette.concurrency import run_in_threadpool
+
+from fasttrack.serving.metrics import ServerMetrics
+from fasttrack.serving.payloads import ERROR_RESPONSES, HealthOut, ModelOut, ReadyOut, ReloadOut
+from fasttrack.serving.routes.common import ManagerDep, PredictorDep, json_response
+
+router = APIRouter(tags=["operations"])
+
+
+@router.get("/health", response_model=HealthOut, summary="Liveness")
+async def health() -> dict[str, str]:
+    """The process answers (whether or not a model is loaded yet)."""
+    return {"status": "ok"}
+
+
+@router.get(
+    "/ready",
+    response_model=ReadyOut,
+    responses={503: {"model": ReadyOut, "description": "No model loaded yet."}},
+    summary="Readiness",
+)
+async def ready(manager: ManagerDep) -> Response:
+    """A model is loaded and serving (503 before, and while a failed first load leaves none)."""
+    predictor = manager.current
+    if predictor is None:
+        error = str(manager.load_error) if manager.load_error else None
+        return json_response({"status": "loading", "error": error}, status_code=503)
+    return json_response({"status": "ready", "model": predictor.name, "version": predictor.version})
+
+
+@router.get("/model", response_model=ModelOut, responses={503: ERROR_RESPONSES[503]}, summary="The model served")
+async def model(predictor: PredictorDep) -> Response:
+    """Name, version, alias, run, training time, metrics, labels, and every feature with its type and range."""
+    return json_response(predictor.describe())
+
+
+@router.get("/metrics", include_in_schema=False)
+async def metrics(request: Request) -> Response:
+    """Prometheus metrics (all worker processes merged when there are several; drift and live metrics computed)."""
+    server_metrics: ServerMetrics = request.app.state.metrics
+    # In the thread pool: drift scores are computed now (about a millisecond per feature), off the event loop.
+    return Response(await run_in_threadpool(server_metrics.render), media_type=CONTENT_TYPE_LATEST)
+
+
+@router.post("/admin/reload", response_model=ReloadOut, summary="Check the registry now")
+async def reload(manager: ManagerDep) -> dict[str, Any]:
+    """Resolve the model URI now; load, check and swap in a new version if there is one.
+
+    The answer says what happened: ``reloaded``, ``unchanged``, or ``refused`` (the new version failed to load or
+    check; the old one keeps serving). A version refused before is tried again.
+    """
+    result = await run_in_threadpool(manager.reload, force=True)
+    return {
+        "outcome": result.outcome,
+        "model": result.model,
+        "version": result.version,
+        "candidate": result.candidate,
+        "error": result.error,
+    }

@@ -1,0 +1,139 @@
+"""The briefs' API: ``POST /predict`` (one record or a batch) and ``GET /predict?feature=value``.
+
+One record ``{"feature_1": 5.3, "feature_2": 2.1}`` answers ``{"prediction": "positive"}`` (a number for
+regressors); a JSON array of records answers ``{"predictions": [...]}``; ``?probabilities=true`` adds the class
+probabilities (classifiers). Every answer carries the served version in ``X-Model-Version`` and the prediction id
+in ``X-Prediction-Id`` (for a batch, the base id: row ``i``'s id is ``{base}-{i}``); ``?ids=true`` also puts the
+ids in the body (``"id"``, or ``"ids"`` for a batch). ``POST /feedback`` takes the true labels by these ids.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import Response
+
+from fasttrack.errors import BadRequestError, SchemaValidationError, Violation
+from fasttrack.serving.payloads import ERROR_RESPONSES, RECORD_SCHEMA, BatchPredictionOut, PredictionOut
+from fasttrack.serving.predictor import PredictionBatch
+from fasttrack.serving.routes.common import (
+    PredictorDep,
+    SettingsDep,
+    check_rows,
+    json_response,
+    parse_json,
+    predict_rows,
+    prediction_headers,
+    read_body,
+    require_json,
+)
+
+router = APIRouter(tags=["predict"])
+
+#: Query parameters of GET /predict that are options, not features.
+_OPTIONS = frozenset({"probabilities", "ids"})
+
+ProbabilitiesQuery = Annotated[bool, Query(description="Add the class probabilities (classifiers only).")]
+IdsQuery = Annotated[
+    bool, Query(description="Add the prediction ids to the body (`id`, or `ids` for a batch), for POST /feedback.")
+]
+_VERSION_HEADER = {
+    "X-Model-Version": {"description": "The model version that answered.", "schema": {"type": "string"}},
+    "X-Prediction-Id": {
+        "description": "The prediction's id for POST /feedback; for a batch the base id, row i's id being "
+        "`{base}-{i}`.",
+        "schema": {"type": "string"},
+    },
+}
+_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {
+        "model": PredictionOut | BatchPredictionOut,
+        "description": "One prediction (for one record) or a list of predictions (for a batch).",
+        "headers": _VERSION_HEADER,
+    },
+    **ERROR_RESPONSES,
+}
+# The request body is read as bytes (to answer 400/413/415 precisely); its schema is the model's record type,
+# filled in with the served model's real features by payloads.openapi_for.
+_BODY_DOC = {
+    "requestBody": {
+        "required": True,
+        "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{RECORD_SCHEMA}"}}},
+    }
+}
+
+
+def _answer(batch: PredictionBatch, single: bool, ids: bool, headers: dict[str, str]) -> Response:
+    if single:
+        one: dict[str, Any] = {"prediction": batch.values[0]}
+        if batch.probabilities is not None:
+            one["probabilities"] = batch.probability_records()[0]
+        if ids:
+            one["id"] = batch.ids[0]
+        return json_response(one, headers=headers)
+    many: dict[str, Any] = {"predictions": batch.values}
+    if batch.probabilities is not None:
+        many["probabilities"] = batch.probability_records()
+    if ids:
+        many["ids"] = batch.ids
+    return json_response(many, headers=headers)
+
+
+@router.post(
+    "/predict",
+    response_model=None,
+    responses=_RESPONSES,
+    openapi_extra=_BODY_DOC,
+    summary="Predict one record or a batch",
+)
+async def predict(
+    request: Request,
+    predictor: PredictorDep,
+    settings: SettingsDep,
+    probabilities: ProbabilitiesQuery = False,
+    ids: IdsQuery = False,
+) -> Response:
+    """Predict one record (a JSON object of feature values) or a batch (a JSON array of such objects).
+
+    Values are checked against the training schema: an unknown field, a missing required field, a value of the
+    wrong type, NaN or infinity, or an empty batch answer 422 naming each field and why. The prediction id is in
+    `X-Prediction-Id` (a batch's base id: row i's id is `{base}-{i}`), and in the body with `?ids=true`.
+    """
+    require_json(request)
+    body = parse_json(await read_body(request, settings.max_body_bytes))
+    if isinstance(body, dict):
+        batch = await predict_rows(predictor, [body], probabilities=probabilities, single=True)
+        return _answer(batch, True, ids, prediction_headers(predictor, batch))
+    if not isinstance(body, list):
+        raise BadRequestError(f"expected a JSON object (one record) or an array of records, got {type(body).__name__}")
+    check_rows(len(body), settings)
+    batch = await predict_rows(predictor, body, probabilities=probabilities)
+    return _answer(batch, False, ids, prediction_headers(predictor, batch))
+
+
+@router.get(
+    "/predict",
+    response_model=None,
+    responses={200: {"model": PredictionOut, "headers": _VERSION_HEADER}, **ERROR_RESPONSES},
+    summary="Predict one record given as query parameters",
+)
+async def predict_query(
+    request: Request, predictor: PredictorDep, probabilities: ProbabilitiesQuery = False, ids: IdsQuery = False
+) -> Response:
+    """Predict one record from the query string, e.g. ``GET /predict?x=3.1`` or ``?feature_1=5.3&feature_2=2.1``.
+
+    Values are text and parsed by each feature's type; an empty value means missing.
+    """
+    record: dict[str, str] = {}
+    repeated: list[Violation] = []
+    for key, value in request.query_params.multi_items():
+        if key in _OPTIONS:
+            continue
+        if key in record:
+            repeated.append(Violation(key, "given more than once"))
+        record[key] = value
+    if repeated:
+        raise SchemaValidationError(repeated)
+    batch = await predict_rows(predictor, [record], probabilities=probabilities, text=True, single=True)
+    return _answer(batch, True, ids, prediction_headers(predictor, batch))

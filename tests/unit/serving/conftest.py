@@ -1,0 +1,79 @@
+"""Serving fixtures: real small models registered in a temporary embedded store, and predictors loaded from it."""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+with warnings.catch_warnings():  # Starlette asks for httpx2, which FastAPI's TestClient does not use yet
+    warnings.simplefilter("ignore")
+    from fastapi.testclient import TestClient
+
+from fasttrack.config import Settings
+from fasttrack.serving.app import create_app
+from fasttrack.serving.metrics import ServerMetrics
+from fasttrack.serving.predictor import Predictor
+from support import serving_settings, trained_home
+
+
+@pytest.fixture(scope="session")
+def model_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A FastTrack home whose store holds ``sample``, ``sample-regression`` and ``mixed`` (version 1 each)."""
+    return trained_home(tmp_path_factory.getbasetemp())
+
+
+@pytest.fixture
+def settings(model_home: Path, monkeypatch: pytest.MonkeyPatch) -> Settings:
+    """Settings on the trained store, registry polling off (tests that poll set it)."""
+    for var in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI", "PROMETHEUS_MULTIPROC_DIR"):
+        monkeypatch.delenv(var, raising=False)
+    return serving_settings(model_home).model_copy(update={"reload_interval": 0.0})
+
+
+def _load(name: str, home: Path) -> Predictor:
+    return Predictor.load(f"models:/{name}/1", serving_settings(home), ServerMetrics())
+
+
+@pytest.fixture(scope="session")
+def classifier(model_home: Path) -> Predictor:
+    """The bundled sample classifier (feature_1, feature_2 -> negative/positive)."""
+    return _load("sample", model_home)
+
+
+@pytest.fixture(scope="session")
+def regressor(model_home: Path) -> Predictor:
+    """The bundled sample regressor (x -> y)."""
+    return _load("sample-regression", model_home)
+
+
+@pytest.fixture(scope="session")
+def mixed(model_home: Path) -> Predictor:
+    """A classifier over every feature kind: amount (nullable numeric), colour (categorical), member (boolean)."""
+    return _load("mixed", model_home)
+
+
+@contextmanager
+def app_client(
+    settings: Settings, predictor: Predictor | None = None, **kwargs: Any
+) -> Iterator[tuple[TestClient, ServerMetrics]]:
+    """A TestClient on ``create_app`` (lifespan run), serving ``predictor``'s model with the app's own metrics.
+
+    Without ``predictor`` the app loads ``settings.model`` in the background, as the real server does. The
+    predictor's monitoring windows are sized by ``settings``, as the server's are.
+    """
+    metrics = kwargs.pop("metrics", None) or ServerMetrics()
+    if predictor is not None:
+        predictor = Predictor(predictor.model, predictor.source, metrics=metrics, settings=settings)
+    with TestClient(create_app(settings, predictor=predictor, metrics=metrics, **kwargs)) as client:
+        yield client, metrics
+
+
+@pytest.fixture
+def serve_app() -> Callable[..., AbstractContextManager[tuple[TestClient, ServerMetrics]]]:
+    """:func:`app_client`, for tests: ``with serve_app(settings, predictor) as (client, metrics): ...``."""
+    return app_client

@@ -1,0 +1,266 @@
+"""The data plane: validation names every bad field, predictions match the pipeline, checks refuse broken models."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from fasttrack.data.schema import prepare_features
+from fasttrack.errors import BadRequestError, ModelLoadError, SchemaValidationError
+from fasttrack.registry.model_folder import LoadedModel
+from fasttrack.serving.metrics import ServerMetrics
+from fasttrack.serving.predictor import MAX_DETAILS, Predictor
+
+
+def problems(predictor: Predictor, records: list[Any], *, text: bool = False) -> list[tuple[str, str]]:
+    with pytest.raises(SchemaValidationError) as caught:
+        predictor.validate(records, text=text)
+    return [(v.field, v.reason) for v in caught.value.violations]
+
+
+def fresh(predictor: Predictor) -> Predictor:
+    """The same loaded model with metrics of its own."""
+    return Predictor(predictor.model, predictor.source, metrics=ServerMetrics())
+
+
+def sample_value(metrics: ServerMetrics, name: str, **labels: str) -> float:
+    value = metrics.registry.get_sample_value(name, labels)
+    return 0.0 if value is None else value
+
+
+# ----------------------------------------------------------------------------------------------- validation
+CLASSIFIER_ERRORS = [
+    ({"feature_1": "abc", "feature_2": 2.1}, [("feature_1", "expected a number, got 'abc'")]),
+    ({"feature_1": 5.3}, [("feature_2", "field required")]),
+    ({"feature_1": 5.3, "feature_2": None}, [("feature_2", "must not be null")]),
+    ({"feature_1": 5.3, "feature_2": 2.1, "colour": "red"}, [("colour", "unknown field")]),
+    ({"feature_1": float("nan"), "feature_2": 2.1}, [("feature_1", "expected a finite number, got nan")]),
+    ({"feature_1": float("inf"), "feature_2": 2.1}, [("feature_1", "expected a finite number, got inf")]),
+    ({"feature_1": True, "feature_2": 2.1}, [("feature_1", "expected a number, got True")]),
+    (
+        {"feature_1": [1], "feature_2": {"a": 1}},
+        [("feature_1", "expected a number, got [1]"), ("feature_2", "expected a number, got {'a': 1}")],
+    ),
+    ({"feature_1": 10**400, "feature_2": 2.1}, [("feature_1", "number too large: " + repr(10**400)[:57] + "...")]),
+    ({"feature_1": "5.3", "feature_2": 2.1}, [("feature_1", "expected a number, got '5.3'")]),
+]
+
+
+@pytest.mark.parametrize(("record", "expected"), CLASSIFIER_ERRORS)
+def test_each_bad_field_is_named_with_its_reason(
+    classifier: Predictor, record: dict[str, Any], expected: list[Any]
+) -> None:
+    assert problems(classifier, [record]) == expected
+
+
+def test_batch_problems_name_the_row(classifier: Predictor) -> None:
+    records = [{"feature_1": 1.0, "feature_2": 2.0}, {"feature_1": "x", "feature_2": 2.0}, 7]
+    assert problems(classifier, records) == [
+        ("[1].feature_1", "expected a number, got 'x'"),
+        ("[2]", "expected an object, got 7"),
+    ]
+
+
+def test_an_empty_batch_is_refused(classifier: Predictor) -> None:
+    assert problems(classifier, []) == [("body", "empty batch: send at least one record")]
+
+
+def test_a_flood_of_problems_is_cut_short(classifier: Predictor) -> None:
+    found = problems(classifier, [{"feature_1": "x", "feature_2": "y"}] * 1000)
+    assert len(found) == MAX_DETAILS + 1
+    assert found[-1] == ("body", "more problems not shown; fix these first")
+
+
+def test_a_record_of_many_unknown_fields_is_cut_short(classifier: Predictor) -> None:
+    record = {"feature_1": 1.0, "feature_2": 2.0, **{f"x{i}": i for i in range(5000)}}
+    found = problems(classifier, [record])
+    assert len(found) == MAX_DETAILS + 1 and found[0] == ("x0", "unknown field")
+
+
+def test_text_values_are_parsed_when_allowed(classifier: Predictor) -> None:
+    model_input = classifier.validate([{"feature_1": " 5.3 ", "feature_2": "2"}], text=True)
+    assert model_input.columns["feature_1"].tolist() == [5.3]
+    assert model_input.columns["feature_2"].dtype == np.float64
+    assert problems(classifier, [{"feature_1": "abc", "feature_2": ""}], text=True) == [
+        ("feature_1", "expected a number, got 'abc'"),
+        ("feature_2", "must not be empty"),
+    ]
+    assert problems(classifier, [{"feature_1": "NaN", "feature_2": "1"}], text=True) == [
+        ("feature_1", "expected a finite number, got nan")
+    ]
+
+
+MIXED_CASES = [
+    # nullable numeric: missing and null are fine
+    ({"colour": "red", "member": True}, None),
+    ({"amount": None, "colour": "red", "member": False}, None),
+    # categorical: numbers become their text, objects and booleans are wrong
+    ({"amount": 1, "colour": {"x": 1}, "member": True}, [("colour", "expected a category (text), got {'x': 1}")]),
+    ({"amount": 1, "colour": True, "member": True}, [("colour", "expected a category (text), got True")]),
+    ({"amount": 1, "colour": "", "member": True}, [("colour", "must not be empty")]),
+    ({"amount": 1, "member": True}, [("colour", "field required")]),
+    # boolean: true/false or 0/1
+    ({"amount": 1, "colour": "red", "member": 1}, None),
+    ({"amount": 1, "colour": "red", "member": "yes"}, [("member", "expected true or false, got 'yes'")]),
+    ({"amount": 1, "colour": "red", "member": 2}, [("member", "expected true or false, got 2")]),
+]
+
+
+@pytest.mark.parametrize(("record", "expected"), MIXED_CASES)
+def test_every_feature_kind(mixed: Predictor, record: dict[str, Any], expected: list[Any] | None) -> None:
+    if expected is None:
+        mixed.validate([record])
+    else:
+        assert problems(mixed, [record]) == expected
+
+
+def test_columns_have_the_pipeline_dtypes(mixed: Predictor) -> None:
+    columns = mixed.validate(
+        [
+            {"amount": 3, "colour": " red ", "member": True},
+            {"amount": None, "colour": 7.0, "member": 0},
+            {"colour": 2, "member": False},
+        ]
+    ).columns
+    assert columns["amount"].dtype == np.float64
+    assert columns["amount"][0] == 3.0 and math.isnan(columns["amount"][1])
+    assert columns["colour"].dtype == object
+    assert columns["colour"].tolist() == ["red", "7", "2"]
+    assert columns["member"].tolist() == [1.0, 0.0, 0.0]
+
+
+def test_text_booleans(mixed: Predictor) -> None:
+    columns = mixed.validate(
+        [{"colour": "red", "member": " TRUE "}, {"colour": "red", "member": "0"}], text=True
+    ).columns
+    assert columns["member"].tolist() == [1.0, 0.0]
+
+
+def test_unusual_values_are_served_and_counted(mixed: Predictor) -> None:
+    predictor = fresh(mixed)
+    low = predictor.schema.feature("amount").min
+    assert low is not None
+    records = [
+        {"amount": low - 100, "colour": "purple", "member": True},
+        {"amount": 50, "colour": "red", "member": True},
+        {"amount": 1e9, "colour": "orange", "member": False},
+    ]
+    model_input = predictor.validate(records)
+    assert model_input.unseen == {"colour": 2}
+    assert model_input.out_of_range == {"amount": 2}
+    assert len(predictor.predict(records).values) == 3
+    metrics = predictor.metrics._server
+    labels = {"model": "mixed", "version": "1"}
+    assert sample_value(metrics, "fasttrack_unseen_category_total", feature="colour", **labels) == 2
+    assert sample_value(metrics, "fasttrack_out_of_range_total", feature="amount", **labels) == 2
+
+
+# ----------------------------------------------------------------------------------------------- prediction
+def pipeline_predictions(model: LoadedModel, records: list[dict[str, Any]]) -> list[Any]:
+    return model.pipeline.predict(prepare_features(pd.DataFrame(records), model.schema)).tolist()  # type: ignore[no-any-return]
+
+
+def test_predictions_match_the_pipeline(classifier: Predictor, regressor: Predictor, mixed: Predictor) -> None:
+    cases = {
+        classifier: [{"feature_1": 5.3, "feature_2": 2.1}, {"feature_1": 1.0, "feature_2": 6.0}],
+        regressor: [{"x": 3.1}, {"x": -2}],
+        mixed: [
+            {"amount": 30.0, "colour": "red", "member": True},
+            {"amount": None, "colour": "blue", "member": False},
+            {"colour": "never-seen", "member": True},
+        ],
+    }
+    for predictor, records in cases.items():
+        assert predictor.predict(records).values == pipeline_predictions(predictor.model, records)
+
+
+def test_the_briefs_example(classifier: Predictor, regressor: Predictor) -> None:
+    assert classifier.predict([{"feature_1": 5.3, "feature_2": 2.1}]).values == ["positive"]
+    value = regressor.predict([{"x": 3.1}]).values[0]
+    assert isinstance(value, float)
+    assert value == pytest.approx(2 * 3.1 + 1, abs=0.5)
+
+
+def test_probabilities(classifier: Predictor, regressor: Predictor) -> None:
+    batch = classifier.predict([{"feature_1": 5.3, "feature_2": 2.1}] * 3, probabilities=True)
+    rows = batch.probability_records()
+    assert len(rows) == 3
+    assert set(rows[0]) == {"negative", "positive"}
+    assert sum(rows[0].values()) == pytest.approx(1.0)
+    assert rows[0]["positive"] > 0.5
+    assert classifier.predict([{"feature_1": 5.3, "feature_2": 2.1}]).probabilities is None
+    with pytest.raises(BadRequestError, match="regressor"):
+        regressor.predict([{"x": 1.0}], probabilities=True)
+
+
+def test_prediction_metrics(classifier: Predictor, regressor: Predictor) -> None:
+    predictor = fresh(classifier)
+    metrics = predictor.metrics._server
+    labels = {"model": "sample", "version": "1"}
+    predictor.predict([{"feature_1": 5.3, "feature_2": 2.1}, {"feature_1": 1.0, "feature_2": 6.0}])
+    with pytest.raises(SchemaValidationError):
+        predictor.predict([{"feature_1": "x"}])
+    assert sample_value(metrics, "fasttrack_predictions_total", outcome="success", **labels) == 1
+    assert sample_value(metrics, "fasttrack_predictions_total", outcome="invalid", **labels) == 1
+    assert sample_value(metrics, "fasttrack_prediction_rows_total", **labels) == 2
+    assert sample_value(metrics, "fasttrack_inference_seconds_count", **labels) == 1
+    assert sample_value(metrics, "fasttrack_predicted_label_total", label="positive", **labels) == 1
+    assert sample_value(metrics, "fasttrack_predicted_label_total", label="negative", **labels) == 1
+
+    reg = fresh(regressor)
+    reg.predict([{"x": 3.1}])
+    reg_metrics = reg.metrics._server
+    assert sample_value(reg_metrics, "fasttrack_prediction_value_count", model="sample-regression", version="1") == 1
+
+
+def test_a_failing_model_counts_an_error(classifier: Predictor) -> None:
+    class Broken:
+        name = "broken"
+        classes = None
+
+        def predict(self, columns: Any, *, probabilities: bool = False) -> Any:
+            raise RuntimeError("boom")
+
+    predictor = Predictor(classifier.model, classifier.source, backend=Broken(), metrics=ServerMetrics())
+    with pytest.raises(RuntimeError):
+        predictor.predict([{"feature_1": 1.0, "feature_2": 1.0}])
+    metrics = predictor.metrics._server
+    assert sample_value(metrics, "fasttrack_predictions_total", model="sample", version="1", outcome="error") == 1
+
+
+# ---------------------------------------------------------------------------------------------------- checks
+def test_check_passes_on_real_models(classifier: Predictor, regressor: Predictor, mixed: Predictor) -> None:
+    for predictor in (classifier, regressor, mixed):
+        predictor.check()
+
+
+def test_check_refuses_a_model_failing_its_input_example(classifier: Predictor) -> None:
+    metadata = classifier.metadata.model_copy(update={"input_example": [{"feature_1": "x", "feature_2": 1.0}]})
+    model = LoadedModel(classifier.model.path, classifier.model.pipeline, classifier.schema, metadata)
+    with pytest.raises(ModelLoadError, match="fails on its input example"):
+        Predictor(model, classifier.source).check()
+
+
+def test_check_refuses_answers_that_make_no_sense(classifier: Predictor) -> None:
+    metadata = classifier.metadata.model_copy(update={"labels": ["cat", "dog"]})
+    model = LoadedModel(classifier.model.path, classifier.model.pipeline, classifier.schema, metadata)
+    with pytest.raises(ModelLoadError, match="not among the model's labels"):
+        Predictor(model, classifier.source).check()
+
+
+def test_describe(mixed: Predictor) -> None:
+    described = mixed.describe()
+    assert described["name"] == "mixed"
+    assert described["version"] == "1"
+    assert described["task"] == "classification"
+    assert described["labels"] == ["no", "yes"]
+    assert described["run_id"]
+    features = {f["name"]: f for f in described["features"]}
+    assert features["amount"]["nullable"] is True
+    assert features["amount"]["min"] < features["amount"]["max"]
+    assert sorted(features["colour"]["categories"]) == ["blue", "green", "red"]
+    assert features["member"]["kind"] == "boolean"
