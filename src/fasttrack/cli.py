@@ -16,15 +16,17 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from fasttrack import __version__
 from fasttrack.config import ModelKind, Task, TrainConfig, get_settings, higher_is_better
-from fasttrack.errors import ConfigError, FastTrackError, QualityGateError
+from fasttrack.errors import ConfigError, FastTrackError, PromotionRejectedError, QualityGateError
 
 if TYPE_CHECKING:
-    from fasttrack.data.clean import CleanReport
+    from fasttrack.data.clean import CleanOptions, CleanReport
+    from fasttrack.data.ingest import IngestResult
     from fasttrack.data.schema import Schema
     from fasttrack.training.train import TrainResult
 
@@ -36,7 +38,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     rich_markup_mode="rich",
 )
-models_app = typer.Typer(help="List and promote registered models.", no_args_is_help=True)
+models_app = typer.Typer(help="List, show and promote registered models.", no_args_is_help=True)
 app.add_typer(models_app, name="models")
 
 out = Console(soft_wrap=True)
@@ -106,9 +108,57 @@ def _parse_pairs(values: list[str] | None, what: str) -> dict[str, Any]:
 
 
 # --------------------------------------------------------------------------------------------------- ingest
+SqlOption = Annotated[
+    str | None, typer.Option("--sql", help="SQL query to read the data with, instead of a file (needs --db).")
+]
+DbOption = Annotated[
+    str | None,
+    typer.Option("--db", help="SQLAlchemy URL the --sql query runs on: postgresql://user@host/db, sqlite:///file.db."),
+]
+
+
+def _check_source(data: str | None, sql: str | None, db: str | None) -> None:
+    """Exactly one data source: a file or URL, or a query with its database."""
+    if data and (sql or db):
+        raise ConfigError("give either a data file or --sql with --db, not both")
+    if (sql or db) and not (sql and db):
+        raise ConfigError("--sql and --db go together: the query and the database URL it runs on")
+    if not (data or sql):
+        raise ConfigError("no data: give a file or URL (--data), or --sql QUERY with --db URL")
+
+
+def _ingest_source(
+    data: str | None,
+    sql: str | None,
+    db: str | None,
+    *,
+    target: str | None,
+    options: CleanOptions,
+    fmt: str | None = None,
+) -> IngestResult:
+    """Read and clean a file or URL (``data``) or a SQL query's result (``sql`` on ``db``)."""
+    from fasttrack.data.ingest import ingest as run_ingest
+    from fasttrack.data.ingest import ingest_query
+
+    _check_source(data, sql, db)
+    if data:
+        return run_ingest(data, target=target, options=options, format=fmt)
+    return ingest_query(str(sql), str(db), target=target, options=options)
+
+
+def _print_lineage(result: IngestResult) -> None:
+    extra = {k: v for k, v in result.lineage.items() if k not in ("kind", "db")}
+    out.print(f"source: {result.source}" + "".join(f"\n{k}: {v}" for k, v in extra.items()), highlight=False)
+
+
 @app.command()
 def ingest(
-    data: Annotated[str, typer.Argument(help="CSV, JSON, JSON Lines or Parquet file: a path or a URL (s3://...).")],
+    data: Annotated[
+        str | None,
+        typer.Argument(help="CSV, JSON, JSON Lines or Parquet file: a path or a URL (s3://..., gs://...)."),
+    ] = None,
+    sql: SqlOption = None,
+    db: DbOption = None,
     target: Annotated[str | None, typer.Option(help="Target column: rows without it are dropped.")] = None,
     output: Annotated[Path | None, typer.Option("--out", help="Write the cleaned data here (.parquet/.csv).")] = None,
     schema_out: Annotated[
@@ -121,19 +171,20 @@ def ingest(
         str | None, typer.Option("--format", help="csv, json, jsonl or parquet (default: extension).")
     ] = None,
 ) -> None:
-    """Read and clean a data set, report what cleaning did, and optionally save the data and its schema."""
+    """Read and clean a data set (a file, a URL or a SQL query), report what cleaning did, and optionally save
+    the data and its schema."""
     from fasttrack.data.clean import CleanOptions
-    from fasttrack.data.ingest import ingest as run_ingest
     from fasttrack.data.schema import infer_schema
 
     if schema_out and not target:
         raise ConfigError("--schema-out needs --target: the schema describes features against a target")
     options = CleanOptions(drop_columns=drop or [], keep_columns=keep or None)
-    result = run_ingest(data, target=target, options=options, format=fmt)
+    result = _ingest_source(data, sql, db, target=target, options=options, fmt=fmt)
     schema = infer_schema(result.frame, target, task) if target else None
     _print_clean_report(result.report)
     if schema is not None:
         _print_schema(schema)
+    _print_lineage(result)
     out.print(f"fingerprint: {result.fingerprint}")
     if output:
         _write_frame(result.frame, output)
@@ -186,8 +237,12 @@ def _write_frame(frame: Any, path: Path) -> None:
 def train(
     config: Annotated[Path | None, typer.Option("--config", "-c", help="YAML train config (configs/*.yaml).")] = None,
     data: Annotated[str | None, typer.Option(help="Data file or URL (overrides the config).")] = None,
+    sql: SqlOption = None,
+    db: DbOption = None,
     target: Annotated[str | None, typer.Option(help="Column to predict.")] = None,
-    name: Annotated[str | None, typer.Option(help="Registered model name (default: data file name).")] = None,
+    name: Annotated[
+        str | None, typer.Option(help="Registered model name (default: data file name; needed with --sql).")
+    ] = None,
     task: Annotated[Task | None, typer.Option(help="auto, classification or regression.")] = None,
     model: Annotated[ModelKind | None, typer.Option(help="Estimator.")] = None,
     param: Annotated[list[str] | None, typer.Option("--param", help="Hyperparameter key=value (repeatable).")] = None,
@@ -204,7 +259,6 @@ def train(
 ) -> None:
     """Ingest, train, evaluate against a baseline, track in MLflow and register a model that passes the gate."""
     from fasttrack.data.clean import CleanOptions
-    from fasttrack.data.ingest import ingest as run_ingest
     from fasttrack.data.schema import infer_schema
     from fasttrack.registry.tracking import log_training
     from fasttrack.training.plots import save_plots
@@ -212,6 +266,8 @@ def train(
 
     overrides: dict[str, Any] = {
         "data": data,
+        "sql": sql,
+        "db": db,
         "target": target,
         "name": name,
         "task": task,
@@ -228,16 +284,27 @@ def train(
         overrides["params"] = {**(base.params if base else {}), **_parse_pairs(param, "--param")}
     if threshold:
         overrides["thresholds"] = {**(base.thresholds if base else {}), **_parse_pairs(threshold, "--threshold")}
-    if base is None and (data is None or target is None):
-        raise ConfigError("give --config, or both --data and --target")
-    cfg = TrainConfig.load(config, **overrides)
+    if base is None and ((data is None and sql is None) or target is None):
+        raise ConfigError("give --config, or --data (or --sql and --db) and --target")
+    values = base.model_dump(exclude_unset=True) if base else {}
+    # A source on the command line replaces the config's: a file replaces a query, a query replaces a file.
+    if data is not None:
+        values = {k: v for k, v in values.items() if k not in ("sql", "db")}
+    if sql is not None or db is not None:
+        values.pop("data", None)
+    cfg = TrainConfig.load(None, **{**values, **{k: v for k, v in overrides.items() if v is not None}})
+    cfg.resolved_name()  # a SQL source without a name fails here, before any work
     settings = get_settings()
     import tempfile
 
+    from fasttrack.registry.tracking import check_tracking
+
     with _steps() as step:
-        step(f"reading {cfg.data}")
+        step("connecting to the tracking store")
+        check_tracking(settings)
+        step(f"reading {cfg.source}")
         options = CleanOptions(drop_columns=cfg.drop_columns, keep_columns=cfg.keep_columns)
-        ingested = run_ingest(cfg.data, target=cfg.target, options=options)
+        ingested = _ingest_source(cfg.data, cfg.sql, cfg.db, target=cfg.target, options=options)
         schema = infer_schema(
             ingested.frame,
             cfg.target,
@@ -252,8 +319,9 @@ def train(
             tracked = log_training(
                 result,
                 settings=settings,
-                source=cfg.data,
+                source=ingested.source,
                 fingerprint=ingested.fingerprint,
+                lineage=ingested.lineage,
                 clean_report=ingested.report,
                 plots=plots,
                 register=register,
@@ -317,33 +385,36 @@ ModelOption = Annotated[
 
 @app.command()
 def evaluate(
-    data: Annotated[str, typer.Option(help="Labelled data file or URL to evaluate on.")],
+    data: Annotated[str | None, typer.Option(help="Labelled data file or URL to evaluate on.")] = None,
+    sql: SqlOption = None,
+    db: DbOption = None,
     model: ModelOption = None,
 ) -> None:
     """Score a model on labelled data and compare with the metrics it was registered with."""
     from fasttrack.data.clean import CleanOptions
-    from fasttrack.data.ingest import ingest as run_ingest
     from fasttrack.data.schema import prepare_features
     from fasttrack.registry.model_folder import load_model_folder
     from fasttrack.registry.tracking import resolve_model
     from fasttrack.training.evaluate import evaluate_model
 
+    _check_source(data, sql, db)
     settings = get_settings()
     with _steps() as step:
         step("loading the model")
         resolved = resolve_model(model, settings)
         loaded = load_model_folder(resolved.path)
         meta = loaded.metadata
-        step(f"reading {data}")
-        ingested = run_ingest(
-            data, target=meta.target, options=CleanOptions(drop_identifiers=False, drop_constant=False)
+        step("reading the data")
+        ingested = _ingest_source(
+            data, sql, db, target=meta.target, options=CleanOptions(drop_identifiers=False, drop_constant=False)
         )
         step("scoring")
         features = prepare_features(ingested.frame, loaded.schema)
         y = ingested.frame[meta.target]
         metrics = evaluate_model(loaded.pipeline, features, y, task=meta.task, labels=meta.labels)
     table = Table(
-        title=f"{meta.name} v{resolved.version or '?'} on {len(features)} rows of {data}", title_justify="left"
+        title=f"{meta.name} v{resolved.version or '?'} on {len(features)} rows of {ingested.source}",
+        title_justify="left",
     )
     for column in ("metric", "this data", "at registration"):
         table.add_column(column, justify="left" if column == "metric" else "right")
@@ -359,34 +430,75 @@ def predict(
     output: Annotated[Path, typer.Option("--out", help="Output file (.csv, .parquet, .json, .jsonl).")],
     model: ModelOption = None,
     probabilities: Annotated[bool, typer.Option(help="Add a probability column per class.")] = False,
+    batch_rows: Annotated[int, typer.Option(min=1, help="Rows read, scored and written at a time.")] = 100_000,
+    engine: Annotated[
+        str, typer.Option(help="auto (ONNX Runtime when the model has a checked graph), onnx or sklearn.")
+    ] = "auto",
 ) -> None:
-    """Score a file with a model and write the input columns plus ``prediction`` to another file."""
-    from fasttrack.data.clean import normalize
-    from fasttrack.data.ingest import read_table
-    from fasttrack.registry.model_folder import load_model_folder
-    from fasttrack.registry.tracking import resolve_model
+    """Score a file with a model and write the input columns plus ``prediction`` to another file.
 
+    The file is streamed in batches (memory stays flat as it grows) and the output appears only once every
+    row is scored.
+    """
+    from fasttrack.registry.tracking import resolve_model
+    from fasttrack.scoring import output_format, score_file
+
+    if engine not in ("auto", "onnx", "sklearn"):
+        raise ConfigError(f"--engine must be auto, onnx or sklearn, not {engine!r}")
+    output_format(output)  # an unusable output name fails before any work
     settings = get_settings()
     with _steps() as step:
-        step("loading the model")
-        loaded = load_model_folder(resolve_model(model, settings).path)
-        step(f"reading {data}")
-        frame, _ = normalize(read_table(data))
-        step(f"predicting {len(frame)} rows")
-        result = frame.copy()
-        result["prediction"] = loaded.predict(frame)
-        if probabilities:
-            if not loaded.is_classifier:
-                raise ConfigError("--probabilities applies to classifiers; this model is a regressor")
-            for label, values in _columns(loaded.predict_proba(frame)).items():
-                result[f"probability_{label}"] = values
-        step(f"writing {output}")
-        _write_frame(result, output)
-    out.print(f"{len(result)} predictions written to {output}")
+        step("resolving the model")
+        folder = resolve_model(model, settings).path
+    with _ScoreBar(data) as bar:
+        summary = score_file(
+            folder,
+            data,
+            output,
+            batch_rows=batch_rows,
+            probabilities=probabilities,
+            engine=engine,  # type: ignore[arg-type]  # checked above
+            progress=bar,
+        )
+    rate = summary.rows / summary.seconds if summary.seconds > 0 else 0.0
+    out.print(
+        f"{summary.rows} predictions written to {output} "
+        f"({summary.engine}, {summary.seconds:.1f} s, {rate:,.0f} rows/s)"
+    )
 
 
-def _columns(rows: list[dict[str, float]]) -> dict[str, list[float]]:
-    return {label: [row[label] for row in rows] for label in (rows[0] if rows else {})}
+class _ScoreBar:
+    """A progress bar on stderr for :func:`fasttrack.scoring.score_file` (bytes or rows read, rows scored)."""
+
+    def __init__(self, source: str) -> None:
+        from rich.progress import BarColumn, TaskProgressColumn, TimeRemainingColumn
+
+        self.source = source
+        self.progress = Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            TaskProgressColumn(),
+            TextColumn("{task.fields[rows]:,} rows"),
+            TimeElapsedColumn(),
+            TimeRemainingColumn(),
+            console=err,
+            transient=True,
+        )
+        self.task: Any = None
+
+    def __enter__(self) -> _ScoreBar:
+        self.progress.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.progress.stop()
+
+    def start(self, stream: Any) -> None:
+        self.task = self.progress.add_task(f"scoring {self.source}", total=stream.total, rows=0)
+
+    def update(self, rows: int, position: int) -> None:
+        if self.task is not None:
+            self.progress.update(self.task, completed=position, rows=rows)
 
 
 # --------------------------------------------------------------------------------------------------- models
@@ -419,14 +531,126 @@ def models_list(name: Annotated[str | None, typer.Argument(help="Only this regis
 @models_app.command("promote")
 def models_promote(
     name: Annotated[str, typer.Argument(help="Registered model name.")],
-    version: Annotated[str, typer.Argument(help="Version to promote.")],
+    version: Annotated[str | None, typer.Argument(help="Challenger version (same as --challenger).")] = None,
+    challenger: Annotated[
+        str | None, typer.Option("--challenger", help="Version that challenges the current champion.")
+    ] = None,
+    data: Annotated[
+        str | None,
+        typer.Option(help="Labelled data to compare on (default: the challenger's held-out test part)."),
+    ] = None,
+    sql: SqlOption = None,
+    db: DbOption = None,
+    margin: Annotated[
+        float | None,
+        typer.Option(
+            min=0, help="How much better the challenger must be (default: FASTTRACK_PROMOTION_MARGIN, else 0)."
+        ),
+    ] = None,
+    metric: Annotated[str | None, typer.Option(help="Metric to compare (default: the primary metric).")] = None,
+    force: Annotated[bool, typer.Option("--force", help="Move the alias even if the challenger loses.")] = False,
     alias: Annotated[str, typer.Option(help="Alias to move.")] = "champion",
 ) -> None:
-    """Move an alias (default ``champion``) to a version; servers following the alias pick it up."""
-    from fasttrack.registry.tracking import promote
+    """Compare a challenger with the champion on the same rows; move @champion only if it is better.
 
-    promote(get_settings(), name, version, alias)
-    out.print(f"{name}@{alias} -> version {version}")
+    Both versions are scored on the challenger's held-out test part (or on --data / --sql), and the alias moves
+    when the challenger beats the champion's primary metric by at least --margin. The decision and both scores
+    are recorded as fasttrack.promotion.* tags on both versions. Servers following the alias pick it up.
+    """
+    from fasttrack.data.clean import CleanOptions
+    from fasttrack.registry.promotion import model_target, promote_challenger
+
+    if version and challenger and version != challenger:
+        raise ConfigError(f"two challengers given ({version} and --challenger {challenger}): give one")
+    candidate = challenger or version
+    if not candidate:
+        raise ConfigError("give the challenger version: fasttrack models promote NAME --challenger VERSION")
+    if data or sql or db:
+        _check_source(data, sql, db)
+    if metric:
+        higher_is_better(metric)  # an unknown metric fails before any work
+    settings = get_settings()
+    frame, source = None, None
+    with _steps() as step:
+        if data or sql or db:
+            step("reading the comparison data")
+            options = CleanOptions(drop_identifiers=False, drop_constant=False)
+            target = model_target(settings, name, candidate)
+            ingested = _ingest_source(data, sql, db, target=target, options=options)
+            frame, source = ingested.frame, ingested.source
+        step(f"comparing version {candidate} with @{alias}")
+        result = promote_challenger(
+            settings,
+            name,
+            candidate,
+            alias=alias,
+            margin=margin,
+            metric=metric,
+            force=force,
+            frame=frame,
+            frame_source=source,
+        )
+    if result.champion is not None:
+        table = Table(
+            title=f"{name}: challenger vs @{alias} on {result.rows} rows of {result.data}", title_justify="left"
+        )
+        for column in ("version", "role", f"{result.metric}"):
+            table.add_column(column, justify="right" if column == result.metric else "left")
+        table.add_row(result.challenger.version, "challenger", _fmt(result.challenger.score))
+        table.add_row(result.champion.version, f"@{alias}", _fmt(result.champion.score))
+        out.print(table)
+        if result.decision != "rejected":  # a rejection says why on stderr
+            out.print(result.reason, highlight=False)
+    if result.decision == "rejected":
+        raise PromotionRejectedError(
+            f"{name}@{alias} stays at version {result.champion.version if result.champion else '?'}: "
+            f"{result.reason} (use --force to promote anyway)"
+        )
+    if result.decision == "already-champion":
+        out.print(f"{name}@{alias} is already version {result.challenger.version}: nothing to do")
+        return
+    note = " (forced)" if result.decision == "forced" else ""
+    out.print(f"[green]promoted[/] {name}@{alias} -> version {result.challenger.version}{note}")
+
+
+@models_app.command("show")
+def models_show(
+    name: Annotated[str, typer.Argument(help="Registered model name.")],
+    version: Annotated[str, typer.Argument(help="Version number or alias.")] = "champion",
+) -> None:
+    """Show one registered version: aliases, run, metrics, data lineage and the last promotion decision."""
+    from fasttrack.registry.tracking import describe_version
+
+    settings = get_settings()
+    details = describe_version(settings, name, version)
+    out.print(f"[bold]{details.name} version {details.version}[/]", highlight=False)
+    info = {
+        "aliases": ", ".join(details.aliases) or "-",
+        "created": details.created.strftime("%Y-%m-%d %H:%M:%S UTC"),
+        "status": details.status or "",
+        "run": details.run_id or "-",
+        "source": details.source or "",
+        "tracking": settings.resolved_tracking_uri(),
+    }
+    for key, value in info.items():
+        out.print(f"  {key}: {value}", highlight=False)
+    test_metrics = {k.removeprefix("test_"): v for k, v in details.metrics.items() if k.startswith("test_")}
+    if test_metrics:
+        table = Table(title="metrics (held-out test part)", title_justify="left")
+        table.add_column("metric")
+        table.add_column("test", justify="right")
+        table.add_column("baseline", justify="right")
+        for metric, score in sorted(test_metrics.items()):
+            table.add_row(metric, f"{score:.4f}", _fmt(details.metrics.get(f"baseline_{metric}")))
+        out.print(table)
+    out.print("[bold]data lineage[/]")
+    for key, value in details.lineage.items():
+        out.print(f"  {key}: {value}", highlight=False)
+    promotion = {k.removeprefix("fasttrack.promotion."): v for k, v in details.tags.items() if "promotion." in k}
+    if promotion:
+        out.print("[bold]last promotion decision[/]")
+        for key, value in sorted(promotion.items()):
+            out.print(f"  {key}: {value}", highlight=False)
 
 
 # ---------------------------------------------------------------------------------------------------- serve
@@ -435,11 +659,29 @@ def serve(
     model: ModelOption = None,
     host: Annotated[str | None, typer.Option(help="Interface to bind (default 127.0.0.1).")] = None,
     port: Annotated[int | None, typer.Option(help="Port (default 8000).")] = None,
+    workers: Annotated[int | None, typer.Option(help="Worker processes (default 1).")] = None,
+    reload_interval: Annotated[
+        float | None, typer.Option(help="Seconds between registry checks for a new version (default 10; 0 = off).")
+    ] = None,
+    access_log: Annotated[
+        bool | None, typer.Option("--access-log/--no-access-log", help="One JSON log line per request (default off).")
+    ] = None,
 ) -> None:
-    """Serve a model over HTTP (FastAPI + Uvicorn)."""
+    """Serve a model over HTTP: /predict, MLflow's /invocations, the V2 protocol, /metrics; follows the registry.
+
+    The model is resolved before the port is bound (an unknown model fails at once) and loaded in the
+    background; SIGTERM drains in-flight requests before exiting.
+    """
     from fasttrack.serving.app import run
 
-    settings = get_settings(model=model, host=host, port=port)
+    settings = get_settings(
+        model=model,
+        host=host,
+        port=port,
+        workers=workers,
+        reload_interval=reload_interval,
+        access_log=access_log,
+    )
     run(settings)
 
 
@@ -452,7 +694,7 @@ def main(argv: list[str] | None = None) -> None:
     except FastTrackError as exc:
         if debug:
             raise
-        err.print(f"[red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        err.print(f"[red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
         err.print("interrupted")
@@ -461,7 +703,7 @@ def main(argv: list[str] | None = None) -> None:
         if debug:
             raise
         err.print(
-            f"[red]error:[/] unexpected {type(exc).__name__}: {exc} (run with --debug for the traceback)",
+            f"[red]error:[/] unexpected {type(exc).__name__}: {escape(str(exc))} (run with --debug for the traceback)",
             highlight=False,
             soft_wrap=True,
         )

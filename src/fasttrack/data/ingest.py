@@ -1,8 +1,9 @@
-"""Reading tabular data (CSV, JSON, JSON Lines, Parquet) from paths and fsspec URLs, then cleaning it.
+"""Reading tabular data (CSV, JSON, JSON Lines, Parquet; paths, fsspec URLs, SQL queries), then cleaning it.
 
 :func:`read_table` turns a file into a pandas frame with the format's natural types and refuses bad input with
-one clear :class:`~fasttrack.errors.DataError` line; :func:`ingest` adds the cleaning step and a fingerprint
-of the result, so a training run can record exactly which data it saw.
+one clear :class:`~fasttrack.errors.DataError` line; :func:`ingest` adds the cleaning step, a fingerprint of the
+result and the source's lineage (an object store's ETag and version id), so a training run can record exactly
+which data it saw. :func:`ingest_query` does the same for a SQL query on a database.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import gzip
 import hashlib
 import json
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 from urllib.parse import urlsplit
@@ -24,6 +25,7 @@ import pyarrow as pa
 import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 
+from fasttrack.data import object_store
 from fasttrack.data.clean import CleanOptions, CleanReport, clean
 from fasttrack.errors import DataError
 
@@ -48,12 +50,17 @@ _MAGIC = {b"PAR1": "a Parquet file", b"\x1f\x8b": "gzip-compressed data", b"PK\x
 
 @dataclass(frozen=True)
 class IngestResult:
-    """A cleaned data set with its cleaning report, where it came from, and a fingerprint of its content."""
+    """A cleaned data set with its cleaning report, where it came from, and a fingerprint of its content.
+
+    ``lineage`` holds what else identifies the source: ``kind`` (``file``, ``url``, ``object`` or ``sql``), an
+    object store's ``etag`` and ``version_id``, a SQL source's password-free ``db`` URL and ``query``.
+    """
 
     frame: pd.DataFrame
     report: CleanReport
     source: str
     fingerprint: str
+    lineage: dict[str, str] = field(default_factory=dict)
 
 
 def read_table(
@@ -72,9 +79,15 @@ def read_table(
     text because the schema has no date kind. Every problem with the input -- a missing, empty or headerless
     file, an unknown format, content that is not what the extension says -- raises a one-line ``DataError``.
     """
-    name = str(source)
+    return _read_source(str(source), format, delimiter, storage_options)[0]
+
+
+def _read_source(
+    name: str, format: str | None, delimiter: str | None, storage_options: dict[str, Any] | None
+) -> tuple[pd.DataFrame, dict[str, str]]:
+    """:func:`read_table`, also returning the source's lineage (see :class:`IngestResult`)."""
     fmt, compressed = _resolve_format(name, format)
-    data = _read_bytes(name, storage_options)
+    data, lineage = _read_bytes(name, storage_options)
     if compressed:
         try:
             data = gzip.decompress(data)
@@ -94,7 +107,7 @@ def read_table(
         raise DataError(f"{name} has no columns")
     if len(frame) == 0:
         raise DataError(f"{name} has a header but no data rows")
-    return frame
+    return frame, lineage
 
 
 def fingerprint(frame: pd.DataFrame) -> str:
@@ -125,9 +138,28 @@ def ingest(
     ``target`` names the column to predict (``None`` for data without one, e.g. data to score); rows without
     a target are dropped and the target is never dropped as a constant or identifier column.
     """
-    raw = read_table(source, format=format, delimiter=delimiter, storage_options=storage_options)
+    raw, lineage = _read_source(str(source), format, delimiter, storage_options)
     frame, report = clean(raw, target, options)
-    return IngestResult(frame=frame, report=report, source=str(source), fingerprint=fingerprint(frame))
+    return IngestResult(frame=frame, report=report, source=str(source), fingerprint=fingerprint(frame), lineage=lineage)
+
+
+def ingest_query(query: str, db: str, *, target: str | None, options: CleanOptions | None = None) -> IngestResult:
+    """Run a SQL query on a database (a SQLAlchemy URL) and clean and fingerprint the result like :func:`ingest`.
+
+    The result's ``source`` and lineage hold the URL without its password, and the query.
+    """
+    from fasttrack.data.sql import read_sql, redact_url
+
+    raw = read_sql(query, db)
+    frame, report = clean(raw, target, options)
+    safe = redact_url(db)
+    return IngestResult(
+        frame=frame,
+        report=report,
+        source=safe,
+        fingerprint=fingerprint(frame),
+        lineage={"kind": "sql", "db": safe, "query": query},
+    )
 
 
 def _is_url(name: str) -> bool:
@@ -166,7 +198,7 @@ def _resolve_format(name: str, format: str | None) -> tuple[str, bool]:
     return fmt, compressed
 
 
-def _read_bytes(name: str, storage_options: dict[str, Any] | None) -> bytes:
+def _read_bytes(name: str, storage_options: dict[str, Any] | None) -> tuple[bytes, dict[str, str]]:
     # Data sets of this tool fit in memory; reading bytes once lets every format share the checks below.
     if not _is_url(name):
         path = Path(name).expanduser()
@@ -175,9 +207,34 @@ def _read_bytes(name: str, storage_options: dict[str, Any] | None) -> bytes:
         if path.is_dir():
             raise DataError(f"{name} is a folder, not a file")
         try:
-            return path.read_bytes()
+            return path.read_bytes(), {"kind": "file"}
         except OSError as exc:
             raise DataError(f"cannot read {name}: {exc.strerror or exc}") from None
+    if not object_store.is_object_store_url(name):
+        return _read_url(name, storage_options), {"kind": "url"}
+    object_store.apply_network_defaults()
+    try:
+        fs, path = fsspec.core.url_to_fs(name, **object_store.storage_options(name, storage_options))
+        # info() first: it tells a missing bucket from a missing key, and gives the object's ETag and version.
+        info = fs.info(path)
+        if info.get("type") == "directory":
+            raise DataError(f"{name} is a folder, not a file")
+        data: bytes = fs.cat_file(path)
+    except DataError:
+        raise
+    except ImportError as exc:
+        raise DataError(
+            f"cannot open {name}: {exc} (install FastTrack's s3 or gcs extra: make install EXTRAS=s3)"
+        ) from None
+    except Exception as exc:  # s3fs, gcsfs and botocore raise many types; each becomes one line or is re-raised
+        message = object_store.error_message(exc, name)
+        if message is None and not (isinstance(exc, OSError | ValueError) or object_store.is_object_store_error(exc)):
+            raise
+        raise DataError(message or f"cannot read {name}: {_first_line(exc)}") from None
+    return data, {"kind": "object", **object_store.object_identity(info)}
+
+
+def _read_url(name: str, storage_options: dict[str, Any] | None) -> bytes:
     try:
         with fsspec.open(name, "rb", **(storage_options or {})) as handle:
             data: bytes = handle.read()

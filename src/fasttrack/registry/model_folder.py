@@ -15,10 +15,10 @@ import json
 import logging
 import pickle
 import platform
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -29,10 +29,14 @@ from fasttrack.config import ModelKind, ResolvedTask
 from fasttrack.data.schema import Label, Schema, prepare_features
 from fasttrack.errors import ModelLoadError
 
+if TYPE_CHECKING:
+    from fasttrack.registry.onnx import OnnxModel
+
 log = logging.getLogger(__name__)
 
 METADATA_FILE = "fasttrack.json"
 SCHEMA_FILE = "schema.json"
+ONNX_FILE = "model.onnx"
 EXTRA_DIR = "extra_files"
 FORMAT_VERSION = 1
 
@@ -49,6 +53,26 @@ class DataLineage(BaseModel):
     fingerprint: str
     rows: int
     columns: int
+
+
+class OnnxInfo(BaseModel):
+    """The outcome of exporting the model to ONNX at registration (see :mod:`fasttrack.registry.onnx`).
+
+    ``status`` is ``ok`` when ``extra_files/model.onnx`` exists and agreed with scikit-learn on the held-out
+    rows; ``failed`` (conversion raised) and ``disagrees`` (predictions differ) mean the scikit-learn model is
+    served, and ``reason`` says why.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+    status: Literal["ok", "failed", "disagrees"]
+    reason: str | None = None
+    rows_checked: int = 0
+    mismatches: int = 0
+    max_abs_diff: float | None = None
+    max_rel_diff: float | None = None
+    tolerance: str | None = None
+    seconds: float = 0.0
+    libraries: dict[str, str] = Field(default_factory=dict)
 
 
 class ModelMetadata(BaseModel):
@@ -74,6 +98,7 @@ class ModelMetadata(BaseModel):
     python: str = Field(default_factory=platform.python_version)
     libraries: dict[str, str] = Field(default_factory=dict)
     input_example: list[dict[str, Any]] = Field(default_factory=list)
+    onnx: OnnxInfo | None = None
 
 
 def library_versions() -> dict[str, str]:
@@ -107,11 +132,34 @@ class LoadedModel:
     pipeline: Any
     schema: Schema
     metadata: ModelMetadata
+    _onnx: OnnxModel | None = field(default=None, init=False, repr=False, compare=False)
 
     @property
     def is_classifier(self) -> bool:
         """Whether the model predicts labels (and class probabilities)."""
         return self.metadata.task == "classification"
+
+    @property
+    def onnx_path(self) -> Path | None:
+        """``extra_files/model.onnx`` when the model was exported and agreed with scikit-learn, else ``None``."""
+        if self.metadata.onnx is None or self.metadata.onnx.status != "ok":
+            return None
+        path = self.path / EXTRA_DIR / ONNX_FILE
+        return path if path.is_file() else None
+
+    def onnx_model(self) -> OnnxModel | None:
+        """The ONNX Runtime model (opened on first use, then kept), or ``None`` where there is none.
+
+        Raises :class:`~fasttrack.errors.ModelLoadError` when the file exists but ONNX Runtime cannot open it.
+        """
+        if self._onnx is None and self.onnx_path is not None:
+            from fasttrack.registry.onnx import OnnxModel
+
+            try:
+                self._onnx = OnnxModel.load(self.onnx_path, self.schema, self.metadata.labels)
+            except Exception as exc:  # onnxruntime raises its own exception types
+                raise ModelLoadError(f"{self.onnx_path}: cannot load the ONNX model ({exc})") from None
+        return self._onnx
 
     def predict(self, frame: pd.DataFrame) -> list[Any]:
         """Predictions for a frame of raw feature columns, as plain Python values (labels keep their type)."""

@@ -18,7 +18,7 @@ import shutil
 import subprocess
 import tempfile
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -47,6 +47,12 @@ log = logging.getLogger(__name__)
 CHAMPION = "champion"
 TAG_PRIMARY = "fasttrack.primary_metric"
 TAG_PRIMARY_VALUE = "fasttrack.primary_metric_value"
+#: Run tags of the training data's lineage: ``fasttrack.data.source``, ``.fingerprint``, ``.rows``, ``.etag``, ...
+TAG_DATA_PREFIX = "fasttrack.data."
+#: The training run's held-out test part (features and target), for champion/challenger comparisons.
+HOLDOUT_ARTIFACT = "reports/holdout.parquet"
+# MLflow refuses longer tag values.
+_MAX_TAG_CHARS = 5000
 
 
 @dataclass(frozen=True)
@@ -94,6 +100,9 @@ def configure(settings: Settings) -> str:
     """Point MLflow at the tracking URI in force and return it; creates the embedded store's folder if used."""
     import mlflow
 
+    from fasttrack.data.object_store import apply_network_defaults
+
+    apply_network_defaults()  # an unreachable server or object store fails in seconds, not minutes
     uri = settings.resolved_tracking_uri()
     if _is_embedded(uri, settings):
         settings.home.mkdir(parents=True, exist_ok=True)
@@ -127,9 +136,53 @@ def registry_errors(what: str) -> Iterator[None]:
         message = str(exc.message).splitlines()[0] if exc.message else type(exc).__name__
         if exc.error_code in ("RESOURCE_DOES_NOT_EXIST", "NOT_FOUND"):
             raise ModelNotFoundError(f"{what}: {message}") from None
-        raise RegistryError(f"{what}: {message}") from None
-    except (OSError, ConnectionError) as exc:
-        raise RegistryError(f"{what}: {exc}") from None
+        failed = _download_failure(str(exc.message or ""))
+        if failed is not None:
+            raise (ModelNotFoundError if "not found" in failed else RegistryError)(f"{what}: {failed}") from None
+        raise RegistryError(f"{what}: {_unreachable_server(message) or message}") from None
+    except Exception as exc:
+        store_message = _object_store_message(exc)
+        if store_message is not None:
+            raise RegistryError(f"{what}: {store_message}") from None
+        if isinstance(exc, OSError | ConnectionError):
+            raise RegistryError(f"{what}: {exc}") from None
+        raise
+
+
+def _download_failure(message: str) -> str | None:
+    """One line for MLflow's multi-line "The following failures occurred while downloading ..." message."""
+    import re
+
+    head = re.match(r"The following failures occurred while downloading one or more artifacts from (\S+?):?\n", message)
+    detail = re.search(r"##### File (.*?) #####\n(.+)", message)
+    if head is None or detail is None:
+        return None
+    where = f"{head.group(1).rstrip('/')}/{detail.group(1)}"
+    reason = detail.group(2).strip()
+    if "(404)" in reason or "NoSuchKey" in reason or "Not Found" in reason:
+        return f"not found: {where}"
+    return f"cannot download {where}: {reason}"
+
+
+def _unreachable_server(message: str) -> str | None:
+    """A short line for MLflow's long "API request to ... failed ... Max retries exceeded" messages."""
+    import re
+
+    match = re.search(r"API request to (\S+?)(/api/|/ajax-api/)\S* failed", message)
+    if match and ("Max retries exceeded" in message or "Connection" in message):
+        reason = re.search(r"\[Errno -?\d+\] ([^'\")]+)", message)
+        why = f" ({reason.group(1).strip()})" if reason else ""
+        return f"cannot reach the tracking server at {match.group(1)}{why}; is it running? (MLFLOW_TRACKING_URI)"
+    return None
+
+
+def _object_store_message(exc: BaseException) -> str | None:
+    """One line for an object-store failure under MLflow (botocore's errors when artifacts are on S3)."""
+    from fasttrack.data.object_store import error_message, is_object_store_error
+
+    if not is_object_store_error(exc):
+        return None
+    return error_message(exc) or str(exc).strip().splitlines()[0]
 
 
 def _experiment_id(mlflow_client: MlflowClient, name: str, settings: Settings) -> str:
@@ -179,12 +232,16 @@ def log_training(
     clean_report: CleanReport | None = None,
     plots: list[Path] | None = None,
     register: bool = True,
+    lineage: Mapping[str, str] | None = None,
 ) -> TrackedRun:
     """Record a training run in MLflow and, if its quality gate passed and ``register`` is set, register it.
 
     The run gets the config as params; test, baseline and cross-validation metrics; the data fingerprint,
     source, git commit and library versions as tags; the evaluation, cleaning report, schema and plots as
     artifacts; and the model itself (an MLflow sklearn model with FastTrack's metadata and schema inside).
+    ``lineage`` (e.g. an object's ``etag`` and ``version_id``, a query's ``db`` and ``query``) is added to the
+    ``fasttrack.data.*`` tags and the model's ``data`` record; the held-out test part is logged as
+    ``reports/holdout.parquet`` so that promotion can score a champion on the same rows.
     """
     import mlflow
     import mlflow.sklearn
@@ -210,6 +267,7 @@ def log_training(
                     "fasttrack.data.source": source,
                     "fasttrack.data.fingerprint": fingerprint,
                     "fasttrack.data.rows": str(result.train_rows + result.test_rows),
+                    **{TAG_DATA_PREFIX + k: str(v)[:_MAX_TAG_CHARS] for k, v in (lineage or {}).items() if v},
                     "fasttrack.gate": "passed" if evaluation.gate.passed else "failed",
                     **(
                         {"fasttrack.gate.reasons": " | ".join(evaluation.gate.reasons)}
@@ -223,6 +281,13 @@ def log_training(
             mlflow.log_metrics(_metrics(result))
             with tempfile.TemporaryDirectory(prefix="fasttrack-") as tmp:
                 staging = Path(tmp)
+                # The ONNX fast path, checked against sklearn on the held-out rows; it never fails the run.
+                from fasttrack.registry.onnx import export_to_folder, run_tags
+
+                onnx_info, onnx_file = export_to_folder(
+                    result.pipeline, result.schema, result.task, result.X_test, staging / "onnx"
+                )
+                mlflow.set_tags(run_tags(onnx_info))
                 metadata = ModelMetadata(
                     name=name,
                     task=result.task,
@@ -240,18 +305,22 @@ def log_training(
                         fingerprint=fingerprint,
                         rows=result.train_rows + result.test_rows,
                         columns=len(result.schema.features) + 1,
+                        **{k: v for k, v in (lineage or {}).items() if k not in _LINEAGE_FIELDS},
                     ),
                     run_id=run_id,
                     git_commit=commit,
                     libraries=library_versions(),
                     input_example=_records(result.input_example),
+                    onnx=onnx_info,
                 )
                 extras = write_extra_files(staging / "extras", metadata, result.schema)
+                extras += [onnx_file] if onnx_file else []
                 reports = staging / "reports"
                 reports.mkdir()
                 (reports / "evaluation.json").write_text(json.dumps(evaluation.to_dict(), indent=2), "utf-8")
                 if clean_report is not None:
                     (reports / "clean_report.json").write_text(clean_report.model_dump_json(indent=2), "utf-8")
+                _holdout(result).to_parquet(staging / HOLDOUT_ARTIFACT, index=False)
                 mlflow.log_artifacts(str(reports), artifact_path="reports")
                 for plot in plots or []:
                     mlflow.log_artifact(str(plot), artifact_path="plots")
@@ -275,6 +344,14 @@ def log_training(
                 return TrackedRun(run_id=run_id, experiment_id=experiment_id, model_uri=info.model_uri, name=name)
             _check_loadable(info.model_uri, metadata)
             return _register(mlflow_client, info.model_uri, name, run_id, experiment_id, evaluation)
+
+
+_LINEAGE_FIELDS = frozenset({"source", "fingerprint", "rows", "columns"})
+
+
+def _holdout(result: TrainResult) -> pd.DataFrame:
+    """The held-out test part as one frame: the prepared features and the target column."""
+    return result.X_test.assign(**{result.schema.target.name: result.y_test.to_numpy()})
 
 
 def _params(result: TrainResult) -> dict[str, Any]:
@@ -373,6 +450,82 @@ def promote(settings: Settings, name: str, version: str, alias: str = CHAMPION) 
         mlflow_client = client(settings)
         mlflow_client.get_model_version(name, version)  # raises "not found" with MLflow's message
         mlflow_client.set_registered_model_alias(name, alias, version)
+
+
+def check_tracking(settings: Settings) -> str:
+    """Make one cheap call to the tracking store in force and return its URI; a store that cannot be reached
+    raises a one-line :class:`~fasttrack.errors.RegistryError` now, before a long training run, not after it."""
+    uri = settings.resolved_tracking_uri()
+    if _is_embedded(uri, settings):
+        return uri  # made on first use
+    with registry_errors("connecting to the tracking store"):
+        client(settings).search_experiments(max_results=1)
+    return uri
+
+
+@dataclass(frozen=True)
+class VersionDetails:
+    """One registered version in full, as ``fasttrack models show`` prints it."""
+
+    name: str
+    version: str
+    aliases: list[str]
+    created: pd.Timestamp
+    status: str | None
+    source: str | None
+    run_id: str | None
+    tags: dict[str, str]
+    metrics: dict[str, float]
+    lineage: dict[str, str]
+
+
+def describe_version(settings: Settings, name: str, version: str) -> VersionDetails:
+    """A registered version (a number, or an alias such as ``champion``) with its run's metrics and data lineage.
+
+    The lineage comes from the training run's ``fasttrack.data.*`` tags, or from the model folder's
+    ``fasttrack.json`` when the run is gone.
+    """
+    from mlflow.exceptions import MlflowException
+
+    with registry_errors(f"reading {name} version {version}"):
+        mlflow_client = client(settings)
+        if version.isdigit():
+            mv = mlflow_client.get_model_version(name, version)
+        else:
+            mv = mlflow_client.get_model_version_by_alias(name, version.removeprefix("@"))
+        number = str(mv.version)
+        aliases = sorted(a for a, v in mlflow_client.get_registered_model(name).aliases.items() if str(v) == number)
+        metrics: dict[str, float] = {}
+        lineage: dict[str, str] = {}
+        if mv.run_id:
+            try:
+                run = mlflow_client.get_run(mv.run_id)
+            except MlflowException:
+                run = None  # deleted run: the model folder still knows its data
+            if run is not None:
+                metrics = dict(run.data.metrics)
+                lineage = {
+                    k.removeprefix(TAG_DATA_PREFIX): v
+                    for k, v in run.data.tags.items()
+                    if k.startswith(TAG_DATA_PREFIX)
+                }
+        if not lineage:
+            from fasttrack.registry.model_folder import read_metadata
+
+            data = read_metadata(resolve_model(f"models:/{name}/{number}", settings).path).data.model_dump()
+            lineage = {k: str(v) for k, v in data.items() if v is not None}
+        return VersionDetails(
+            name=name,
+            version=number,
+            aliases=aliases,
+            created=pd.Timestamp(mv.creation_timestamp, unit="ms", tz="UTC"),
+            status=mv.status,
+            source=mv.source,
+            run_id=mv.run_id,
+            tags=dict(mv.tags),
+            metrics=metrics,
+            lineage=lineage,
+        )
 
 
 def default_model_uri(settings: Settings) -> str:

@@ -32,7 +32,7 @@ def test_first_version_is_registered_as_champion(good_result: TrainResult, setti
     assert recorded.metrics["test_accuracy"] == pytest.approx(good_result.evaluation.metrics["accuracy"])
     assert "baseline_accuracy" in recorded.metrics
     artifacts = {a.path for a in client.list_artifacts(run.run_id, "reports")}
-    assert artifacts == {"reports/evaluation.json"}
+    assert artifacts == {"reports/evaluation.json", "reports/holdout.parquet"}
 
 
 def test_later_versions_keep_the_champion_until_promoted(good_result: TrainResult, settings: Settings) -> None:

@@ -1,0 +1,173 @@
+"""Batch scoring throughput: ``fasttrack predict`` through scikit-learn and through ONNX Runtime, side by side.
+
+Three workloads, generated with a fixed seed (nothing downloaded): the bundled sample's logistic regression
+(two numeric features) and an adult-like categorical pipeline (6 numeric and 8 categorical features with the
+UCI Adult cardinalities) with logistic regression and with histogram gradient boosting. Each model is trained
+on 20,000 rows, exported to ONNX exactly as registration does and saved as a model folder; then
+``fasttrack predict --engine ENGINE`` scores a generated CSV of ``--rows`` rows (default one million) into a
+CSV, in a process of its own. The table gives rows per second end to end (process start-up included) and of
+the scoring alone (as the command reports it), and the command's peak memory.
+
+Run: ``python bench/batch_scoring.py [--rows 1000000] [--batch-rows 100000] [--engines sklearn,onnx]``.
+Not part of the test suite.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from fasttrack.config import TrainConfig
+from fasttrack.data.schema import infer_schema
+from fasttrack.registry.model_folder import DataLineage, ModelMetadata, library_versions, write_extra_files
+from fasttrack.registry.onnx import export_to_folder
+from fasttrack.training.train import train
+
+SEED = 7
+CARDINALITIES = {
+    "workclass": 9,
+    "education": 16,
+    "marital_status": 7,
+    "occupation": 15,
+    "relationship": 6,
+    "race": 5,
+    "sex": 2,
+    "native_country": 42,
+}
+
+
+def sample_like(rows: int, rng: np.random.Generator) -> pd.DataFrame:
+    """The bundled sample's shape: two numeric features and a negative/positive label."""
+    f1 = rng.normal(4.0, 2.0, rows).round(2)
+    f2 = rng.normal(3.0, 1.5, rows).round(2)
+    positive = rng.random(rows) < 1.0 / (1.0 + np.exp(-1.6 * (f1 - f2 - 1.0)))
+    return pd.DataFrame({"feature_1": f1, "feature_2": f2, "label": np.where(positive, "positive", "negative")})
+
+
+def adult_like(rows: int, rng: np.random.Generator) -> pd.DataFrame:
+    """Adult's shape: six numeric features, eight categorical ones (skewed), some missing, a text label."""
+    frame: dict[str, object] = {
+        "age": rng.integers(17, 90, rows),
+        "fnlwgt": rng.integers(12_000, 1_500_000, rows),
+        "education_num": rng.integers(1, 17, rows),
+        "capital_gain": np.where(rng.random(rows) < 0.08, rng.integers(1, 99_999, rows), 0),
+        "capital_loss": np.where(rng.random(rows) < 0.05, rng.integers(1, 4_356, rows), 0),
+        "hours_per_week": rng.integers(1, 99, rows),
+    }
+    score = (np.asarray(frame["age"]) - 40) / 20 + (np.asarray(frame["education_num"]) - 10) / 4
+    for name, k in CARDINALITIES.items():
+        weights = 1.0 / np.arange(1, k + 1)
+        codes = rng.choice(k, rows, p=weights / weights.sum())
+        values = np.array([f" {name}-{i}" for i in range(k)], dtype=object)[codes]
+        values[rng.random(rows) < 0.01] = " ?"
+        frame[name] = values
+        score = score + (codes % 3 - 1) * 0.3
+    frame["income"] = np.where(score + rng.normal(0, 1, rows) > 0.5, " >50K", " <=50K")
+    return pd.DataFrame(frame)
+
+
+def save_model(frame: pd.DataFrame, target: str, model: str, folder: Path) -> Path:
+    """Train on ``frame``, export to ONNX as registration does, and save the model folder (no tracking store)."""
+    import logging
+
+    import mlflow.sklearn
+
+    logging.getLogger("mlflow").setLevel(logging.ERROR)
+
+    config = TrainConfig.model_validate({"data": "bench.csv", "target": target, "model": model, "cv_folds": 0})
+    schema = infer_schema(frame, target)
+    result = train(frame, config, schema)
+    staging = folder.parent / f"{folder.name}-staging"
+    info, onnx_file = export_to_folder(result.pipeline, schema, result.task, result.X_test, staging)
+    if onnx_file is None:
+        raise SystemExit(f"{model}: the ONNX export {info.status}: {info.reason}")
+    metadata = ModelMetadata(
+        name=f"bench-{model}",
+        task=result.task,
+        target=target,
+        model=result.config.model,
+        features=schema.feature_names,
+        labels=result.labels,
+        primary_metric=result.evaluation.primary_metric,
+        metrics=result.evaluation.metrics,
+        baseline_metrics=result.evaluation.baseline,
+        config=config.model_dump(mode="json"),
+        data=DataLineage(source="bench", fingerprint="-", rows=len(frame), columns=frame.shape[1]),
+        libraries=library_versions(),
+        onnx=info,
+    )
+    extras = [*write_extra_files(staging / "extras", metadata, schema), onnx_file]
+    mlflow.sklearn.save_model(
+        result.pipeline,
+        str(folder),
+        extra_files=[str(p) for p in extras],
+        serialization_format="cloudpickle",
+        pip_requirements=["scikit-learn"],
+    )
+    return folder
+
+
+def predict(
+    folder: Path, source: Path, output: Path, engine: str, batch_rows: int, home: Path
+) -> tuple[float, float, float]:
+    """Run ``fasttrack predict``: (wall seconds, scoring rows/s as it reports them, peak memory in MB)."""
+    command = [sys.executable, "-m", "fasttrack", "predict", "--model", str(folder), "--data", str(source)]
+    command += ["--out", str(output), "--engine", engine, "--batch-rows", str(batch_rows)]
+    env = {**os.environ, "FASTTRACK_HOME": str(home)}
+    # GNU time reports the command's own peak memory (a child forked from this process would be charged
+    # this process' memory too).
+    timer = ["/usr/bin/time", "-f", "%M"] if Path("/usr/bin/time").is_file() else []
+    started = time.perf_counter()
+    done = subprocess.run([*timer, *command], env=env, capture_output=True, text=True, check=False)
+    wall = time.perf_counter() - started
+    if done.returncode != 0:
+        raise SystemExit(f"fasttrack predict failed: {done.stderr.strip()}")
+    reported = re.search(r"\((?:onnx|sklearn), [0-9.]+ s, ([0-9,]+) rows/s\)", done.stdout)
+    rate = float(reported.group(1).replace(",", "")) if reported else 0.0
+    lines = done.stderr.strip().splitlines()
+    memory = int(lines[-1]) / 1024 if timer and lines and lines[-1].isdigit() else float("nan")
+    return wall, rate, memory
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument("--batch-rows", type=int, default=100_000)
+    parser.add_argument("--engines", default="sklearn,onnx")
+    args = parser.parse_args()
+    engines = args.engines.split(",")
+    rng = np.random.default_rng(SEED)
+    workloads = [
+        ("sample, logistic", sample_like, "label", "linear"),
+        ("adult-like, logistic", adult_like, "income", "linear"),
+        ("adult-like, hist GBDT", adult_like, "income", "hist_gradient_boosting"),
+    ]
+    print(f"fasttrack predict: {args.rows:,} CSV rows to CSV, batches of {args.batch_rows:,}")
+    print("rows/s end to end (start-up included) | of the scoring alone | peak memory\n")
+    print(f"{'workload':24} {'engine':8} {'end to end':>12} {'scoring':>12} {'memory MB':>10} {'input MB':>9}")
+    with tempfile.TemporaryDirectory(prefix="fasttrack-bench-") as tmp:
+        root = Path(tmp)
+        for number, (title, make, target, model) in enumerate(workloads):
+            folder = save_model(make(20_000, rng), target, model, root / f"model-{number}")
+            source = root / "input.csv"
+            make(args.rows, rng).drop(columns=[target]).to_csv(source, index=False)
+            size = source.stat().st_size / 1e6
+            for engine in engines:
+                wall, scoring, memory = predict(folder, source, root / "scored.csv", engine, args.batch_rows, root)
+                print(
+                    f"{title:24} {engine:8} {args.rows / wall:12,.0f} {scoring:12,.0f} {memory:10,.0f} {size:9.0f}",
+                    flush=True,
+                )
+
+
+if __name__ == "__main__":
+    main()

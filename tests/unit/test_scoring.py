@@ -1,0 +1,268 @@
+"""Batch scoring: streamed in batches, same predictions as the pipeline, atomic output, one-line errors."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import mlflow.sklearn
+import numpy as np
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+
+from fasttrack.config import TrainConfig
+from fasttrack.data.clean import normalize
+from fasttrack.data.ingest import read_table
+from fasttrack.data.schema import infer_schema, prepare_features
+from fasttrack.data.stream import open_batches
+from fasttrack.errors import ConfigError, DataError, SchemaValidationError
+from fasttrack.registry.model_folder import (
+    DataLineage,
+    LoadedModel,
+    ModelMetadata,
+    library_versions,
+    load_model_folder,
+    write_extra_files,
+)
+from fasttrack.registry.onnx import export_to_folder
+from fasttrack.scoring import Engine, score_file
+from fasttrack.training.train import TrainResult, train
+from support import run_cli
+
+ROWS = 3000
+BATCH = 400
+
+
+def training_frame(task: str, rows: int = 500, seed: int = 0) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    a = rng.normal(0, 1, rows)
+    b = rng.normal(5, 2, rows)
+    flag = rng.random(rows) < 0.5
+    colour = rng.choice(["red", "green", "blue"], rows).astype(object)
+    colour[rng.random(rows) < 0.1] = None
+    signal = a - (b - 5) / 2 + flag + (colour == "red") + rng.normal(0, 0.3, rows)
+    frame = pd.DataFrame({"a": a, "b": b, "flag": flag, "colour": colour})
+    frame["y"] = signal * 10 + 50 if task == "regression" else np.where(signal > 0.5, "yes", "no")
+    return frame
+
+
+def save_model(result: TrainResult, folder: Path) -> Path:
+    """A model folder as the registry writes it (MLflow sklearn model + FastTrack files + model.onnx)."""
+    staging = folder.parent / f"{folder.name}-staging"
+    info, onnx_file = export_to_folder(result.pipeline, result.schema, result.task, result.X_test, staging)
+    assert info.status == "ok", info.reason
+    metadata = ModelMetadata(
+        name="scoring",
+        task=result.task,
+        target="y",
+        model=result.config.model,
+        features=result.schema.feature_names,
+        labels=result.labels,
+        primary_metric=result.evaluation.primary_metric,
+        metrics=result.evaluation.metrics,
+        baseline_metrics=result.evaluation.baseline,
+        config=result.config.model_dump(mode="json"),
+        data=DataLineage(source="memory://scoring.csv", fingerprint="abc", rows=500, columns=5),
+        libraries=library_versions(),
+        onnx=info,
+    )
+    extras = [*write_extra_files(staging / "extras", metadata, result.schema), onnx_file]
+    mlflow.sklearn.save_model(
+        result.pipeline,
+        str(folder),
+        extra_files=[str(p) for p in extras],
+        serialization_format="cloudpickle",
+        pip_requirements=["scikit-learn"],
+    )
+    return folder
+
+
+def fitted(task: str) -> TrainResult:
+    frame = training_frame(task)
+    config = TrainConfig.model_validate(
+        {"data": "memory://scoring.csv", "target": "y", "model": "linear", "task": task, "cv_folds": 0}
+    )
+    return train(frame, config, infer_schema(frame, "y", task))
+
+
+@pytest.fixture(scope="module")
+def classifier(tmp_path_factory: pytest.TempPathFactory) -> LoadedModel:
+    return load_model_folder(save_model(fitted("classification"), tmp_path_factory.mktemp("cls") / "model"))
+
+
+@pytest.fixture(scope="module")
+def regressor(tmp_path_factory: pytest.TempPathFactory) -> LoadedModel:
+    return load_model_folder(save_model(fitted("regression"), tmp_path_factory.mktemp("reg") / "model"))
+
+
+def messy_input(rows: int = ROWS, seed: int = 1) -> pd.DataFrame:
+    """Data to score as people send it: text numbers with spaces, missing markers, unseen categories, ids."""
+    rng = np.random.default_rng(seed)
+    a = rng.normal(0, 1, rows).round(3).astype(str).astype(object)
+    a[::11] = " 0.25 "
+    a[5::17] = "?"
+    a[7::19] = ""
+    b = rng.normal(5, 2, rows).round(2).astype(str).astype(object)
+    b[3::13] = "NA"
+    b[9::23] = "1e1"
+    flag = rng.choice(["true", "false", "True", " FALSE "], rows).astype(object)
+    flag[4::29] = ""
+    colour = rng.choice(["red", " green", "blue ", "purple"], rows).astype(object)
+    colour[6::31] = "N/A"
+    colour[8::37] = ""
+    ids = np.array([f"id-{i:05d}" for i in range(rows)], dtype=object)
+    return pd.DataFrame({"id": ids, "a": a, "b": b, "flag": flag, "colour": colour})
+
+
+def expected_predictions(model: LoadedModel, path: Path) -> tuple[list[Any], np.ndarray[Any, Any] | None]:
+    """What the in-memory path (read whole, clean, prepare, predict) gives."""
+    frame, _ = normalize(read_table(path))
+    features = prepare_features(frame, model.schema)
+    labels = model.pipeline.predict(features).tolist()
+    if not model.is_classifier:
+        return labels, None
+    proba = np.asarray(model.pipeline.predict_proba(features))
+    return labels, proba
+
+
+def read_output(path: Path) -> pd.DataFrame:
+    if path.suffix == ".parquet":
+        return pq.read_table(path).to_pandas()
+    if path.suffix == ".jsonl":
+        return pd.read_json(path, lines=True, dtype=False)
+    return pd.read_csv(path, keep_default_na=False, na_values=[""])
+
+
+@pytest.fixture(scope="module")
+def messy_csv(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("data") / "messy.csv"
+    messy_input().to_csv(path, index=False)
+    return path
+
+
+@pytest.mark.parametrize("engine", ["onnx", "sklearn"])
+@pytest.mark.parametrize("suffix", [".csv", ".parquet", ".jsonl"])
+def test_streamed_predictions_match_the_pipeline(
+    classifier: LoadedModel, messy_csv: Path, tmp_path: Path, suffix: str, engine: Engine
+) -> None:
+    output = tmp_path / f"scored{suffix}"
+    summary = score_file(
+        classifier,
+        messy_csv,
+        output,
+        batch_rows=BATCH,
+        probabilities=True,
+        engine=engine,
+    )
+    assert (summary.rows, summary.engine) == (ROWS, engine)
+    assert summary.batches >= 4  # CSV blocks are gathered into batches of at least BATCH rows
+    labels, proba = expected_predictions(classifier, messy_csv)
+    frame = read_output(output)
+    assert list(frame.columns) == ["id", "a", "b", "flag", "colour", "prediction", "probability_no", "probability_yes"]
+    assert frame["id"].tolist() == [f"id-{i:05d}" for i in range(ROWS)]  # every row, in order
+    assert frame["prediction"].tolist() == labels
+    assert proba is not None
+    np.testing.assert_allclose(frame[["probability_no", "probability_yes"]].to_numpy(float), proba, atol=1e-4)
+    # Features are written normalised, typed by the schema.
+    assert frame["a"].iloc[0] == pytest.approx(float(messy_input()["a"].iloc[0]))
+    assert pd.isna(frame["a"].iloc[5]) and pd.isna(frame["colour"].iloc[6])
+    assert frame["colour"].iloc[1:4].tolist() == [c.strip() for c in messy_input()["colour"].iloc[1:4]]
+    assert not list(tmp_path.glob(".*tmp"))
+
+
+def test_regression_and_other_input_formats(regressor: LoadedModel, tmp_path: Path) -> None:
+    clean = messy_input(1000)
+    clean["a"] = np.linspace(-2, 2, 1000)
+    clean["flag"] = np.arange(1000) % 2 == 0
+    sources = {
+        "parquet": tmp_path / "in.parquet",
+        "jsonl": tmp_path / "in.jsonl",
+        "json": tmp_path / "in.json",
+        "csv.gz": tmp_path / "in.csv.gz",
+    }
+    clean.to_parquet(sources["parquet"], index=False)
+    clean.to_json(sources["jsonl"], orient="records", lines=True)
+    clean.to_json(sources["json"], orient="records")
+    clean.to_csv(sources["csv.gz"], index=False)
+    expected, _ = expected_predictions(regressor, sources["parquet"])
+    for fmt, source in sources.items():
+        output = tmp_path / f"out-{fmt.replace('.', '-')}.parquet"
+        summary = score_file(regressor, source, output, batch_rows=300)
+        assert summary.rows == 1000, fmt
+        predicted = pq.read_table(output).column("prediction").to_numpy()
+        np.testing.assert_allclose(predicted, expected, rtol=1e-4, err_msg=fmt)
+
+
+def test_a_bad_value_late_in_the_file_leaves_no_output(classifier: LoadedModel, tmp_path: Path) -> None:
+    rows = messy_input()
+    rows.loc[ROWS - 5, "b"] = "lots"
+    source = tmp_path / "bad.csv"
+    rows.to_csv(source, index=False)
+    output = tmp_path / "scored.csv"
+    output.write_text("an earlier result\n")
+    with pytest.raises(SchemaValidationError, match=r"b: expected a number, got 'lots' \(1 rows\)"):
+        score_file(classifier, source, output, batch_rows=BATCH)
+    assert output.read_text() == "an earlier result\n"  # untouched: the new file never replaced it
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.csv", "scored.csv"]
+
+
+def test_problems_are_one_clear_error(classifier: LoadedModel, regressor: LoadedModel, tmp_path: Path) -> None:
+    source = tmp_path / "in.csv"
+    messy_input(50).drop(columns=["b"]).to_csv(source, index=False)
+    with pytest.raises(SchemaValidationError, match="b: required column is missing"):
+        score_file(classifier, source, tmp_path / "out.csv")
+    messy_input(50).to_csv(source, index=False)
+    with pytest.raises(ConfigError, match="regressor"):
+        score_file(regressor, source, tmp_path / "out.csv", probabilities=True)
+    with pytest.raises(ConfigError, match=r"\.xlsx"):
+        score_file(classifier, source, tmp_path / "out.xlsx")
+    header_only = tmp_path / "empty.csv"
+    header_only.write_text("id,a,b,flag,colour\n")
+    with pytest.raises(DataError, match="no data rows"):
+        score_file(classifier, header_only, tmp_path / "out.csv")
+    assert not (tmp_path / "out.csv").exists()
+
+
+def test_engine_choice(classifier: LoadedModel, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    source = tmp_path / "in.csv"
+    messy_input(50).to_csv(source, index=False)
+    assert score_file(classifier.path, source, tmp_path / "out.csv").engine == "onnx"
+    no_onnx = classifier.metadata.model_copy(update={"onnx": None})
+    monkeypatch.setattr(classifier, "metadata", no_onnx)
+    assert score_file(classifier, source, tmp_path / "out.csv").engine == "sklearn"
+    with pytest.raises(ConfigError, match="no ONNX graph"):
+        score_file(classifier, source, tmp_path / "out.csv", engine="onnx")
+
+
+def test_batches_keep_their_size_and_types(tmp_path: Path) -> None:
+    source = tmp_path / "in.csv"
+    messy_input(2500).to_csv(source, index=False)
+    with open_batches(source, batch_rows=1000) as stream:
+        assert stream.columns == ["id", "a", "b", "flag", "colour"]
+        assert (stream.unit, stream.total) == ("bytes", source.stat().st_size)
+        batches = list(stream)
+    assert sum(b.num_rows for b, _ in batches) == 2500
+    assert all(1000 <= b.num_rows < 2000 for b, _ in batches[:-1])  # small blocks gathered up to batch_rows
+    assert {str(b.schema.types) for b, _ in batches} == {str(batches[0][0].schema.types)}
+
+
+def test_the_command_streams_and_reports(classifier: LoadedModel, messy_csv: Path, tmp_path: Path) -> None:
+    output = tmp_path / "scored.jsonl"
+    args = ["predict", "--model", str(classifier.path), "--data", str(messy_csv), "--out", str(output)]
+    result = run_cli(*args, "--batch-rows", "1000", home=tmp_path / "home")
+    assert result.returncode == 0, result.stderr
+    assert f"{ROWS} predictions written to {output} (onnx," in result.stdout
+    first = json.loads(output.read_text().splitlines()[0])
+    assert set(first) == {"id", "a", "b", "flag", "colour", "prediction"}
+
+    bad = tmp_path / "bad.csv"
+    messy_input(10).drop(columns=["a"]).to_csv(bad, index=False)
+    failed = run_cli(
+        "predict", "--model", str(classifier.path), "--data", str(bad), "--out", str(output), home=tmp_path
+    )
+    assert failed.returncode == 1
+    assert failed.stderr.strip().splitlines() == [
+        "error: input does not match the model's schema: a: required column is missing"
+    ]
