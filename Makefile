@@ -19,7 +19,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 HOME_DIR := .fasttrack
 
-.PHONY: help install install-dev run train serve mlflow-ui mlflow-server sample-data lint monitoring-check format test test-unit clean postgresql
+.PHONY: help install install-dev run train serve mlflow-ui mlflow-server sample-data lint monitoring-check format test test-unit clean postgresql bench
 
 help: ## List every target with one line each
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-18s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -131,6 +131,16 @@ test: lint postgresql ## Lint, type-check and run the whole test suite
 
 test-unit: install-dev $(PROMETHEUS_DEB) ## Only the unit tests (fast)
 	$(VENV)/bin/python -m pytest tests/unit
+
+# Benchmarks (bench/, never part of `make test`): serving throughput with wrk (the Debian package, installed when
+# missing and running as root), then batch scoring. BENCH_ARGS go to bench/serving.py, e.g. BENCH_ARGS="--models sample,adult".
+BENCH_ARGS ?=
+
+bench: install ## Benchmark serving (wrk: hello world, brief-style, mlflow, fasttrack) and batch scoring
+	@command -v wrk >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y wrk; } \
+		|| { echo "error: wrk is missing: sudo apt-get install wrk" >&2; exit 1; }
+	$(VENV)/bin/python bench/serving.py $(BENCH_ARGS)
+	$(VENV)/bin/python bench/batch_scoring.py
 
 clean: ## Remove the virtual environments, the local store and caches
 	rm -rf $(VENV) .tools $(HOME_DIR) .mypy_cache .ruff_cache .pytest_cache

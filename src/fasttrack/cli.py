@@ -21,7 +21,7 @@ from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from fasttrack import __version__
-from fasttrack.config import ModelKind, Task, TrainConfig, get_settings, higher_is_better
+from fasttrack.config import Engine, ModelKind, Task, TrainConfig, get_settings, higher_is_better
 from fasttrack.errors import ConfigError, FastTrackError, PromotionRejectedError, QualityGateError
 
 if TYPE_CHECKING:
@@ -432,7 +432,7 @@ def predict(
     probabilities: Annotated[bool, typer.Option(help="Add a probability column per class.")] = False,
     batch_rows: Annotated[int, typer.Option(min=1, help="Rows read, scored and written at a time.")] = 100_000,
     engine: Annotated[
-        str, typer.Option(help="auto (ONNX Runtime when the model has a checked graph), onnx or sklearn.")
+        Engine, typer.Option(help="auto (ONNX Runtime when the model has a checked graph), onnx or sklearn.")
     ] = "auto",
 ) -> None:
     """Score a file with a model and write the input columns plus ``prediction`` to another file.
@@ -443,8 +443,6 @@ def predict(
     from fasttrack.registry.tracking import resolve_model
     from fasttrack.scoring import output_format, score_file
 
-    if engine not in ("auto", "onnx", "sklearn"):
-        raise ConfigError(f"--engine must be auto, onnx or sklearn, not {engine!r}")
     output_format(output)  # an unusable output name fails before any work
     settings = get_settings()
     with _steps() as step:
@@ -457,7 +455,7 @@ def predict(
             output,
             batch_rows=batch_rows,
             probabilities=probabilities,
-            engine=engine,  # type: ignore[arg-type]  # checked above
+            engine=engine,
             progress=bar,
         )
     rate = summary.rows / summary.seconds if summary.seconds > 0 else 0.0
@@ -666,6 +664,10 @@ def serve(
     access_log: Annotated[
         bool | None, typer.Option("--access-log/--no-access-log", help="One JSON log line per request (default off).")
     ] = None,
+    engine: Annotated[
+        Engine | None,
+        typer.Option(help="Inference engine: auto (ONNX when the model has a checked model.onnx), onnx or sklearn."),
+    ] = None,
 ) -> None:
     """Serve a model over HTTP: /predict, MLflow's /invocations, the V2 protocol, /metrics; follows the registry.
 
@@ -681,6 +683,7 @@ def serve(
         workers=workers,
         reload_interval=reload_interval,
         access_log=access_log,
+        engine=engine,
     )
     run(settings)
 

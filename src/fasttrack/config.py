@@ -30,6 +30,8 @@ from fasttrack.errors import ConfigError
 Task = Literal["auto", "classification", "regression"]
 ResolvedTask = Literal["classification", "regression"]
 ModelKind = Literal["linear", "random_forest", "hist_gradient_boosting", "xgboost"]
+#: Inference engine: ONNX Runtime on the checked model.onnx, the scikit-learn pipeline, or ONNX when it has one.
+Engine = Literal["auto", "onnx", "sklearn"]
 
 #: Metrics the training step computes, and whether a larger value is better.
 CLASSIFICATION_METRICS: dict[str, bool] = {
@@ -71,17 +73,24 @@ class Settings(BaseSettings):
         description="How much better (primary metric) a challenger must be to take @champion "
         "(`fasttrack models promote`).",
     )
-    host: str = "127.0.0.1"
-    port: int = Field(8000, ge=1, le=65535)
-    workers: int = Field(1, ge=1)
+    host: str = Field("127.0.0.1", description="Interface `fasttrack serve` binds (the container sets 0.0.0.0).")
+    port: int = Field(8000, ge=1, le=65535, description="Port `fasttrack serve` listens on.")
+    workers: int = Field(1, ge=1, description="Server worker processes (metrics are aggregated across them).")
     reload_interval: float = Field(10.0, ge=0, description="Seconds between registry polls; 0 turns polling off.")
-    max_batch_rows: int = Field(10_000, ge=1)
-    max_body_bytes: int = Field(16 * 1024 * 1024, ge=1024)
-    access_log: bool = False
+    max_batch_rows: int = Field(10_000, ge=1, description="Most rows one request may carry; more is answered 413.")
+    max_body_bytes: int = Field(
+        16 * 1024 * 1024, ge=1024, description="Largest request body in bytes; larger is answered 413."
+    )
+    access_log: bool = Field(False, description="JSON access log line per request (costs throughput).")
     drain_timeout: float = Field(
         30.0, ge=0, description="Seconds a stopping server (SIGTERM) waits for in-flight requests to finish."
     )
-    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    log_level: Literal["debug", "info", "warning", "error"] = Field("info", description="Server log level.")
+    engine: Engine = Field(
+        "auto",
+        description="Inference engine: onnx (the model's checked model.onnx, refused if it has none), sklearn, "
+        "or auto (onnx when the model has one that agreed with scikit-learn at registration).",
+    )
     # Live monitoring (serving/drift.py, serving/feedback.py): per model version, per server process.
     drift_window: int = Field(1000, ge=1, description="Recent rows kept per feature to measure drift on.")
     drift_min_rows: int = Field(100, ge=1, description="Rows a feature's window needs before its drift is exported.")

@@ -28,6 +28,7 @@ import pyarrow as pa
 import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 
+from fasttrack.config import Engine
 from fasttrack.data.schema import Schema
 from fasttrack.data.stream import (
     DEFAULT_BATCH_ROWS,
@@ -46,7 +47,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-Engine = Literal["auto", "onnx", "sklearn"]
 #: Rows per ONNX Runtime call in batch scoring.
 RUN_ROWS = 16_384
 PREDICTION = "prediction"

@@ -2,8 +2,9 @@
 
 The :class:`~fasttrack.serving.predictor.Predictor` validates records and builds *columns* (one numpy array per
 feature, in the schema's order); a :class:`Backend` turns columns into predictions. The scikit-learn backend here
-builds the pandas frame the pipeline was fitted on; an ONNX Runtime backend takes the same columns, and
-:func:`select_backend` is the single place that picks one when a model is loaded, so routes never change.
+builds the pandas frame the pipeline was fitted on; the ONNX Runtime backend feeds the same columns to the
+model's checked ``model.onnx`` (no pandas, one intra-op thread), and :func:`select_backend` is the single place
+that picks one when a model is loaded (``FASTTRACK_ENGINE``: auto, onnx or sklearn), so routes never change.
 
 Columns, as every backend receives them:
 
@@ -14,14 +15,22 @@ Columns, as every backend receives them:
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 import pandas as pd
 
+from fasttrack.config import Engine
 from fasttrack.data.schema import Label, Schema
+from fasttrack.errors import ModelLoadError
 from fasttrack.registry.model_folder import LoadedModel
+
+if TYPE_CHECKING:
+    from fasttrack.registry.onnx import OnnxModel
+
+log = logging.getLogger(__name__)
 
 Columns = Mapping[str, np.ndarray]
 
@@ -67,6 +76,65 @@ class SklearnBackend:
         return values, None
 
 
-def select_backend(model: LoadedModel) -> Backend:
-    """The backend for a loaded model folder (scikit-learn for now; ONNX Runtime plugs in here)."""
-    return SklearnBackend(model.pipeline, model.schema, model.is_classifier)
+class OnnxBackend:
+    """The model's ``model.onnx`` in ONNX Runtime, fed the columns directly (no pandas, no scikit-learn).
+
+    The graph was checked against the scikit-learn pipeline at registration (identical labels, probabilities
+    and values within float32 tolerances: see :mod:`fasttrack.registry.onnx`). Labels come back as the
+    original labels; regression values and probabilities are widened from float32 to float64, so they become
+    plain Python floats downstream. ``classes`` are the labels the model was opened with (probability order).
+    """
+
+    name = "onnx"
+
+    def __init__(self, model: OnnxModel) -> None:
+        self.model = model
+        self.classes: list[Label] | None = list(model.labels) if model.is_classifier else None
+
+    def predict(self, columns: Columns, *, probabilities: bool = False) -> tuple[np.ndarray, np.ndarray | None]:
+        """The graph's labels (or values) for ``columns`` and, when asked and a classifier, the probabilities."""
+        values, proba = self.model.predict(columns)
+        if values.dtype == np.float32:
+            values = values.astype(np.float64)
+        if probabilities and self.classes is not None and proba is not None:
+            return values, proba.astype(np.float64)
+        return values, None
+
+
+def _no_onnx_reason(model: LoadedModel) -> str:
+    """Why a model folder has no ONNX model that may be served."""
+    info = model.metadata.onnx
+    if info is None:
+        return "it was registered without an ONNX export"
+    if info.status != "ok":
+        return f"its ONNX export {info.status}" + (f" ({info.reason})" if info.reason else "")
+    return "extra_files/model.onnx is missing"
+
+
+def select_backend(model: LoadedModel, engine: Engine = "auto") -> Backend:
+    """The backend for a loaded model folder: the one place an engine is chosen.
+
+    ``sklearn`` always serves the pipeline; ``onnx`` serves ``model.onnx`` and refuses a model without one
+    that agreed with scikit-learn at registration (``ModelLoadError``); ``auto`` serves ONNX when there is
+    such a file and ONNX Runtime opens it, else scikit-learn, saying why.
+    """
+    where = f"{model.metadata.name} ({model.path})"
+    if engine == "sklearn":
+        log.info("%s: serving with scikit-learn (FASTTRACK_ENGINE=sklearn)", where)
+        return SklearnBackend(model.pipeline, model.schema, model.is_classifier)
+    if model.onnx_path is None:
+        reason = _no_onnx_reason(model)
+        if engine == "onnx":
+            raise ModelLoadError(f"{where}: FASTTRACK_ENGINE=onnx but the model has no usable ONNX model: {reason}")
+        log.info("%s: serving with scikit-learn: %s", where, reason)
+        return SklearnBackend(model.pipeline, model.schema, model.is_classifier)
+    try:
+        onnx = model.onnx_model()
+    except ModelLoadError as exc:
+        if engine == "onnx":
+            raise
+        log.warning("%s: serving with scikit-learn: %s", where, exc)
+        return SklearnBackend(model.pipeline, model.schema, model.is_classifier)
+    assert onnx is not None  # onnx_path is set, so onnx_model() opened it or raised
+    log.info("%s: serving with ONNX Runtime (model.onnx agreed with scikit-learn at registration)", where)
+    return OnnxBackend(onnx)

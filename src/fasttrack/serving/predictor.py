@@ -102,13 +102,13 @@ class Predictor:
         self.source = source
         self.schema: Schema = model.schema
         self.metadata: ModelMetadata = model.metadata
-        self.backend: Backend = backend if backend is not None else select_backend(model)
+        # Settings (when not given) are the defaults, never the environment: tests build predictors freely.
+        monitoring = settings if settings is not None else Settings.model_construct()
+        self.backend: Backend = backend if backend is not None else select_backend(model, monitoring.engine)
         self.is_classifier = model.is_classifier
         self.features = {f.name: f for f in self.schema.features}
         self._specs = [_spec(f) for f in self.schema.features]
         self._classes = None if self.backend.classes is None else [str(c) for c in self.backend.classes]
-        # Settings (when not given) are the defaults, never the environment: tests build predictors freely.
-        monitoring = settings if settings is not None else Settings.model_construct()
         try:
             self.drift = DriftMonitor(
                 self.schema,

@@ -62,7 +62,7 @@ def test_model(serve_app: AppClient, settings: Settings, classifier: Predictor) 
         "sample",
         "1",
         "classification",
-        "sklearn",
+        "onnx",  # the checked model.onnx is served by default (FASTTRACK_ENGINE=auto)
     )
     assert body["labels"] == ["negative", "positive"]
     assert body["run_id"] and body["trained_at"]
