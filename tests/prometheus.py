@@ -25,7 +25,7 @@ from typing import Any
 import httpx
 import yaml
 
-from support import free_port
+from support import free_port, stop
 
 REPO = Path(__file__).resolve().parents[1]
 MONITORING = REPO / "monitoring"
@@ -355,9 +355,4 @@ def run_prometheus(
         server.wait_for("prometheus to be ready", ready, ready_timeout, every=0.2)
         yield server
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop(process)

@@ -93,12 +93,17 @@ def serve(*args: str, home: Path, cwd: Path = REPO, ready_timeout: float = 60, *
             time.sleep(0.2)
         yield server
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop(process)
+
+
+def stop(process: subprocess.Popen[Any], timeout: float = 15) -> None:
+    """Terminate a child process, killing it if it does not exit within ``timeout`` seconds."""
+    process.terminate()
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
 
 
 # ----------------------------------------------------------------------------------- models for serving tests

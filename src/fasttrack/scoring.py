@@ -313,26 +313,17 @@ class _Writer:
         raise NotImplementedError
 
 
-class _CsvWriter(_Writer):
-    writer: pa_csv.CSVWriter | None = None
+class _ArrowWriter(_Writer):
+    """CSV or Parquet through pyarrow's incremental writers (``parquet`` picks the latter)."""
+
+    def __init__(self, path: Path, *, parquet: bool) -> None:
+        super().__init__(path)
+        self.parquet = parquet
+        self.writer: pa_csv.CSVWriter | pq.ParquetWriter | None = None
 
     def open(self, schema: pa.Schema) -> None:
-        self.writer = pa_csv.CSVWriter(str(self.path), schema)
-
-    def append(self, table: pa.Table) -> None:
-        assert self.writer is not None
-        self.writer.write_table(table)
-
-    def close(self) -> None:
-        if self.writer is not None:
-            self.writer.close()
-
-
-class _ParquetWriter(_Writer):
-    writer: pq.ParquetWriter | None = None
-
-    def open(self, schema: pa.Schema) -> None:
-        self.writer = pq.ParquetWriter(str(self.path), schema)
+        factory = pq.ParquetWriter if self.parquet else pa_csv.CSVWriter
+        self.writer = factory(str(self.path), schema)
 
     def append(self, table: pa.Table) -> None:
         assert self.writer is not None
@@ -392,9 +383,9 @@ def _json_values(column: pa.ChunkedArray) -> Any:
 
 def _writer(fmt: str, path: Path) -> _Writer:
     if fmt == "csv":
-        return _CsvWriter(path)
+        return _ArrowWriter(path, parquet=False)
     if fmt == "parquet":
-        return _ParquetWriter(path)
+        return _ArrowWriter(path, parquet=True)
     return _JsonWriter(path, array=fmt == "json")
 
 

@@ -198,14 +198,20 @@ def _resolve_format(name: str, format: str | None) -> tuple[str, bool]:
     return fmt, compressed
 
 
+def local_file(name: str) -> Path:
+    """The local file a source names, refusing a missing path or a folder with one clear line."""
+    path = Path(name).expanduser()
+    if not path.exists():
+        raise DataError(f"file not found: {name}")
+    if path.is_dir():
+        raise DataError(f"{name} is a folder, not a file")
+    return path
+
+
 def _read_bytes(name: str, storage_options: dict[str, Any] | None) -> tuple[bytes, dict[str, str]]:
     # Data sets of this tool fit in memory; reading bytes once lets every format share the checks below.
     if not _is_url(name):
-        path = Path(name).expanduser()
-        if not path.exists():
-            raise DataError(f"file not found: {name}")
-        if path.is_dir():
-            raise DataError(f"{name} is a folder, not a file")
+        path = local_file(name)
         try:
             return path.read_bytes(), {"kind": "file"}
         except OSError as exc:

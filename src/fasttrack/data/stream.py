@@ -45,6 +45,7 @@ from fasttrack.data.ingest import (
     _resolve_format,
     _sniff_delimiter,
     _stem_suffix,
+    local_file,
 )
 from fasttrack.data.schema import FeatureSchema, Schema
 from fasttrack.errors import DataError, SchemaValidationError, Violation
@@ -126,11 +127,7 @@ def _open_raw(name: str, storage_options: dict[str, Any] | None) -> tuple[Any, i
     """A binary file handle on a path or URL, and its size when known."""
     try:
         if not _is_url(name):
-            path = Path(name).expanduser()
-            if not path.exists():
-                raise DataError(f"file not found: {name}")
-            if path.is_dir():
-                raise DataError(f"{name} is a folder, not a file")
+            path = local_file(name)
             return path.open("rb"), path.stat().st_size
         options = storage_options or {}
         if object_store.is_object_store_url(name):
