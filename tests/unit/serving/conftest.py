@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import threading
 import warnings
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +18,7 @@ with warnings.catch_warnings():  # Starlette asks for httpx2, which FastAPI's Te
 
 from fasttrack.config import Settings
 from fasttrack.serving.app import create_app
+from fasttrack.serving.manager import ModelManager, load_checked
 from fasttrack.serving.metrics import ServerMetrics
 from fasttrack.serving.predictor import Predictor
 from support import serving_settings, trained_home
@@ -71,6 +74,34 @@ def app_client(
         predictor = Predictor(predictor.model, predictor.source, metrics=metrics, settings=settings)
     with TestClient(create_app(settings, predictor=predictor, metrics=metrics, **kwargs)) as client:
         yield client, metrics
+
+
+@dataclass(frozen=True)
+class GatedLoad:
+    """A ModelManager whose load waits until ``release`` is set: the server as it is while a model loads."""
+
+    manager: ModelManager
+    metrics: ServerMetrics
+    release: threading.Event
+
+
+def _gated_load(settings: Settings, model: str) -> GatedLoad:
+    """A :class:`GatedLoad` of ``model`` (released after 30 s at the latest, so no test can hang on it)."""
+    release = threading.Event()
+
+    def slow(resolved: Any, metrics: ServerMetrics) -> Predictor:
+        release.wait(30)
+        return load_checked(resolved, metrics)
+
+    metrics = ServerMetrics()
+    manager = ModelManager(settings.model_copy(update={"model": model}), metrics, loader=slow)
+    return GatedLoad(manager, metrics, release)
+
+
+@pytest.fixture
+def gated_load() -> Callable[[Settings, str], GatedLoad]:
+    """:func:`_gated_load`, for tests that look at the server while its model is still loading."""
+    return _gated_load
 
 
 @pytest.fixture

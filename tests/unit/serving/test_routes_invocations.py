@@ -99,20 +99,9 @@ def test_transport_errors(client: TestClient) -> None:
     assert "row 1 has 1 fields" in mlflow_error(csv, 400)
 
 
-def test_not_ready_has_mlflows_shape(serve_app: AppClient, settings: Settings) -> None:
-    import threading
-
-    from fasttrack.serving.manager import ModelManager, load_checked
-    from fasttrack.serving.metrics import ServerMetrics
-
-    release = threading.Event()
-
-    def slow(resolved: Any, metrics: ServerMetrics) -> Predictor:
-        release.wait(30)
-        return load_checked(resolved, metrics)
-
-    metrics = ServerMetrics()
-    manager = ModelManager(settings.model_copy(update={"model": "models:/sample/1"}), metrics, loader=slow)
+def test_not_ready_has_mlflows_shape(serve_app: AppClient, settings: Settings, gated_load: Any) -> None:
+    gated = gated_load(settings, "models:/sample/1")
+    manager, metrics, release = gated.manager, gated.metrics, gated.release
     with serve_app(settings, manager=manager, metrics=metrics) as (client, _):
         try:
             response = client.post("/invocations", json=FORMATS["dataframe_records"])

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import threading
 import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from fasttrack.config import Settings
-from fasttrack.serving.manager import ModelManager, load_checked
+from fasttrack.serving.manager import ModelManager
 from fasttrack.serving.metrics import ServerMetrics
 from fasttrack.serving.predictor import Predictor
 from support import register_broken, register_copy
@@ -18,15 +17,11 @@ AppClient = Callable[..., Any]
 RECORD = {"feature_1": 5.3, "feature_2": 2.1}
 
 
-def test_health_answers_at_once_and_ready_only_after_the_load(serve_app: AppClient, settings: Settings) -> None:
-    release = threading.Event()
-
-    def slow(resolved: Any, metrics: ServerMetrics) -> Predictor:
-        release.wait(30)
-        return load_checked(resolved, metrics)
-
-    metrics = ServerMetrics()
-    manager = ModelManager(settings.model_copy(update={"model": "models:/sample@champion"}), metrics, loader=slow)
+def test_health_answers_at_once_and_ready_only_after_the_load(
+    serve_app: AppClient, settings: Settings, gated_load: Any
+) -> None:
+    gated = gated_load(settings, "models:/sample@champion")
+    manager, metrics, release = gated.manager, gated.metrics, gated.release
     with serve_app(settings, manager=manager, metrics=metrics) as (client, _):
         try:
             assert client.get("/health").json() == {"status": "ok"}
@@ -153,15 +148,9 @@ def test_openapi_names_the_real_features_with_a_training_example(
     assert "V2InferenceRequest" in document["components"]["schemas"]
 
 
-def test_openapi_before_a_model_is_loaded(serve_app: AppClient, settings: Settings) -> None:
-    release = threading.Event()
-
-    def slow(resolved: Any, metrics: ServerMetrics) -> Predictor:
-        release.wait(30)
-        return load_checked(resolved, metrics)
-
-    metrics = ServerMetrics()
-    manager = ModelManager(settings.model_copy(update={"model": "models:/sample/1"}), metrics, loader=slow)
+def test_openapi_before_a_model_is_loaded(serve_app: AppClient, settings: Settings, gated_load: Any) -> None:
+    gated = gated_load(settings, "models:/sample/1")
+    manager, metrics, release = gated.manager, gated.metrics, gated.release
     with serve_app(settings, manager=manager, metrics=metrics) as (client, _):
         try:
             generic = client.get("/openapi.json").json()["components"]["schemas"]["PredictionRecord"]
