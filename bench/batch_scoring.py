@@ -28,7 +28,7 @@ import pandas as pd
 
 from fasttrack.config import TrainConfig
 from fasttrack.data.schema import infer_schema
-from fasttrack.registry.model_folder import DataLineage, ModelMetadata, library_versions, write_extra_files
+from fasttrack.registry.model_folder import DataLineage, metadata_for, save_model_folder
 from fasttrack.registry.onnx import export_to_folder
 from fasttrack.training.train import train
 
@@ -79,8 +79,6 @@ def save_model(frame: pd.DataFrame, target: str, model: str, folder: Path) -> Pa
     """Train on ``frame``, export to ONNX as registration does, and save the model folder (no tracking store)."""
     import logging
 
-    import mlflow.sklearn
-
     logging.getLogger("mlflow").setLevel(logging.ERROR)
 
     config = TrainConfig.model_validate({"data": "bench.csv", "target": target, "model": model, "cv_folds": 0})
@@ -90,30 +88,9 @@ def save_model(frame: pd.DataFrame, target: str, model: str, folder: Path) -> Pa
     info, onnx_file = export_to_folder(result.pipeline, schema, result.task, result.X_test, staging)
     if onnx_file is None:
         raise SystemExit(f"{model}: the ONNX export {info.status}: {info.reason}")
-    metadata = ModelMetadata(
-        name=f"bench-{model}",
-        task=result.task,
-        target=target,
-        model=result.config.model,
-        features=schema.feature_names,
-        labels=result.labels,
-        primary_metric=result.evaluation.primary_metric,
-        metrics=result.evaluation.metrics,
-        baseline_metrics=result.evaluation.baseline,
-        config=config.model_dump(mode="json"),
-        data=DataLineage(source="bench", fingerprint="-", rows=len(frame), columns=frame.shape[1]),
-        libraries=library_versions(),
-        onnx=info,
-    )
-    extras = [*write_extra_files(staging / "extras", metadata, schema), onnx_file]
-    mlflow.sklearn.save_model(
-        result.pipeline,
-        str(folder),
-        extra_files=[str(p) for p in extras],
-        serialization_format="cloudpickle",
-        pip_requirements=["scikit-learn"],
-    )
-    return folder
+    lineage = DataLineage(source="bench", fingerprint="-", rows=len(frame), columns=frame.shape[1])
+    metadata = metadata_for(result, name=f"bench-{model}", data=lineage, onnx=info)
+    return save_model_folder(result, folder, metadata, extra_files=[onnx_file])
 
 
 def predict(

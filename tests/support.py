@@ -41,6 +41,18 @@ def run_cli(
     )
 
 
+def one_line_error(result: subprocess.CompletedProcess[str], *needles: str, code: int = 1) -> str:
+    """Assert the command failed with ``code`` and said why in one line, with no traceback; return that line."""
+    stderr = result.stderr.strip()
+    assert result.returncode == code, (result.returncode, result.stdout, stderr)
+    assert "Traceback" not in stderr
+    lines = [line for line in stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, stderr
+    for needle in needles:
+        assert needle in lines[0], lines[0]
+    return lines[0]
+
+
 def free_port() -> int:
     """A TCP port on 127.0.0.1 that is free right now."""
     with socket.socket() as sock:

@@ -7,20 +7,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from support import run_cli
+from support import one_line_error, run_cli
 
 pytestmark = pytest.mark.integration
-
-
-def assert_one_line_error(result: object, code: int, *needles: str) -> None:
-    """The command failed with ``code`` and said why in one line, with no traceback."""
-    stderr = result.stderr.strip()  # type: ignore[attr-defined]
-    assert result.returncode == code, (result.returncode, result.stdout, stderr)  # type: ignore[attr-defined]
-    assert "Traceback" not in stderr
-    lines = [line for line in stderr.splitlines() if line.strip()]
-    assert len(lines) == 1, stderr
-    for needle in needles:
-        assert needle in lines[0], lines[0]
 
 
 @pytest.mark.datasets
@@ -102,7 +91,7 @@ def test_quality_gate_failure_exits_1_and_registers_nothing(tmp_path: Path) -> N
     ],
 )
 def test_failures_are_one_readable_line(args: list[str], code: int, needles: list[str], tmp_path: Path) -> None:
-    assert_one_line_error(run_cli(*args, home=tmp_path / "home"), code, *needles)
+    one_line_error(run_cli(*args, home=tmp_path / "home"), *needles, code=code)
 
 
 def test_usage_errors_exit_2(tmp_path: Path) -> None:

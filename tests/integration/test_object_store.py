@@ -16,7 +16,7 @@ import pandas as pd
 import pytest
 
 from services import MlflowServer, Moto
-from support import REPO, free_port, run_cli, serve
+from support import REPO, free_port, one_line_error, run_cli, serve
 
 pytestmark = pytest.mark.integration
 
@@ -38,17 +38,6 @@ def data(moto: Moto, tmp_path_factory: pytest.TempPathFactory) -> Moto:
     pd.read_csv(SAMPLE).to_parquet(parquet, index=False)
     s3.upload_file(str(parquet), BUCKET, PARQUET_KEY)  # type: ignore[attr-defined]
     return moto
-
-
-def assert_one_line_error(result: object, *needles: str) -> str:
-    stderr = result.stderr.strip()  # type: ignore[attr-defined]
-    assert result.returncode == 1, (result.stdout, stderr)  # type: ignore[attr-defined]
-    assert "Traceback" not in stderr
-    lines = [line for line in stderr.splitlines() if line.strip()]
-    assert len(lines) == 1, stderr
-    for needle in needles:
-        assert needle in lines[0], lines[0]
-    return lines[0]
 
 
 def test_train_from_an_s3_csv_records_its_etag_and_version(data: Moto, tmp_path: Path) -> None:
@@ -130,7 +119,7 @@ def test_object_store_refusals_are_one_line(data: Moto, tmp_path: Path, case: st
     started = time.monotonic()
     result = run_cli("train", "--data", url, "--target", "label", home=tmp_path / "home", **env)
     assert time.monotonic() - started < 60
-    assert_one_line_error(result, *needles)
+    one_line_error(result, *needles)
     assert "not-the-secret" not in result.stderr
 
 
@@ -138,4 +127,4 @@ def test_a_model_in_a_missing_bucket_is_one_line(data: Moto, tmp_path: Path) -> 
     result = run_cli(
         "evaluate", "--model", "s3://no-such-bucket/model", "--data", str(SAMPLE), home=tmp_path / "home", **data.env()
     )
-    assert_one_line_error(result, "s3://no-such-bucket/model")
+    one_line_error(result, "s3://no-such-bucket/model")

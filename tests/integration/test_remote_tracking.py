@@ -15,19 +15,13 @@ import pytest
 from mlflow import MlflowClient
 
 from services import MlflowServer
-from support import free_port, run_cli, serve
+from support import free_port, one_line_error, run_cli, serve
 
 pytestmark = pytest.mark.integration
 
 SAMPLE = "data/sample/classification.csv"
 NAME = "remote"
 QUICK = ("--data", SAMPLE, "--target", "label", "--name", NAME, "--cv-folds", "0")
-
-
-def one_line(stderr: str) -> str:
-    lines = [line for line in stderr.strip().splitlines() if line.strip()]
-    assert len(lines) == 1 and "Traceback" not in stderr, stderr
-    return lines[0]
 
 
 def test_train_register_promote_serve(mlflow_server: MlflowServer, tmp_path: Path) -> None:
@@ -52,7 +46,7 @@ def test_train_register_promote_serve(mlflow_server: MlflowServer, tmp_path: Pat
     # The gate: on version 2's held-out rows, version 1 is better; the alias stays and the command exits 1.
     refused = run_cli("models", "promote", NAME, "--challenger", "2", home=bob, **env)
     assert refused.returncode == 1, refused.stdout
-    assert one_line(refused.stderr).startswith(f"error: {NAME}@champion stays at version 1: the challenger is worse")
+    assert one_line_error(refused).startswith(f"error: {NAME}@champion stays at version 1: the challenger is worse")
     assert "challenger" in refused.stdout and "roc_auc" in refused.stdout  # the table of both scores
     # Both URIs explicitly: MlflowClient falls back to the process-wide registry URI, which other tests set.
     client = MlflowClient(tracking_uri=mlflow_server.url, registry_uri=mlflow_server.url)
@@ -90,7 +84,7 @@ def test_train_register_promote_serve(mlflow_server: MlflowServer, tmp_path: Pat
             "models", "promote", NAME, "1", "--data", SAMPLE, home=alice, **env, FASTTRACK_PROMOTION_MARGIN="0.5"
         )
         assert margin.returncode == 1
-        assert "less than the margin 0.5" in one_line(margin.stderr)
+        assert "less than the margin 0.5" in one_line_error(margin)
         back = run_cli("models", "promote", NAME, "--challenger", "1", "--data", SAMPLE, home=alice, **env)
         assert back.returncode == 0, back.stderr
         assert f"promoted {NAME}@champion -> version 1" in back.stdout
@@ -157,7 +151,7 @@ def test_an_unreachable_tracking_server_is_one_line_within_seconds(tmp_path: Pat
         result = run_cli(*args, home=tmp_path / "home", MLFLOW_TRACKING_URI=url)
         elapsed = time.monotonic() - started
         assert result.returncode == 1
-        assert f"cannot reach the tracking server at {url}" in one_line(result.stderr)
+        assert f"cannot reach the tracking server at {url}" in one_line_error(result)
         assert elapsed < 30, elapsed  # MLflow's own defaults retry for minutes
     assert "held-out" not in result.stdout  # train failed before training, not after
 
@@ -176,4 +170,4 @@ def test_an_unreachable_tracking_server_is_one_line_within_seconds(tmp_path: Pat
 def test_promotion_usage_errors(tmp_path: Path, args: list[str], code: int, needle: str) -> None:
     result = run_cli(*args, home=tmp_path / "home")
     assert result.returncode == code, result.stderr
-    assert needle in one_line(result.stderr)
+    assert needle in one_line_error(result, code=code)

@@ -6,7 +6,6 @@ import json
 from pathlib import Path
 from typing import Any
 
-import mlflow.sklearn
 import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
@@ -21,10 +20,9 @@ from fasttrack.errors import ConfigError, DataError, SchemaValidationError
 from fasttrack.registry.model_folder import (
     DataLineage,
     LoadedModel,
-    ModelMetadata,
-    library_versions,
     load_model_folder,
-    write_extra_files,
+    metadata_for,
+    save_model_folder,
 )
 from fasttrack.registry.onnx import export_to_folder
 from fasttrack.scoring import Engine, score_file
@@ -53,30 +51,10 @@ def save_model(result: TrainResult, folder: Path) -> Path:
     staging = folder.parent / f"{folder.name}-staging"
     info, onnx_file = export_to_folder(result.pipeline, result.schema, result.task, result.X_test, staging)
     assert info.status == "ok", info.reason
-    metadata = ModelMetadata(
-        name="scoring",
-        task=result.task,
-        target="y",
-        model=result.config.model,
-        features=result.schema.feature_names,
-        labels=result.labels,
-        primary_metric=result.evaluation.primary_metric,
-        metrics=result.evaluation.metrics,
-        baseline_metrics=result.evaluation.baseline,
-        config=result.config.model_dump(mode="json"),
-        data=DataLineage(source="memory://scoring.csv", fingerprint="abc", rows=500, columns=5),
-        libraries=library_versions(),
-        onnx=info,
-    )
-    extras = [*write_extra_files(staging / "extras", metadata, result.schema), onnx_file]
-    mlflow.sklearn.save_model(
-        result.pipeline,
-        str(folder),
-        extra_files=[str(p) for p in extras],
-        serialization_format="cloudpickle",
-        pip_requirements=["scikit-learn"],
-    )
-    return folder
+    assert onnx_file is not None
+    lineage = DataLineage(source="memory://scoring.csv", fingerprint="abc", rows=500, columns=5)
+    metadata = metadata_for(result, name="scoring", data=lineage, onnx=info)
+    return save_model_folder(result, folder, metadata, extra_files=[onnx_file])
 
 
 def fitted(task: str) -> TrainResult:

@@ -31,6 +31,7 @@ from fasttrack.errors import ModelLoadError
 
 if TYPE_CHECKING:
     from fasttrack.registry.onnx import OnnxModel
+    from fasttrack.training.train import TrainResult
 
 log = logging.getLogger(__name__)
 
@@ -112,6 +113,62 @@ def library_versions() -> dict[str, str]:
         except PackageNotFoundError:
             continue
     return found
+
+
+def metadata_for(
+    result: TrainResult,
+    *,
+    name: str,
+    data: DataLineage,
+    run_id: str | None = None,
+    git_commit: str | None = None,
+    onnx: OnnxInfo | None = None,
+) -> ModelMetadata:
+    """The metadata of the model ``result`` trained: the one place a :class:`ModelMetadata` is built from it."""
+    evaluation = result.evaluation
+    return ModelMetadata(
+        name=name,
+        task=result.task,
+        target=result.schema.target.name,
+        model=result.config.model,
+        features=result.schema.feature_names,
+        labels=result.labels,
+        primary_metric=evaluation.primary_metric,
+        metrics=evaluation.metrics,
+        baseline_metrics=evaluation.baseline,
+        cv=evaluation.cv,
+        config=result.config.model_dump(mode="json"),
+        data=data,
+        run_id=run_id,
+        git_commit=git_commit,
+        libraries=library_versions(),
+        input_example=json.loads(result.input_example.to_json(orient="records")),  # NaN becomes null
+        onnx=onnx,
+    )
+
+
+def save_model_folder(
+    result: TrainResult, folder: Path, metadata: ModelMetadata, *, extra_files: list[Path] | None = None
+) -> Path:
+    """Write ``result`` as a model folder without a tracking store: what the registry logs, as a local folder.
+
+    For model folders served or scored directly (``--model PATH``), tests and benchmarks; ``extra_files`` (such
+    as an exported ``model.onnx``) go beside ``fasttrack.json`` and ``schema.json``.
+    """
+    import tempfile
+
+    import mlflow.sklearn
+
+    with tempfile.TemporaryDirectory(prefix="fasttrack-folder-") as staging:
+        extras = [*write_extra_files(Path(staging), metadata, result.schema), *(extra_files or [])]
+        mlflow.sklearn.save_model(
+            result.pipeline,
+            str(folder),
+            extra_files=[str(p) for p in extras],
+            serialization_format=mlflow.sklearn.SERIALIZATION_FORMAT_CLOUDPICKLE,
+            pip_requirements=[f"scikit-learn=={library_versions()['scikit-learn']}"],
+        )
+    return folder
 
 
 def write_extra_files(folder: Path, metadata: ModelMetadata, schema: Schema) -> list[Path]:

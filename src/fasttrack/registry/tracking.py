@@ -33,6 +33,7 @@ from fasttrack.registry.model_folder import (
     ModelMetadata,
     library_versions,
     load_model_folder,
+    metadata_for,
     write_extra_files,
 )
 
@@ -204,11 +205,6 @@ def git_commit() -> str | None:
     return out or None
 
 
-def _records(frame: pd.DataFrame) -> list[dict[str, Any]]:
-    """JSON-ready records: NaN becomes None."""
-    return list(json.loads(frame.to_json(orient="records")))
-
-
 def _pip_requirements(pipeline: Any) -> list[str]:
     versions = library_versions()
     names = ["scikit-learn", "numpy", "pandas", "cloudpickle"]
@@ -288,18 +284,9 @@ def log_training(
                     result.pipeline, result.schema, result.task, result.X_test, staging / "onnx"
                 )
                 mlflow.set_tags(run_tags(onnx_info))
-                metadata = ModelMetadata(
+                metadata = metadata_for(
+                    result,
                     name=name,
-                    task=result.task,
-                    target=result.schema.target.name,
-                    model=config.model,
-                    features=result.schema.feature_names,
-                    labels=result.labels,
-                    primary_metric=evaluation.primary_metric,
-                    metrics=evaluation.metrics,
-                    baseline_metrics=evaluation.baseline,
-                    cv=evaluation.cv,
-                    config=config.model_dump(mode="json"),
                     data=DataLineage(
                         source=source,
                         fingerprint=fingerprint,
@@ -309,8 +296,6 @@ def log_training(
                     ),
                     run_id=run_id,
                     git_commit=commit,
-                    libraries=library_versions(),
-                    input_example=_records(result.input_example),
                     onnx=onnx_info,
                 )
                 extras = write_extra_files(staging / "extras", metadata, result.schema)

@@ -5,44 +5,26 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import mlflow.sklearn
 import pandas as pd
 import pytest
 
 from fasttrack.errors import ModelLoadError
 from fasttrack.registry.model_folder import (
     DataLineage,
-    ModelMetadata,
     library_versions,
     load_model_folder,
+    metadata_for,
     read_metadata,
-    write_extra_files,
+    save_model_folder,
 )
 from fasttrack.training.train import TrainResult
 
 
 def save_folder(result: TrainResult, path: Path, **metadata_overrides: object) -> Path:
     """Save ``result`` the way the registry does, without a tracking store."""
-    fields: dict[str, object] = {
-        "name": "toy",
-        "task": result.task,
-        "target": result.schema.target.name,
-        "model": result.config.model,
-        "features": result.schema.feature_names,
-        "labels": result.labels,
-        "primary_metric": result.evaluation.primary_metric,
-        "metrics": result.evaluation.metrics,
-        "baseline_metrics": result.evaluation.baseline,
-        "config": result.config.model_dump(mode="json"),
-        "data": DataLineage(source="memory://toy.csv", fingerprint="abc", rows=300, columns=4),
-        "libraries": library_versions(),
-    }
-    fields.update(metadata_overrides)
-    extras = write_extra_files(path.parent / "extras", ModelMetadata.model_validate(fields), result.schema)
-    mlflow.sklearn.save_model(
-        result.pipeline, str(path), extra_files=[str(p) for p in extras], serialization_format="cloudpickle"
-    )
-    return path
+    lineage = DataLineage(source="memory://toy.csv", fingerprint="abc", rows=300, columns=4)
+    metadata = metadata_for(result, name="toy", data=lineage).model_copy(update=metadata_overrides)
+    return save_model_folder(result, path, metadata)
 
 
 def test_folder_round_trip_predicts_original_labels(good_result: TrainResult, tmp_path: Path) -> None:
