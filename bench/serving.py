@@ -48,6 +48,7 @@ LUA = ROOT / "bench" / "post.lua"
 MODELS = {
     "sample": ["--config", "configs/sample.yaml"],
     "adult": ["--config", "configs/adult.yaml", "--cv-folds", "0"],
+    "adult-rf": ["--config", "configs/adult.yaml", "--cv-folds", "0", "--model", "random_forest", "--name", "adult-rf"],
 }
 SERVERS = ("hello", "naive", "mlflow", "fasttrack")
 READY_TIMEOUT = 120.0
@@ -182,6 +183,24 @@ def stop(server: Server) -> None:
         server.proc.wait(timeout=5)
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of ``pid`` and its descendants so far (seconds)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    stats: dict[int, tuple[int, float]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        stats[int(stat.parent.name)] = (int(fields[1]), (int(fields[11]) + int(fields[12])) / tick)
+    total, todo = 0.0, [pid]
+    while todo:
+        current = todo.pop()
+        total += stats.get(current, (0, 0.0))[1]
+        todo.extend(child for child, (parent, _) in stats.items() if parent == current)
+    return total
+
+
 UNITS = {"us": 1e-3, "ms": 1.0, "s": 1000.0, "m": 60_000.0}
 
 
@@ -195,10 +214,12 @@ def parse_wrk(out: str) -> dict[str, float]:
     rps = re.search(r"Requests/sec:\s+([\d.]+)", out)
     if not rps:
         raise ValueError(f"no Requests/sec in wrk output:\n{out}")
+    done = re.search(r"(\d+) requests in", out)
     non2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
     errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
     return {
         "rps": float(rps.group(1)),
+        "requests": float(done.group(1)) if done else 0.0,
         "p50": latency("50"),
         "p99": latency("99"),
         "bad": float(non2xx.group(1)) if non2xx else 0.0,
@@ -209,6 +230,8 @@ def parse_wrk(out: str) -> dict[str, float]:
 def load(wrk: str, server: Server, args: argparse.Namespace, duration: int) -> dict[str, float]:
     url = f"http://127.0.0.1:{server.port}{server.predict_path}"
     cmd = [wrk, f"-t{args.threads}", f"-c{args.connections}", f"-d{duration}s", "--latency", "-s", str(LUA), url]
+    assert server.proc is not None
+    cpu_before = cpu_seconds(server.proc.pid)
     out = subprocess.run(
         cmd,
         check=False,
@@ -217,7 +240,11 @@ def load(wrk: str, server: Server, args: argparse.Namespace, duration: int) -> d
         text=True,
         timeout=duration + 60,
     )
-    return parse_wrk(out.stdout)
+    result = parse_wrk(out.stdout)
+    # Server CPU per request: unlike req/s, hardly moved by other load on the machine or by wrk's own share.
+    cpu = cpu_seconds(server.proc.pid) - cpu_before
+    result["cpu_us"] = cpu / result["requests"] * 1e6 if result["requests"] else 0.0
+    return result
 
 
 def servers_for(folder: Path, record: dict[str, object], engine: str | None) -> list[Server]:
@@ -250,10 +277,11 @@ def report(model: str, servers: list[Server], train_s: float, args: argparse.Nam
         title=f"{model}: wrk -t{args.threads} -c{args.connections} -d{args.duration}s, {args.rounds} rounds "
         f"(median, min-max); fasttrack train {train_s:.1f} s"
     )
-    for col in ("server", "req/s", "p50 ms", "p99 ms", "÷ hello", "start s", "RSS MB ready/after", "notes"):
+    columns = ("server", "req/s", "p50 ms", "p99 ms", "÷ hello", "CPU µs/req", "start s", "RSS MB ready/after", "notes")
+    for col in columns:
         table.add_column(col, justify="left" if col in ("server", "notes") else "right")
     by_name = {s.name: s for s in servers}
-    hello = [r["rps"] for r in by_name["hello"].runs]
+    hello = [r["rps"] for r in by_name["hello"].runs] if "hello" in by_name else []
     hello_median = statistics.median(hello) if hello else None
     for s in servers:
         rps = [r["rps"] for r in s.runs]
@@ -267,12 +295,14 @@ def report(model: str, servers: list[Server], train_s: float, args: argparse.Nam
             spread([r["p50"] for r in s.runs], ".2f"),
             spread([r["p99"] for r in s.runs], ".2f"),
             ratio,
+            spread([r["cpu_us"] for r in s.runs], ".0f"),
             "-" if s.startup_s is None else f"{s.startup_s:.2f}",
             rss,
             notes,
         )
     console.print(table)
-    ft, ml = by_name["fasttrack"].runs, by_name["mlflow"].runs
+    ft = by_name["fasttrack"].runs if "fasttrack" in by_name else []
+    ml = by_name["mlflow"].runs if "mlflow" in by_name else []
     if ft and ml:
         ratios = [f["rps"] / m["rps"] for f, m in zip(ft, ml, strict=True)]
         console.print(f"{model}: fasttrack ÷ mlflow req/s = {spread(ratios, '.1f')} (per round)")

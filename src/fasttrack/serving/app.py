@@ -13,39 +13,40 @@ import logging
 import os
 import shutil
 import tempfile
-import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, Final
 
+import fastapi_offline
 import orjson
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html, get_swagger_ui_oauth2_redirect_html
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import Response
-from fastapi_offline import FastAPIOffline
-from prometheus_fastapi_instrumentator import Instrumentator
+from fastapi.staticfiles import StaticFiles
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.responses import HTMLResponse
+from starlette.types import Receive, Scope, Send
 
 from fasttrack import __version__
 from fasttrack.config import Settings, get_settings
-from fasttrack.errors import FastTrackError, SchemaValidationError
+from fasttrack.errors import FastTrackError
+from fasttrack.serving.fastlane import PredictLane
+from fasttrack.serving.http_metrics import AccessLog, HttpMetricsMiddleware
 from fasttrack.serving.manager import ModelManager, load_checked
 from fasttrack.serving.metrics import MULTIPROC_ENV, ServerMetrics, multiprocess_mode
 from fasttrack.serving.payloads import InvocationsIn, V2InferenceRequest, openapi_for
 from fasttrack.serving.predictor import Predictor
 from fasttrack.serving.routes import feedback, invocations, ops, predict, v2
-from fasttrack.serving.routes.common import MODEL_VERSION_HEADER
+from fasttrack.serving.routes.common import MODEL_VERSION_HEADER, domain_error, error_body
 
 log = logging.getLogger(__name__)
-access_log = logging.getLogger("fasttrack.access")
 
-#: Routes left out of the HTTP metrics: probes and scrapes would drown the traffic that matters.
-UNMEASURED: Final = ["^/health$", "^/ready$", "^/metrics$", "^/v2/health/"]
-_MLFLOW_CODES: Final = {404: "RESOURCE_DOES_NOT_EXIST", 503: "TEMPORARILY_UNAVAILABLE"}
+#: Where the Swagger UI and ReDoc assets are served from.
+STATIC_DOCS: Final = "/static-offline-docs"
 DESCRIPTION: Final = """
 Serves one FastTrack model (an MLflow model URI or a local model folder) over three APIs:
 
@@ -96,20 +97,44 @@ def create_app(
 
                 multiprocess.mark_process_dead(os.getpid())  # type: ignore[no-untyped-call]
 
-    app = FastAPIOffline(
-        title="FastTrack model server", version=__version__, description=DESCRIPTION, lifespan=lifespan
+    app = ServingApp(
+        title="FastTrack model server",
+        version=__version__,
+        description=DESCRIPTION,
+        lifespan=lifespan,
+        docs_url=None,  # served from local files instead: see _offline_docs
+        redoc_url=None,
     )
+    _offline_docs(app)
     app.state.settings = settings
     app.state.manager = manager
     app.state.metrics = metrics
     for router in (predict.router, feedback.router, invocations.router, v2.router, ops.router):
         app.include_router(router)
     _add_error_handlers(app)
-    Instrumentator(excluded_handlers=UNMEASURED, registry=metrics.registry).instrument(app)
+    app.add_middleware(HttpMetricsMiddleware, metrics=metrics.http)
     if settings.access_log:
         app.add_middleware(AccessLog)
+    app.lane = PredictLane(manager, settings, metrics.http, access_log=settings.access_log)
     _document_the_model(app, manager, settings)
     return app
+
+
+class ServingApp(FastAPI):
+    """The FastAPI app, with the fast lane in front: see :mod:`fasttrack.serving.fastlane`.
+
+    ``POST /predict`` requests the lane takes are answered by it; every other request (and every lifespan
+    event) goes through FastAPI as usual. ``lane`` is ``None`` until :func:`create_app` sets it.
+    """
+
+    lane: PredictLane | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        lane = self.lane
+        if lane is not None and scope["type"] == "http" and lane.takes(scope):
+            await lane(scope, receive, send)
+            return
+        await super().__call__(scope, receive, send)
 
 
 # ------------------------------------------------------------------------------------------------------ errors
@@ -117,29 +142,16 @@ def error_response(
     request: Request, status: int, message: str, details: list[dict[str, str]] | None = None
 ) -> Response:
     """An error in the shape of the API the request was for, with ``X-Model-Version`` when a model answered."""
-    path = request.url.path
-    body: dict[str, Any]
-    if path == "/invocations":
-        code = _MLFLOW_CODES.get(status) or ("BAD_REQUEST" if status < 500 else "INTERNAL_ERROR")
-        if status == 422:  # MLflow answers 400 to input that does not fit the model
-            status = 400
-        body = {"error_code": code, "message": message}
-    elif path == "/v2" or path.startswith("/v2/"):
-        body = {"error": message}
-    else:
-        body = {"error": message, "details": details or []}
+    status, body = error_body(request.url.path, status, message, details)
     version = getattr(request.state, "model_version", None)
     headers = {MODEL_VERSION_HEADER: version} if version else None
-    return Response(orjson.dumps(body), status_code=status, media_type="application/json", headers=headers)
+    return Response(body, status_code=status, media_type="application/json", headers=headers)
 
 
 def _add_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(FastTrackError)
-    async def domain_error(request: Request, exc: FastTrackError) -> Response:
-        details = None
-        if isinstance(exc, SchemaValidationError):
-            details = [{"field": v.field, "reason": v.reason} for v in exc.violations]
-        return error_response(request, exc.status_code, str(exc), details)
+    async def fasttrack_error(request: Request, exc: FastTrackError) -> Response:
+        return error_response(request, *domain_error(exc))
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(request: Request, exc: RequestValidationError) -> Response:
@@ -165,6 +177,47 @@ def _add_error_handlers(app: FastAPI) -> None:
 
 
 # ----------------------------------------------------------------------------------------------------- OpenAPI
+def _offline_docs(app: FastAPI) -> None:
+    """``/docs`` (Swagger UI) and ``/redoc`` from local files, as FastAPI's docs show for self-hosting them.
+
+    The JavaScript and CSS are the ones the ``fastapi-offline`` package bundles, served under ``STATIC_DOCS``:
+    the pages work on a machine without internet access.
+    """
+    app.mount(STATIC_DOCS, StaticFiles(directory=Path(fastapi_offline.__file__).parent / "static"), name="static-docs")
+
+    def page_parts(request: Request) -> tuple[str, str, str]:
+        root = request.scope.get("root_path", "").rstrip("/")
+        return f"{root}{app.openapi_url}", f"{root}{STATIC_DOCS}", app.title
+
+    @app.get("/docs", include_in_schema=False)
+    async def swagger_ui(request: Request) -> HTMLResponse:
+        openapi_url, static, title = page_parts(request)
+        return get_swagger_ui_html(
+            openapi_url=openapi_url,
+            title=f"{title} - Swagger UI",
+            oauth2_redirect_url=app.swagger_ui_oauth2_redirect_url,
+            swagger_js_url=f"{static}/swagger-ui-bundle.js",
+            swagger_css_url=f"{static}/swagger-ui.css",
+            swagger_favicon_url=f"{static}/favicon.png",
+            swagger_ui_parameters=app.swagger_ui_parameters,
+        )
+
+    @app.get(app.swagger_ui_oauth2_redirect_url or "/docs/oauth2-redirect", include_in_schema=False)
+    async def swagger_ui_redirect() -> HTMLResponse:
+        return get_swagger_ui_oauth2_redirect_html()
+
+    @app.get("/redoc", include_in_schema=False)
+    async def redoc(request: Request) -> HTMLResponse:
+        openapi_url, static, title = page_parts(request)
+        return get_redoc_html(
+            openapi_url=openapi_url,
+            title=f"{title} - ReDoc",
+            redoc_js_url=f"{static}/redoc.standalone.js",
+            redoc_favicon_url=f"{static}/favicon.png",
+            with_google_fonts=False,
+        )
+
+
 def _document_the_model(app: FastAPI, manager: ModelManager, settings: Settings) -> None:
     """Make ``/openapi.json`` (and so ``/docs``) describe the served model's real features, with an example."""
     cache: dict[str, Any] = {}
@@ -186,41 +239,6 @@ def _document_the_model(app: FastAPI, manager: ModelManager, settings: Settings)
         return document
 
     app.openapi = openapi  # type: ignore[method-assign]
-
-
-# -------------------------------------------------------------------------------------------------- access log
-class AccessLog:
-    """One JSON line per request on the ``fasttrack.access`` logger (off by default: it costs throughput)."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        start = time.perf_counter()
-        status = [500]
-
-        async def capture(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                status[0] = message["status"]
-            await send(message)
-
-        try:
-            await self.app(scope, receive, capture)
-        finally:
-            client = scope.get("client")
-            line = {
-                "method": scope["method"],
-                "path": scope["path"],
-                "query": scope.get("query_string", b"").decode("latin-1"),
-                "status": status[0],
-                "ms": round((time.perf_counter() - start) * 1000, 3),
-                "client": client[0] if client else None,
-                "model_version": scope.get("state", {}).get("model_version"),
-            }
-            access_log.info(orjson.dumps(line).decode())
 
 
 # ----------------------------------------------------------------------------------------------------- running

@@ -39,6 +39,7 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from fasttrack.serving.drift import DriftMonitor
 from fasttrack.serving.feedback import OUTCOMES as FEEDBACK_OUTCOMES
 from fasttrack.serving.feedback import FeedbackOutcome, FeedbackWindow
+from fasttrack.serving.http_metrics import UNMEASURED, HttpMetrics
 
 MULTIPROC_ENV: Final = "PROMETHEUS_MULTIPROC_DIR"
 
@@ -162,6 +163,7 @@ class ServerMetrics:
         )
         self.live = LiveCollector()
         self.registry.register(self.live)
+        self.http = HttpMetrics(self.registry, excluded=UNMEASURED)
 
     def for_model(
         self,
@@ -281,7 +283,11 @@ class ModelMetrics:
         except BaseException:
             self._outcomes["error"].inc()
             raise
-        self._inference.observe(perf_counter() - start)
+        self.inferred(rows, perf_counter() - start)
+
+    def inferred(self, rows: int, seconds: float) -> None:
+        """Count one successful request of ``rows`` rows whose model call took ``seconds``."""
+        self._inference.observe(seconds)
         self._outcomes["success"].inc()
         self._rows.inc(rows)
 

@@ -17,7 +17,14 @@ from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
 from fasttrack.config import Settings
-from fasttrack.errors import BadRequestError, ModelNotReadyError, PayloadTooLargeError, UnsupportedMediaTypeError
+from fasttrack.errors import (
+    BadRequestError,
+    FastTrackError,
+    ModelNotReadyError,
+    PayloadTooLargeError,
+    SchemaValidationError,
+    UnsupportedMediaTypeError,
+)
 from fasttrack.serving.manager import ModelManager
 from fasttrack.serving.predictor import PredictionBatch, Predictor
 
@@ -30,6 +37,7 @@ INLINE_ROWS: Final = 256
 #: A body declared over the limit is still read (and dropped) up to this size, so the client gets its 413
 #: instead of a connection reset; anything bigger is cut off.
 DRAIN_LIMIT: Final = 64 * 1024 * 1024
+_MLFLOW_CODES: Final = {404: "RESOURCE_DOES_NOT_EXIST", 503: "TEMPORARILY_UNAVAILABLE"}
 
 
 async def get_settings_dep(request: Request) -> Settings:
@@ -59,6 +67,34 @@ async def get_predictor(request: Request) -> Predictor:
 SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
 ManagerDep = Annotated[ModelManager, Depends(get_manager)]
 PredictorDep = Annotated[Predictor, Depends(get_predictor)]
+
+
+def error_body(path: str, status: int, message: str, details: list[dict[str, str]] | None = None) -> tuple[int, bytes]:
+    """An error's status and JSON body in the shape of the API ``path`` belongs to.
+
+    ``{"error", "details"}`` for the briefs' API, MLflow's ``{"error_code", "message"}`` under ``/invocations``
+    (whose clients expect 400 for input that does not fit the model, where the others answer 422), and
+    ``{"error"}`` under ``/v2`` (the Open Inference Protocol).
+    """
+    body: dict[str, Any]
+    if path == "/invocations":
+        code = _MLFLOW_CODES.get(status) or ("BAD_REQUEST" if status < 500 else "INTERNAL_ERROR")
+        if status == 422:
+            status = 400
+        body = {"error_code": code, "message": message}
+    elif path == "/v2" or path.startswith("/v2/"):
+        body = {"error": message}
+    else:
+        body = {"error": message, "details": details or []}
+    return status, orjson.dumps(body)
+
+
+def domain_error(exc: FastTrackError) -> tuple[int, str, list[dict[str, str]] | None]:
+    """A ``FastTrackError``'s status, message and per-field details (schema violations)."""
+    details = None
+    if isinstance(exc, SchemaValidationError):
+        details = [{"field": v.field, "reason": v.reason} for v in exc.violations]
+    return exc.status_code, str(exc), details
 
 
 def json_response(content: Any, status_code: int = 200, headers: dict[str, str] | None = None) -> Response:
@@ -162,10 +198,11 @@ async def predict_rows(
     text: bool = False,
     single: bool = False,
 ) -> PredictionBatch:
-    """Predict on the event loop for small batches, in the thread pool for big ones (``single``: one record
-    answered as one prediction, whose id is plain rather than ``{base}-0``)."""
+    """Predict on the event loop for small batches (sharing model calls with concurrent requests: see
+    ``Coalescer``), in the thread pool for big ones (``single``: one record answered as one prediction, whose id
+    is plain rather than ``{base}-0``)."""
     if len(records) <= INLINE_ROWS:
-        return predictor.predict(records, probabilities=probabilities, text=text, single=single)
+        return await predictor.predict_together(records, probabilities=probabilities, text=text, single=single)
     return await run_in_threadpool(predictor.predict, records, probabilities=probabilities, text=text, single=single)
 
 

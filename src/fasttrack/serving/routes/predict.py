@@ -11,17 +11,18 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
+import orjson
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 
+from fasttrack.config import Settings
 from fasttrack.errors import BadRequestError, SchemaValidationError, Violation
 from fasttrack.serving.payloads import ERROR_RESPONSES, RECORD_SCHEMA, BatchPredictionOut, PredictionOut
-from fasttrack.serving.predictor import PredictionBatch
+from fasttrack.serving.predictor import PredictionBatch, Predictor
 from fasttrack.serving.routes.common import (
     PredictorDep,
     SettingsDep,
     check_rows,
-    json_response,
     parse_json,
     predict_rows,
     prediction_headers,
@@ -64,20 +65,45 @@ _BODY_DOC = {
 }
 
 
-def _answer(batch: PredictionBatch, single: bool, ids: bool, headers: dict[str, str]) -> Response:
+def _content(batch: PredictionBatch, single: bool, ids: bool) -> bytes:
     if single:
         one: dict[str, Any] = {"prediction": batch.values[0]}
         if batch.probabilities is not None:
             one["probabilities"] = batch.probability_records()[0]
         if ids:
             one["id"] = batch.ids[0]
-        return json_response(one, headers=headers)
+        return orjson.dumps(one, option=orjson.OPT_SERIALIZE_NUMPY)
     many: dict[str, Any] = {"predictions": batch.values}
     if batch.probabilities is not None:
         many["probabilities"] = batch.probability_records()
     if ids:
         many["ids"] = batch.ids
-    return json_response(many, headers=headers)
+    return orjson.dumps(many, option=orjson.OPT_SERIALIZE_NUMPY)
+
+
+async def predict_body(
+    predictor: Predictor, settings: Settings, body: bytes, *, probabilities: bool = False, ids: bool = False
+) -> tuple[bytes, dict[str, str]]:
+    """The answer to a ``POST /predict`` body (already read): the JSON bytes and the headers.
+
+    The one implementation of the endpoint, shared by the route and by the fast lane
+    (:mod:`fasttrack.serving.fastlane`); raises ``FastTrackError`` (400, 413, 422, ...) for the caller to render.
+    """
+    parsed = parse_json(body)
+    if isinstance(parsed, dict):
+        batch = await predict_rows(predictor, [parsed], probabilities=probabilities, single=True)
+        return _content(batch, True, ids), prediction_headers(predictor, batch)
+    if not isinstance(parsed, list):
+        raise BadRequestError(
+            f"expected a JSON object (one record) or an array of records, got {type(parsed).__name__}"
+        )
+    check_rows(len(parsed), settings)
+    batch = await predict_rows(predictor, parsed, probabilities=probabilities)
+    return _content(batch, False, ids), prediction_headers(predictor, batch)
+
+
+def _answer(batch: PredictionBatch, single: bool, ids: bool, headers: dict[str, str]) -> Response:
+    return Response(_content(batch, single, ids), media_type="application/json", headers=headers)
 
 
 @router.post(
@@ -101,15 +127,9 @@ async def predict(
     `X-Prediction-Id` (a batch's base id: row i's id is `{base}-{i}`), and in the body with `?ids=true`.
     """
     require_json(request)
-    body = parse_json(await read_body(request, settings.max_body_bytes))
-    if isinstance(body, dict):
-        batch = await predict_rows(predictor, [body], probabilities=probabilities, single=True)
-        return _answer(batch, True, ids, prediction_headers(predictor, batch))
-    if not isinstance(body, list):
-        raise BadRequestError(f"expected a JSON object (one record) or an array of records, got {type(body).__name__}")
-    check_rows(len(body), settings)
-    batch = await predict_rows(predictor, body, probabilities=probabilities)
-    return _answer(batch, False, ids, prediction_headers(predictor, batch))
+    body = await read_body(request, settings.max_body_bytes)
+    content, headers = await predict_body(predictor, settings, body, probabilities=probabilities, ids=ids)
+    return Response(content, media_type="application/json", headers=headers)
 
 
 @router.get(
