@@ -60,7 +60,7 @@ def options(query: bytes) -> tuple[bool, bool] | None:
     found = {"probabilities": False, "ids": False}
     seen: set[str] = set()
     for key, value in parse_qsl(query.decode("latin-1"), keep_blank_values=True):
-        flag = value.strip().lower()
+        flag = value.lower()  # no stripping: pydantic refuses ' true', so FastAPI must answer it
         if key not in _OPTIONS or key in seen or (flag not in _TRUE and flag not in _FALSE):
             return None
         seen.add(key)

@@ -395,13 +395,14 @@ class Coalescer:
         offset = 0
         for each in waiting:
             rows = each.model_input.rows
+            start_row, offset = offset, offset + rows
+            if each.answer.done():  # cancelled meanwhile (the client went away): no answer, not counted
+                continue
             predictor.metrics.inferred(rows, seconds)
-            part = PredictionBatch(batch.values[offset : offset + rows])
+            part = PredictionBatch(batch.values[start_row:offset])
             if each.probabilities and batch.probabilities is not None:
-                part = PredictionBatch(part.values, batch.probabilities[offset : offset + rows], batch.classes)
-            offset += rows
-            if not each.answer.done():  # a request cancelled meanwhile (client gone) takes no answer
-                each.answer.set_result(part)
+                part = PredictionBatch(part.values, batch.probabilities[start_row:offset], batch.classes)
+            each.answer.set_result(part)
 
     def _alone(self, each: _Waiting) -> None:
         predictor = self._predictor
