@@ -204,8 +204,9 @@ def register_copy(home: Path, name: str, *, of: str = "sample", version: str = "
 
 
 def register_broken(home: Path, name: str, folder: Path, *, how: str = "pickle", alias: str | None = None) -> str:
-    """Register a version of ``name`` that fails: ``how="pickle"`` cannot load, ``how="check"`` loads but its
-    input example does not fit its own schema (it fails the check before serving)."""
+    """Register a version of ``name`` that fails: ``how="pickle"`` cannot load (neither its ``model.onnx`` nor
+    its pickled pipeline), ``how="check"`` loads but its input example does not fit its own schema (it fails the
+    check before serving)."""
     import json
     import shutil
 
@@ -216,6 +217,7 @@ def register_broken(home: Path, name: str, folder: Path, *, how: str = "pickle",
     shutil.copytree(original.path, folder)
     if how == "pickle":
         (folder / "model.pkl").write_bytes(b"not a pickle")
+        (folder / "extra_files" / "model.onnx").write_bytes(b"not an ONNX model")
     else:
         meta_path = folder / "extra_files" / "fasttrack.json"
         meta = json.loads(meta_path.read_text(encoding="utf-8"))

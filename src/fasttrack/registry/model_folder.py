@@ -15,7 +15,8 @@ import json
 import logging
 import pickle
 import platform
-from dataclasses import dataclass, field
+import threading
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -181,15 +182,34 @@ def write_extra_files(folder: Path, metadata: ModelMetadata, schema: Schema) -> 
     return [meta_path, schema_path]
 
 
-@dataclass
 class LoadedModel:
-    """A model folder in memory: the fitted pipeline with its schema and metadata."""
+    """A model folder in memory: the fitted pipeline with its schema and metadata.
 
-    path: Path
-    pipeline: Any
-    schema: Schema
-    metadata: ModelMetadata
-    _onnx: OnnxModel | None = field(default=None, init=False, repr=False, compare=False)
+    ``pipeline`` is the fitted pipeline, or a function that unpickles it: :func:`load_model_folder` defers the
+    unpickling to the first use of :attr:`pipeline`, because a model served or scored through ONNX Runtime
+    never needs it, and unpickling imports scikit-learn and SciPy (over a second of a server's start-up).
+    """
+
+    def __init__(self, path: Path, pipeline: Any, schema: Schema, metadata: ModelMetadata) -> None:
+        self.path = path
+        self.schema = schema
+        self.metadata = metadata
+        self._pipeline: Any = None if isinstance(pipeline, _Deferred) else pipeline
+        self._deferred = pipeline if isinstance(pipeline, _Deferred) else None
+        self._lock = threading.Lock()
+        self._onnx: OnnxModel | None = None
+
+    def __repr__(self) -> str:
+        return f"LoadedModel(path={str(self.path)!r}, name={self.metadata.name!r})"
+
+    @property
+    def pipeline(self) -> Any:
+        """The fitted scikit-learn pipeline (unpickled on first use; ``ModelLoadError`` if it cannot be)."""
+        if self._pipeline is None and self._deferred is not None:
+            with self._lock:
+                if self._pipeline is None:
+                    self._pipeline = self._deferred.load()
+        return self._pipeline
 
     @property
     def is_classifier(self) -> bool:
@@ -260,8 +280,18 @@ def load_model_folder(path: str | Path) -> LoadedModel:
     except (ValueError, OSError) as exc:
         raise ModelLoadError(f"{folder}: unreadable model metadata ({exc})") from None
     _check_versions(metadata)
-    pipeline = _load_sklearn(folder, mlmodel)
-    return LoadedModel(path=folder, pipeline=pipeline, schema=schema, metadata=metadata)
+    deferred = _Deferred(_pickled_model(folder, mlmodel))
+    return LoadedModel(path=folder, pipeline=deferred, schema=schema, metadata=metadata)
+
+
+@dataclass(frozen=True)
+class _Deferred:
+    """The pickled pipeline of a model folder (its file checked to exist), not yet unpickled."""
+
+    model_file: Path
+
+    def load(self) -> Any:
+        return _unpickle(self.model_file)
 
 
 def _check_versions(metadata: ModelMetadata) -> None:
@@ -278,16 +308,23 @@ def _check_versions(metadata: ModelMetadata) -> None:
             log.info("model was trained with %s %s; %s is installed", name, recorded, installed[name])
 
 
-def _load_sklearn(folder: Path, mlmodel: Path) -> Any:
+def _pickled_model(folder: Path, mlmodel: Path) -> Path:
+    """The pickled pipeline's file named by ``MLmodel`` (checked to exist; not unpickled)."""
     try:
         spec = yaml.safe_load(mlmodel.read_text(encoding="utf-8"))
         flavor = spec["flavors"]["sklearn"]
-        model_file = folder / flavor["pickled_model"]
+        model_file: Path = folder / str(flavor["pickled_model"])
         fmt = flavor.get("serialization_format", "cloudpickle")
     except (KeyError, TypeError, yaml.YAMLError) as exc:
         raise ModelLoadError(f"{mlmodel}: not a scikit-learn MLflow model ({exc})") from None
     if fmt not in ("cloudpickle", "pickle"):
         raise ModelLoadError(f"{mlmodel}: unsupported serialization format {fmt!r}")
+    if not model_file.is_file():
+        raise ModelLoadError(f"{model_file}: cannot load the model: the file is missing")
+    return model_file
+
+
+def _unpickle(model_file: Path) -> Any:
     try:
         with model_file.open("rb") as handle:
             # Only folders this project wrote (its registry or a path the operator names) are ever loaded.

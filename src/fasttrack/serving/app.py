@@ -9,6 +9,7 @@ MLflow's ``{"error_code", "message"}`` under ``/invocations``, ``{"error"}`` und
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import shutil
@@ -36,7 +37,7 @@ from fasttrack.config import Settings, get_settings
 from fasttrack.errors import FastTrackError
 from fasttrack.serving.fastlane import PredictLane
 from fasttrack.serving.http_metrics import AccessLog, HttpMetricsMiddleware
-from fasttrack.serving.manager import ModelManager, load_checked
+from fasttrack.serving.manager import ModelManager, load_checked, settle_heap
 from fasttrack.serving.metrics import MULTIPROC_ENV, ServerMetrics, multiprocess_mode
 from fasttrack.serving.payloads import InvocationsIn, V2InferenceRequest, openapi_for
 from fasttrack.serving.predictor import Predictor
@@ -70,6 +71,7 @@ def create_app(
     metrics: ServerMetrics | None = None,
     on_fatal: Callable[[FastTrackError], None] | None = None,
     load_before_serving: bool | None = None,
+    settle: bool = False,
 ) -> FastAPI:
     """Build the app. The lifespan starts the manager, which loads ``settings.model`` in the background.
 
@@ -77,10 +79,13 @@ def create_app(
     ``on_fatal`` is called (from the loading thread) when the first load fails, e.g. to stop the server.
     ``load_before_serving`` (default: with several workers) makes start-up wait for the first load, so that a
     worker process takes no connection before it has a model: workers share one port, and a load balancer
-    cannot tell a loading worker from a ready one.
+    cannot tell a loading worker from a ready one. ``settle`` (the real server, not tests) freezes the heap after
+    each model swap: see :func:`~fasttrack.serving.manager.settle_heap`.
     """
     metrics = metrics if metrics is not None else (manager.metrics if manager is not None else ServerMetrics())
-    manager = manager or ModelManager(settings, metrics, predictor=predictor, on_fatal=on_fatal)
+    manager = manager or ModelManager(
+        settings, metrics, predictor=predictor, on_fatal=on_fatal, after_swap=settle_heap if settle else None
+    )
     wait_for_model = settings.workers > 1 if load_before_serving is None else load_before_serving
 
     @asynccontextmanager
@@ -252,9 +257,10 @@ def configure_logging(settings: Settings) -> None:
 
 def app_from_env() -> FastAPI:
     """The app of one worker process (``--workers N``): settings from the environment the parent prepared."""
+    gc.disable()  # until the model is loaded: see settle_heap
     settings = get_settings()
     configure_logging(settings)
-    return create_app(settings)
+    return create_app(settings, settle=True)
 
 
 def run(settings: Settings) -> None:
@@ -267,6 +273,7 @@ def run(settings: Settings) -> None:
     settings pass through the environment, each worker takes connections only once its model is loaded, and
     metrics go through a fresh ``PROMETHEUS_MULTIPROC_DIR``.
     """
+    gc.disable()  # start-up allocates a million objects to keep: no collection until settle_heap freezes them
     import uvicorn
 
     from fasttrack.registry.tracking import resolve_model
@@ -290,12 +297,13 @@ def run(settings: Settings) -> None:
             if server is not None:
                 server.should_exit = True
 
-        server = uvicorn.Server(uvicorn.Config(create_app(settings, on_fatal=fatal), **common))
+        server = uvicorn.Server(uvicorn.Config(create_app(settings, on_fatal=fatal, settle=True), **common))
         server.run()
         if failure:
             raise failure[0]
         return
     load_checked(resolved, ServerMetrics(), settings)
+    gc.enable()  # this process only supervises the workers from here on (each worker settles its own heap)
     metrics_dir, made = _multiprocess_dir()
     try:
         _export(settings)

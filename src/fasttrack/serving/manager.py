@@ -19,6 +19,7 @@ URIs that name one fixed thing (``models:/NAME/3``, ``runs:/...``, a local folde
 
 from __future__ import annotations
 
+import gc
 import logging
 import threading
 from collections import Counter
@@ -68,6 +69,25 @@ def load_checked(resolved: ResolvedModel, metrics: ServerMetrics, settings: Sett
     return predictor
 
 
+def settle_heap() -> None:
+    """Put every object alive now out of the garbage collector's sight (``gc.freeze``), and re-enable it.
+
+    A server with its model loaded holds about a million long-lived objects (MLflow, scikit-learn, pandas, the
+    model). Each full collection scanned all of them: measured under load, 200-400 ms pauses every few seconds,
+    which were the p99 latency, and four such collections (1.4 s) while starting. So the server starts with the
+    collector off (:func:`~fasttrack.serving.app.run`) and, called after each model swap, this freezes what is
+    alive: frozen objects are never scanned again, only what requests allocate is. The first time, start-up's
+    garbage is frozen with the rest (measured: a few dozen objects). On a reload, the previous freeze is undone
+    and collected first, so the swapped-out model (whose objects hold reference cycles) is freed; that one full
+    collection pauses the process once per reload, as a full collection would have anyway.
+    """
+    if gc.get_freeze_count():
+        gc.unfreeze()
+        gc.collect()
+    gc.freeze()
+    gc.enable()
+
+
 def follows_registry(uri: str) -> bool:
     """Whether the URI can point at another version later: an alias or the latest version of a registered model."""
     if not uri.startswith("models:/"):
@@ -88,6 +108,7 @@ class ModelManager:
         resolver: Resolver = resolve_model,
         loader: Loader | None = None,
         on_fatal: Callable[[FastTrackError], None] | None = None,
+        after_swap: Callable[[], None] | None = None,
     ) -> None:
         self.settings = settings
         self.metrics = metrics
@@ -99,6 +120,7 @@ class ModelManager:
         self._resolver = resolver
         self._loader: Loader = loader if loader is not None else partial(load_checked, settings=settings)
         self._on_fatal = on_fatal
+        self._after_swap = after_swap
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._settled = threading.Event()  # set once the first load succeeded or failed
@@ -237,6 +259,8 @@ class ModelManager:
             metrics=predictor.metadata.metrics,
             live=predictor.metrics,
         )
+        if self._after_swap is not None:
+            self._after_swap()
 
     # ---------------------------------------------------------------------------------------------- feedback
     def feedback(self, predictor: Predictor, pairs: Sequence[tuple[str, Any]]) -> FeedbackResult:

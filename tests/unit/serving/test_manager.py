@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -193,3 +195,55 @@ def test_no_prediction_fails_while_versions_are_swapped(settings: Settings, mode
                 thread.join(10)
     assert not errors
     assert {"1", "3"} <= seen
+
+
+def test_every_swap_is_followed_by_the_after_swap_hook(settings: Settings, model_home: Path) -> None:
+    name = unique("hook")
+    register_copy(model_home, name, alias="champion")
+    calls: list[str | None] = []
+    model = settings.model_copy(update={"model": f"models:/{name}@champion"})
+
+    def after_swap() -> None:
+        calls.append(manager.current.version if manager.current else None)
+
+    with running(model, after_swap=after_swap) as manager:
+        assert manager.wait_ready(60)
+        assert wait_for(lambda: calls == ["1"])
+        register_copy(model_home, name, alias="champion")
+        assert manager.reload().outcome == "reloaded"
+        assert calls == ["1", "2"]  # called once the new version serves
+        assert manager.reload().outcome == "unchanged"
+        assert calls == ["1", "2"]
+
+
+# In a process of its own: freezing the heap of the test process would keep every test's garbage alive.
+SETTLE_SCRIPT = """
+import gc, weakref
+from fasttrack.serving.manager import settle_heap
+
+class Node:
+    pass
+
+def cycle():
+    a, b = Node(), Node()
+    a.other, b.other = b, a
+    return weakref.ref(a)
+
+gc.disable()
+before_first = cycle()  # garbage from start-up: frozen with the rest by the first settle
+settle_heap()
+print(gc.isenabled(), gc.get_freeze_count() > 0, before_first() is not None)
+after_first = cycle()  # garbage of the serving process (a swapped-out model): freed by the next settle
+settle_heap()
+print(gc.isenabled(), gc.get_freeze_count() > 0, before_first() is None, after_first() is None)
+"""
+
+
+def test_settling_the_heap_freezes_it_and_frees_what_a_swap_left() -> None:
+    done = subprocess.run(
+        [sys.executable, "-c", SETTLE_SCRIPT], check=False, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    first, second = done.stdout.splitlines()
+    assert first == "True True True"  # collector back on, everything frozen, start-up garbage kept (frozen)
+    assert second == "True True True True"  # unfrozen, collected (both cycles freed), frozen again
