@@ -48,7 +48,7 @@ class Metric:
 
 #: Everything monitoring/ queries, by metric family name, with its labels. The server must export all of these.
 METRICS: dict[str, Metric] = {
-    # prometheus-fastapi-instrumentator's defaults (status grouped as 2xx, 4xx, 5xx).
+    # serving/http_metrics.py: prometheus-fastapi-instrumentator's default series (status grouped as 2xx, 4xx, 5xx).
     "http_requests_total": Metric("counter", ("handler", "method", "status")),
     "http_request_duration_highr_seconds": Metric("histogram"),
     # FastTrack's own.

@@ -96,6 +96,13 @@ class ServerMetrics:
         self.rows = Counter(
             "fasttrack_prediction_rows", "Rows predicted (a batch counts each row).", model, registry=self.registry
         )
+        self.model_calls = Counter(
+            "fasttrack_model_calls",
+            "Calls to the model: requests reaching the model in the same event-loop iteration share one call, so "
+            "fasttrack_predictions_total{outcome='success'} / fasttrack_model_calls_total is the requests per call.",
+            model,
+            registry=self.registry,
+        )
         self.inference = Histogram(
             "fasttrack_inference_seconds",
             "Model time per prediction request (input building and inference; no HTTP, no validation).",
@@ -268,6 +275,7 @@ class ModelMetrics:
         self._outcomes = {o: server.predictions.labels(model, version, o) for o in OUTCOMES}
         self._rows = server.rows.labels(model, version)
         self._inference = server.inference.labels(model, version)
+        self._calls = server.model_calls.labels(model, version)
         self._labels = {str(label): server.labels.labels(model, version, str(label)) for label in labels}
         self._values = None if classifier else server.values.labels(model, version)
         self._unseen = {f: server.unseen.labels(model, version, f) for f in categorical}
@@ -278,12 +286,17 @@ class ModelMetrics:
     def inference(self, rows: int) -> Iterator[None]:
         """Time the model call inside and count its outcome: ``success`` (and ``rows``), or ``error`` on exception."""
         start = perf_counter()
+        self._calls.inc()
         try:
             yield
         except BaseException:
             self._outcomes["error"].inc()
             raise
         self.inferred(rows, perf_counter() - start)
+
+    def called(self) -> None:
+        """Count one model call shared by several requests (each then counted by :meth:`inferred`)."""
+        self._calls.inc()
 
     def inferred(self, rows: int, seconds: float) -> None:
         """Count one successful request of ``rows`` rows whose model call took ``seconds``."""

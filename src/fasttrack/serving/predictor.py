@@ -18,6 +18,7 @@ import logging
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from time import perf_counter
 from typing import Any, Final
 
@@ -45,12 +46,23 @@ _REPR_LIMIT: Final = 60
 
 @dataclass(frozen=True)
 class ModelInput:
-    """Validated input: one array per feature (see ``backends``), and the unusual values counted per feature."""
+    """Validated input, and the unusual values counted per feature.
 
-    columns: dict[str, np.ndarray]
+    ``values`` holds one list per feature of the converted values (``None`` for missing), as validation makes
+    them; :attr:`columns` the arrays a backend takes (see ``backends``), built on first use. Requests whose model
+    call is shared (:class:`Coalescer`) join their lists, so the arrays are built once per call, not per request.
+    """
+
+    values: dict[str, list[Any]]
     rows: int
     unseen: dict[str, int] = field(default_factory=dict)
     out_of_range: dict[str, int] = field(default_factory=dict)
+    kinds: Mapping[str, str] = field(default_factory=dict, repr=False)
+
+    @cached_property
+    def columns(self) -> dict[str, np.ndarray]:
+        """One array per feature: ``float64`` with NaN for missing, or ``object`` with ``np.nan`` (categorical)."""
+        return {name: _column(self.kinds.get(name, "numeric"), values) for name, values in self.values.items()}
 
 
 @dataclass(frozen=True)
@@ -110,6 +122,7 @@ class Predictor:
         self.is_classifier = model.is_classifier
         self.features = {f.name: f for f in self.schema.features}
         self._specs = [_spec(f) for f in self.schema.features]
+        self._kinds = {s.name: s.kind for s in self._specs}
         self._classes = None if self.backend.classes is None else [str(c) for c in self.backend.classes]
         try:
             self.drift = DriftMonitor(
@@ -213,12 +226,12 @@ class Predictor:
                 break
         if violations:
             raise SchemaValidationError(violations)
-        columns = {spec.name: _column(spec, column) for spec, column in zip(specs, values, strict=True)}
         return ModelInput(
-            columns=columns,
+            values={spec.name: column for spec, column in zip(specs, values, strict=True)},
             rows=count,
             unseen={k: v for k, v in unseen.items() if v},
             out_of_range={k: v for k, v in outside.items() if v},
+            kinds=self._kinds,
         )
 
     # ------------------------------------------------------------------------------------------- prediction
@@ -266,7 +279,7 @@ class Predictor:
     def _track(self, model_input: ModelInput, batch: PredictionBatch, single: bool) -> PredictionBatch:
         """Append the batch to the drift windows and remember its predictions under new ids (O(1) per row)."""
         values = batch.values
-        self.drift.observe_columns(model_input.columns)
+        self.drift.observe_columns(model_input.values)
         self.drift.observe_predictions(values)
         base = FeedbackWindow.new_id()
         ids = [base] if single and len(values) == 1 else [f"{base}-{row}" for row in range(len(values))]
@@ -381,9 +394,10 @@ class Coalescer:
             return
         predictor = self._predictor
         inputs = [w.model_input for w in waiting]
-        columns = {name: np.concatenate([i.columns[name] for i in inputs]) for name in inputs[0].columns}
-        together = ModelInput(columns=columns, rows=sum(i.rows for i in inputs))
+        values = {name: [v for i in inputs for v in i.values[name]] for name in inputs[0].values}
+        together = ModelInput(values=values, rows=sum(i.rows for i in inputs), kinds=inputs[0].kinds)
         probabilities = any(w.probabilities for w in waiting)
+        predictor.metrics.called()
         start = perf_counter()
         try:
             batch = predictor._infer(together, probabilities)
@@ -491,8 +505,8 @@ def _convert(spec: _Spec, value: Any, text: bool) -> tuple[Any, str | None]:
     return None, f"expected a category (text), got {_show(value)}"
 
 
-def _column(spec: _Spec, values: list[Any]) -> np.ndarray:
-    if spec.kind == "categorical":
+def _column(kind: str, values: list[Any]) -> np.ndarray:
+    if kind == "categorical":
         column = np.empty(len(values), dtype=object)
         column[:] = [np.nan if v is None else v for v in values]
         return column
