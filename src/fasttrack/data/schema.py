@@ -9,15 +9,18 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
-import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 
 from fasttrack.errors import DataError, SchemaValidationError, Violation
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 FeatureKind = Literal["numeric", "categorical", "boolean"]
 Label = str | int | float | bool
@@ -262,6 +265,8 @@ def prepare_features(frame: pd.DataFrame, schema: Schema) -> pd.DataFrame:
     required column, values of the wrong type, infinite numbers) is collected and raised at once as
     ``SchemaValidationError``. The result keeps the input's index.
     """
+    import pandas as pd
+
     columns: dict[str, pd.Series] = {}
     violations: list[Violation] = []
     for feature in schema.features:
@@ -321,6 +326,8 @@ def validate(frame: pd.DataFrame, schema: Schema) -> ValidationResult:
 
 
 def _kind(values: pd.Series) -> FeatureKind:
+    import pandas as pd
+
     if pd.api.types.is_bool_dtype(values.dtype):
         return "boolean"
     if pd.api.types.is_numeric_dtype(values.dtype):
@@ -329,13 +336,17 @@ def _kind(values: pd.Series) -> FeatureKind:
 
 
 def _floats(values: np.ndarray | pd.Series) -> np.ndarray:
-    if isinstance(values, pd.Series):
-        return values.to_numpy(dtype="float64", na_value=np.nan)
+    pandas = sys.modules.get("pandas")  # a Series means pandas is loaded: no need to import it to check
+    if pandas is not None and isinstance(values, pandas.Series):
+        floats: np.ndarray = values.to_numpy(dtype="float64", na_value=np.nan)
+        return floats
     return np.asarray(values, dtype="float64")
 
 
 def _as_text(values: pd.Series) -> pd.Series:
     """Values as pandas text with NaN for missing; booleans as ``"true"``/``"false"``."""
+    import pandas as pd
+
     if pd.api.types.is_bool_dtype(values.dtype):
         flags = values.fillna(value=False).to_numpy(dtype=bool)
         return pd.Series(np.where(flags, "true", "false"), index=values.index, dtype="str").where(values.notna())
@@ -344,6 +355,8 @@ def _as_text(values: pd.Series) -> pd.Series:
 
 def _ranked_counts(text: pd.Series) -> pd.Series:
     """Counts of each non-missing value, most frequent first, ties broken by value so the order is stable."""
+    import pandas as pd
+
     counts = text.value_counts(dropna=True)
     table = pd.DataFrame({"value": counts.index.astype("str"), "count": counts.to_numpy()})
     table = table.sort_values(["count", "value"], ascending=[False, True], kind="mergesort")
@@ -425,6 +438,8 @@ def _feature_schema(
 
 
 def _all_missing(feature: FeatureSchema, index: pd.Index) -> pd.Series:
+    import pandas as pd
+
     if feature.kind == "categorical":
         return pd.Series(np.nan, index=index, dtype=object)
     return pd.Series(np.nan, index=index, dtype="float64")
@@ -432,6 +447,8 @@ def _all_missing(feature: FeatureSchema, index: pd.Index) -> pd.Series:
 
 def _convert(values: pd.Series, feature: FeatureSchema) -> tuple[pd.Series, pd.Series, list[str]]:
     """One column as the model input dtype, the mask of rows that could not be converted, and what was wrong."""
+    import pandas as pd
+
     if feature.kind == "categorical":
         return _categorical_input(values), pd.Series(False, index=values.index), []
     boolean = feature.kind == "boolean"
@@ -464,6 +481,8 @@ def _convert(values: pd.Series, feature: FeatureSchema) -> tuple[pd.Series, pd.S
 
 def _categorical_input(values: pd.Series) -> pd.Series:
     """Python ``str`` objects with ``np.nan`` for missing: what scikit-learn's encoders and skl2onnx handle."""
+    import pandas as pd
+
     if pd.api.types.is_float_dtype(values.dtype):
         # 3.0 from a JSON client means the category "3" that integer training data had.
         text = values.astype("str").str.removesuffix(".0")

@@ -22,7 +22,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
-import pandas as pd
 import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -31,6 +30,8 @@ from fasttrack.data.schema import Label, Schema, prepare_features
 from fasttrack.errors import ModelLoadError
 
 if TYPE_CHECKING:
+    import pandas as pd
+
     from fasttrack.registry.onnx import OnnxModel
     from fasttrack.training.train import TrainResult
 

@@ -20,7 +20,6 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
-import pandas as pd
 
 from fasttrack.config import Engine
 from fasttrack.data.schema import Label, Schema
@@ -28,6 +27,8 @@ from fasttrack.errors import ModelLoadError
 from fasttrack.registry.model_folder import LoadedModel
 
 if TYPE_CHECKING:
+    import pandas as pd
+
     from fasttrack.registry.onnx import OnnxModel
 
 log = logging.getLogger(__name__)
@@ -59,6 +60,8 @@ class SklearnBackend:
 
     def frame(self, columns: Columns) -> pd.DataFrame:
         """The model input frame: feature order, ``float64`` numbers, ``object`` categories (never pandas ``str``)."""
+        import pandas as pd  # here: a model served through ONNX Runtime never needs pandas
+
         return pd.DataFrame(
             {
                 name: pd.Series(columns[name], dtype=object, copy=False) if name in self._categorical else columns[name]
