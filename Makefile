@@ -133,14 +133,16 @@ test-unit: install-dev $(PROMETHEUS_DEB) ## Only the unit tests (fast)
 	$(VENV)/bin/python -m pytest tests/unit
 
 # Benchmarks (bench/, never part of `make test`): serving throughput with wrk (the Debian package, installed when
-# missing and running as root), then batch scoring. BENCH_ARGS go to bench/serving.py, e.g. BENCH_ARGS="--models sample,adult".
-BENCH_ARGS ?=
+# missing and running as root), batch scoring, then training against a bare scikit-learn fit (adult.csv from
+# ../shared/datasets). BENCH_ARGS go to bench/serving.py, e.g. BENCH_ARGS="--models sample,adult".
+BENCH_ARGS ?= --models sample,adult,adult-rf
 
-bench: install ## Benchmark serving (wrk: hello world, brief-style, mlflow, fasttrack) and batch scoring
+bench: install ## Benchmark serving (wrk: hello world, brief-style, mlflow, fasttrack), batch scoring and training
 	@command -v wrk >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y wrk; } \
 		|| { echo "error: wrk is missing: sudo apt-get install wrk" >&2; exit 1; }
 	$(VENV)/bin/python bench/serving.py $(BENCH_ARGS)
 	$(VENV)/bin/python bench/batch_scoring.py
+	$(VENV)/bin/python bench/training.py
 
 clean: ## Remove the virtual environments, the local store and caches
 	rm -rf $(VENV) .tools $(HOME_DIR) .mypy_cache .ruff_cache .pytest_cache
