@@ -119,6 +119,21 @@ class Agreement:
 
 
 @dataclass(frozen=True)
+class Reference:
+    """scikit-learn's outputs on the rows an ONNX model is checked on, when the caller has them already.
+
+    ``predictions`` are the pipeline's ``predict`` of those rows; ``proba`` (classifiers) its probabilities, one
+    column per entry of ``labels`` (as :func:`fasttrack.training.evaluate.predict_outputs` aligns them). Given
+    to :func:`check_agreement`, they spare predicting the held-out rows once more; what is compared, and how,
+    does not change. A reference whose row count does not match the rows is ignored.
+    """
+
+    predictions: np.ndarray[Any, Any]
+    proba: np.ndarray[Any, Any] | None = None
+    labels: Sequence[Any] | None = None
+
+
+@dataclass(frozen=True)
 class ConversionResult:
     """The outcome of converting (and, through :func:`export`, checking) a fitted pipeline.
 
@@ -168,18 +183,26 @@ def convert(pipeline: Any, schema: Schema, task: Task) -> ConversionResult:
     return ConversionResult(onnx=onnx_bytes, status="ok", seconds=time.perf_counter() - started)
 
 
-def export(pipeline: Any, schema: Schema, task: Task, X_test: pd.DataFrame) -> ConversionResult:  # noqa: N803
+def export(
+    pipeline: Any,
+    schema: Schema,
+    task: Task,
+    X_test: pd.DataFrame,  # noqa: N803
+    *,
+    reference: Reference | None = None,
+) -> ConversionResult:
     """Convert ``pipeline`` and check it against scikit-learn on the prepared held-out rows ``X_test``.
 
-    ``status`` is ``"ok"`` only when both models agree (:func:`check_agreement`); ``"disagrees"`` keeps the
-    bytes and the :class:`Agreement`; ``"failed"`` says why conversion or the check raised. Never raises.
+    ``status`` is ``"ok"`` only when both models agree (:func:`check_agreement`, given ``reference`` when the
+    pipeline's outputs on ``X_test`` are known already); ``"disagrees"`` keeps the bytes and the
+    :class:`Agreement`; ``"failed"`` says why conversion or the check raised. Never raises.
     """
     started = time.perf_counter()
     result = convert(pipeline, schema, task)
     if result.onnx is None:
         return result
     try:
-        agreement = check_agreement(result.onnx, pipeline, X_test, schema, task)
+        agreement = check_agreement(result.onnx, pipeline, X_test, schema, task, reference=reference)
     except Exception as exc:  # a model ONNX Runtime cannot run is a failed conversion, not a failed training
         reason = f"the converted model does not run: {_reason(exc)}"
         return ConversionResult(onnx=None, status="failed", reason=reason, seconds=time.perf_counter() - started)
@@ -197,6 +220,8 @@ def export_to_folder(
     task: Task,
     X_test: pd.DataFrame,  # noqa: N803
     folder: Path,
+    *,
+    reference: Reference | None = None,
 ) -> tuple[OnnxInfo, Path | None]:
     """:func:`export`, writing ``model.onnx`` into ``folder`` when it agrees; what to record, and the file.
 
@@ -205,7 +230,7 @@ def export_to_folder(
     """
     started = time.perf_counter()
     try:
-        result = export(pipeline, schema, task, X_test)
+        result = export(pipeline, schema, task, X_test, reference=reference)
         path = None
         if result.ok and result.onnx is not None:
             folder.mkdir(parents=True, exist_ok=True)
@@ -253,9 +278,10 @@ def _convert(pipeline: Any, schema: Schema, task: Task) -> bytes:
 
     from fasttrack.training.pipeline import MODEL_STEP
 
-    _register_converters()
     prepared = _graph_pipeline(pipeline)
     estimator = prepared.named_steps[MODEL_STEP]
+    if _needs_registered_converters(estimator):
+        _register_converters()
     initial_types = [
         (f.name, StringTensorType([None, 1]) if f.kind == "categorical" else FloatTensorType([None, 1]))
         for f in schema.features
@@ -404,6 +430,14 @@ def _register_converters() -> None:
         _done.append(True)
 
 
+def _needs_registered_converters(estimator: Any) -> bool:
+    """Whether converting ``estimator`` needs :func:`_register_converters` (which imports xgboost and
+    onnxmltools, tens of milliseconds that scikit-learn's own estimators never need)."""
+    from fasttrack.training.estimators import LabelEncodedClassifier, uses_xgboost
+
+    return isinstance(estimator, LabelEncodedClassifier) or uses_xgboost(estimator)
+
+
 def _custom_converters() -> dict[type, Callable[..., None]]:
     """Converters used for this conversion only: skl2onnx's HGB converters with integer attributes."""
     from skl2onnx._supported_operators import sklearn_operator_name_map
@@ -501,6 +535,8 @@ def check_agreement(
     X_test: pd.DataFrame,  # noqa: N803
     schema: Schema,
     task: Task,
+    *,
+    reference: Reference | None = None,
 ) -> Agreement:
     """Compare an ONNX model with the scikit-learn pipeline on prepared rows (``prepare_features`` output).
 
@@ -511,32 +547,35 @@ def check_agreement(
     the mean absolute prediction: float32 carries about 7 significant digits, and a sum of a few hundred trees
     or one-hot terms loses one or two of them, so 1e-4 relative is a few hundred times the rounding error yet
     far below any difference a person would act on. The ``scale`` floor keeps predictions near zero from
-    turning harmless absolute rounding into huge relative errors.
+    turning harmless absolute rounding into huge relative errors. The pipeline's side is ``reference`` when
+    given (its outputs on ``X_test``, computed earlier), else predicted here.
     """
     model = onnx_model if isinstance(onnx_model, OnnxModel) else OnnxModel.load(onnx_model, schema)
     rows = len(X_test)
     if rows == 0:
         return Agreement(rows=0, mismatches=0, max_abs_diff=0.0, tolerance="no rows to compare")
+    if reference is not None and len(reference.predictions) != rows:
+        reference = None
     columns = {name: X_test[name].to_numpy() for name in schema.feature_names}
     onnx_labels, onnx_proba = model.predict(columns)
-    expected = np.asarray(pipeline.predict(X_test))
+    expected = np.asarray(reference.predictions if reference is not None else pipeline.predict(X_test))
     if task == "regression":
-        reference = expected.astype(np.float64).ravel()
+        truth = expected.astype(np.float64).ravel()
         values = np.asarray(onnx_labels, dtype=np.float64).ravel()
-        diff = np.abs(values - reference)
-        scale = max(float(np.mean(np.abs(reference))), np.finfo(np.float64).tiny)
-        allowed = REGRESSION_RTOL * np.maximum(np.abs(reference), scale)
+        diff = np.abs(values - truth)
+        scale = max(float(np.mean(np.abs(truth))), np.finfo(np.float64).tiny)
+        allowed = REGRESSION_RTOL * np.maximum(np.abs(truth), scale)
         return Agreement(
             rows=rows,
             mismatches=int(np.count_nonzero(~(diff <= allowed))),
             max_abs_diff=_finite_max(diff),
-            max_rel_diff=_finite_max(diff / np.maximum(np.abs(reference), scale)),
+            max_rel_diff=_finite_max(diff / np.maximum(np.abs(truth), scale)),
             tolerance=f"rtol {REGRESSION_RTOL:g} of max(|value|, mean |value| = {scale:.4g})",
         )
     mismatches = int(np.count_nonzero(_as_objects(onnx_labels) != _as_objects(expected)))
     max_diff = 0.0
     if onnx_proba is not None and hasattr(pipeline, "predict_proba"):
-        reference_proba = np.asarray(pipeline.predict_proba(X_test), dtype=np.float64)
+        reference_proba = _reference_proba(pipeline, X_test, reference)
         # OnnxModel orders probabilities like its labels; the pipeline like its classes_.
         order = [model.labels.index(c) for c in _natives(pipeline.classes_)]
         diff = np.abs(np.asarray(onnx_proba, dtype=np.float64)[:, order] - reference_proba)
@@ -544,6 +583,17 @@ def check_agreement(
     return Agreement(
         rows=rows, mismatches=mismatches, max_abs_diff=max_diff, tolerance=f"probability atol {PROBA_ATOL:g}"
     )
+
+
+def _reference_proba(pipeline: Any, X_test: pd.DataFrame, reference: Reference | None) -> np.ndarray[Any, Any]:  # noqa: N803
+    """``pipeline.predict_proba(X_test)`` (columns in ``classes_`` order), taken from ``reference`` if it has it."""
+    if reference is not None and reference.proba is not None and reference.labels is not None:
+        labels = _natives(reference.labels)
+        classes = _natives(pipeline.classes_)
+        proba = np.asarray(reference.proba, dtype=np.float64)
+        if proba.shape == (len(reference.predictions), len(labels)) and all(c in labels for c in classes):
+            return proba[:, [labels.index(c) for c in classes]]
+    return np.asarray(pipeline.predict_proba(X_test), dtype=np.float64)
 
 
 def _finite_max(values: np.ndarray[Any, Any]) -> float:

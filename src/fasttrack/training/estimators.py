@@ -58,3 +58,13 @@ class LabelEncodedClassifier(ClassifierMixin, BaseEstimator):  # type: ignore[mi
         """The inner estimator's feature importances (``AttributeError`` when it has none)."""
         check_is_fitted(self, "estimator_")
         return np.asarray(self.estimator_.feature_importances_)
+
+
+def uses_xgboost(estimator: Any) -> bool:
+    """Whether ``estimator`` (a pipeline's model step) is an XGBoost estimator or wraps one.
+
+    Decided by type, without importing xgboost and without rendering the estimator's ``repr``.
+    """
+    if isinstance(estimator, LabelEncodedClassifier):
+        estimator = estimator.estimator
+    return type(estimator).__module__.partition(".")[0] == "xgboost"

@@ -32,8 +32,13 @@ def save_plots(result: TrainResult, folder: Path) -> list[Path]:
 
     Classification: a confusion matrix and, for two classes, a ROC curve. Regression: predicted against
     actual values and a histogram of residuals. Creates ``folder`` if needed and returns the files written.
+    The predictions :func:`~fasttrack.training.train.train` kept are used; the test part is predicted again
+    only for a result that has none.
     """
-    predicted, proba = predict_outputs(result.pipeline, result.X_test, task=result.task, labels=result.labels)
+    if result.test_predictions is not None:
+        predicted, proba = result.test_predictions, result.test_proba
+    else:
+        predicted, proba = predict_outputs(result.pipeline, result.X_test, task=result.task, labels=result.labels)
     return save_prediction_plots(
         folder,
         task=result.task,
@@ -106,7 +111,10 @@ def _confusion_figure(truth: np.ndarray[Any, Any], predicted: np.ndarray[Any, An
 def _roc_figure(positive: np.ndarray[Any, Any], score: np.ndarray[Any, Any], positive_label: Any) -> Figure:
     fpr, tpr, _ = roc_curve(positive, score)
     auc = float(roc_auc_score(positive, score))
-    fig = Figure(figsize=(5.5, 5.0), layout="constrained")
+    # Fixed margins rather than the constrained layout: the axes hold 0-1 on both sides whatever the data, so
+    # the margins never need measuring, and measuring them costs about as much as drawing the figure.
+    fig = Figure(figsize=(5.5, 5.0))
+    fig.subplots_adjust(left=0.12, right=0.96, bottom=0.1, top=0.93)
     ax = fig.subplots()
     ax.plot(fpr, tpr, linewidth=2, label=f"model (AUC = {auc:.3f})")
     ax.plot([0, 1], [0, 1], linestyle="--", color="grey", label="chance (AUC = 0.5)")

@@ -32,6 +32,7 @@ from fasttrack.training.evaluate import (
     quality_gate,
 )
 from fasttrack.training.pipeline import build_pipeline
+from fasttrack.training.threads import prediction_threads
 
 #: Fewest rows (with a target value) :func:`train` accepts: enough for a training and a test part.
 MIN_ROWS = 5
@@ -47,6 +48,10 @@ class TrainResult:
     was evaluated on (kept for ONNX agreement checks and champion/challenger comparisons) and
     ``input_example`` their first rows. ``labels`` are the classification labels in their original values and
     in the order of every probability column FastTrack reports (``None`` for regression).
+
+    ``test_predictions`` and ``test_proba`` are what the pipeline predicted for ``X_test`` when it was scored
+    (:func:`~fasttrack.training.evaluate.predict_outputs`: probabilities aligned to ``labels``, ``None`` for a
+    regressor), kept so that the plots and the ONNX agreement check do not predict the same rows again.
     """
 
     pipeline: Pipeline
@@ -61,6 +66,8 @@ class TrainResult:
     X_test: pd.DataFrame
     y_test: pd.Series[Any]
     input_example: pd.DataFrame
+    test_predictions: np.ndarray[Any, Any] | None = None
+    test_proba: np.ndarray[Any, Any] | None = None
 
 
 def train(
@@ -111,7 +118,8 @@ def train(
     fit_seconds = time.perf_counter() - started
 
     report(f"evaluating on {len(x_test)} held-out rows")
-    predicted, proba = predict_outputs(pipeline, x_test, task=task, labels=labels)
+    with prediction_threads(len(x_test)):
+        predicted, proba = predict_outputs(pipeline, x_test, task=task, labels=labels)
     metrics = compute_metrics(task, y_test, predicted, proba, labels)
     dummy = DummyClassifier(strategy="prior") if task == "classification" else DummyRegressor(strategy="mean")
     baseline = evaluate_model(dummy.fit(x_train, y_train), x_test, y_test, task=task, labels=labels)
@@ -141,6 +149,8 @@ def train(
         X_test=x_test,
         y_test=y_test,
         input_example=x_test.head(EXAMPLE_ROWS).copy(),
+        test_predictions=predicted,
+        test_proba=proba,
     )
 
 
@@ -266,7 +276,8 @@ def _cross_validate(
     scores: dict[str, list[float]] = {}
     for fit_rows, score_rows in splitter.split(x, y):
         model = clone(pipeline).fit(x.iloc[fit_rows], y.iloc[fit_rows])
-        fold = evaluate_model(model, x.iloc[score_rows], y.iloc[score_rows], task=task, labels=labels)
+        with prediction_threads(len(score_rows)):
+            fold = evaluate_model(model, x.iloc[score_rows], y.iloc[score_rows], task=task, labels=labels)
         for metric, value in fold.items():
             scores.setdefault(metric, []).append(value)
     summary = {metric: (float(np.mean(values)), float(np.std(values))) for metric, values in scores.items()}

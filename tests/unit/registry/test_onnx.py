@@ -304,3 +304,70 @@ def test_adult_categorical_pipeline_agrees_on_its_held_out_rows(datasets_dir: Pa
     assert outcome.agreement is not None
     assert (outcome.agreement.rows, outcome.agreement.mismatches) == (result.test_rows, 0)
     assert outcome.agreement.max_abs_diff <= fx.PROBA_ATOL
+
+
+class _Counting:
+    """The pipeline, recording every call that makes it predict."""
+
+    def __init__(self, pipeline: Any) -> None:
+        self.pipeline = pipeline
+        self.classes_ = getattr(pipeline, "classes_", None)
+        self.calls: list[str] = []
+
+    def predict(self, x: pd.DataFrame) -> Any:
+        self.calls.append("predict")
+        return self.pipeline.predict(x)
+
+    def predict_proba(self, x: pd.DataFrame) -> Any:
+        self.calls.append("predict_proba")
+        return self.pipeline.predict_proba(x)
+
+
+@pytest.mark.parametrize("task", ["binary", "multiclass", "regression"])
+def test_the_predictions_training_kept_stand_in_for_the_pipeline(task: str) -> None:
+    result = fit("hist_gradient_boosting", task)
+    onnx_bytes = fx.convert(result.pipeline, result.schema, result.task).onnx
+    assert onnx_bytes is not None and result.test_predictions is not None
+    reference = fx.Reference(result.test_predictions, result.test_proba, result.labels)
+    predicted = fx.check_agreement(onnx_bytes, result.pipeline, result.X_test, result.schema, result.task)
+    counting = _Counting(result.pipeline)
+    known = fx.check_agreement(onnx_bytes, counting, result.X_test, result.schema, result.task, reference=reference)
+    assert counting.calls == []
+    assert known == predicted
+    assert known.ok and known.rows == len(result.X_test)
+
+    # A reference for other rows is ignored: the pipeline predicts these.
+    short = fx.Reference(result.test_predictions[:3], None if result.test_proba is None else result.test_proba[:3])
+    assert (
+        fx.check_agreement(onnx_bytes, counting, result.X_test, result.schema, result.task, reference=short)
+        == predicted
+    )
+    assert counting.calls
+
+
+def test_a_reference_is_what_the_onnx_model_is_compared_with() -> None:
+    result = fit("linear", "binary")
+    onnx_bytes = fx.convert(result.pipeline, result.schema, result.task).onnx
+    assert onnx_bytes is not None and result.test_predictions is not None
+    flipped = np.where(result.test_predictions == "yes", "no", "yes").astype(object)
+    wrong = fx.Reference(flipped, result.test_proba, result.labels)
+    agreement = fx.check_agreement(
+        onnx_bytes, result.pipeline, result.X_test, result.schema, "classification", reference=wrong
+    )
+    assert agreement.mismatches == len(result.X_test)
+    outcome = fx.export(result.pipeline, result.schema, result.task, result.X_test, reference=wrong)
+    assert outcome.status == "disagrees"
+
+
+def test_only_xgboost_models_need_the_extra_converters(monkeypatch: pytest.MonkeyPatch) -> None:
+    def refuse() -> None:
+        raise AssertionError("registered XGBoost's converters for a scikit-learn model")
+
+    hgb = fit("hist_gradient_boosting", "binary")
+    xgb = fit("xgboost", "binary")
+    assert fx._needs_registered_converters(xgb.pipeline.named_steps[pipeline_module.MODEL_STEP])
+    assert not fx._needs_registered_converters(hgb.pipeline.named_steps[pipeline_module.MODEL_STEP])
+    monkeypatch.setattr(fx, "_register_converters", refuse)
+    assert fx.convert(hgb.pipeline, hgb.schema, hgb.task).status == "ok"
+    linear = fit("linear", "regression")
+    assert fx.convert(linear.pipeline, linear.schema, linear.task).status == "ok"

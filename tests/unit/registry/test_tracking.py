@@ -113,3 +113,19 @@ def test_unknown_models_are_reported(settings: Settings, uri: str, message: str)
 def test_tracking_uri_environment_is_honoured(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "sqlite:////tmp/elsewhere.db")
     assert settings.resolved_tracking_uri() == "sqlite:////tmp/elsewhere.db"
+
+
+def test_a_cached_version_resolves_without_the_registry(
+    good_result: TrainResult, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    log(good_result, settings)
+    first = tracking.resolve_model("models:/toy/1", settings)
+
+    def offline(settings: Settings) -> MlflowClient:
+        raise AssertionError("the registry was asked")
+
+    monkeypatch.setattr(tracking, "client", offline)
+    again = tracking.resolve_model("models:/toy/1", settings)  # an explicit version is immutable: the cache answers
+    assert (again.path, again.name, again.version, again.alias) == (first.path, "toy", "1", None)
+    with pytest.raises(AssertionError, match="registry was asked"):
+        tracking.resolve_model("models:/toy@champion", settings)  # an alias may have moved: always asked

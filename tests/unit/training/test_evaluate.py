@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import warnings
 from typing import Any
 
 import numpy as np
@@ -208,3 +209,34 @@ def test_evaluation_to_dict_is_json_ready_and_round_trips() -> None:
     back = Evaluation.from_dict(json.loads(text))
     assert back.to_dict() == data
     assert back.cv == {"roc_auc": (0.88, 0.02)}
+
+
+@pytest.mark.parametrize(
+    ("truth", "predicted"),
+    [
+        (["no", "yes", "yes", "no", "yes"], ["no", "no", "yes", "yes", "yes"]),
+        ([0, 1, 2, 2, 1, 0, 2], [0, 2, 2, 1, 1, 0, 0]),
+        ([True, False, True, True], [True, True, False, True]),
+        ([1.0, 2.0, 2.0, 1.0], [2.0, 2.0, 1.0, 1.0]),
+        (["a", "b", "c", "a"], ["a", "a", "a", "a"]),  # classes never predicted
+        (["a", "a", "a"], ["a", "b", "c"]),  # predicted classes absent from the truth
+        (["Adelie", "Gentoo", "Gentoo"], ["Gentoo", "Gentoo", "Gentoo"]),
+    ],
+)
+def test_label_metrics_match_sklearn_on_the_labels_themselves(truth: list[Any], predicted: list[Any]) -> None:
+    """compute_metrics scores integer codes of the labels; the numbers are those of the labels, exactly."""
+    from sklearn.metrics import accuracy_score, balanced_accuracy_score, f1_score, precision_score, recall_score
+
+    y_true, y_pred = np.asarray(truth), np.asarray(predicted)  # each label's own type: what sklearn accepts
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # sklearn warns about absent classes; compute_metrics silences it
+        expected = {
+            "accuracy": accuracy_score(y_true, y_pred),
+            "balanced_accuracy": balanced_accuracy_score(y_true, y_pred),
+            "precision_macro": precision_score(y_true, y_pred, average="macro", zero_division=0),
+            "recall_macro": recall_score(y_true, y_pred, average="macro", zero_division=0),
+            "f1_macro": f1_score(y_true, y_pred, average="macro", zero_division=0),
+        }
+    assert compute_metrics("classification", y_true, y_pred) == expected
+    as_objects = np.asarray(truth, dtype=object), np.asarray(predicted, dtype=object)
+    assert compute_metrics("classification", *as_objects) == expected

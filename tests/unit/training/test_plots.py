@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -69,3 +70,21 @@ def test_pyplot_state_is_untouched(make_data: Any, train_config: Any, tmp_path: 
     import matplotlib.pyplot as plt
 
     assert plt.get_fignums() == []
+
+
+class _NoPredictions:
+    """A stand-in pipeline that refuses to predict."""
+
+    def __getattr__(self, name: str) -> Any:
+        raise AssertionError(f"the plots predicted again ({name})")
+
+
+def test_plots_use_the_predictions_training_kept(make_data: Any, train_config: Any, tmp_path: Path) -> None:
+    data = make_data("classification")
+    result = train(data.frame, train_config("linear", cv_folds=0), data.schema)
+    assert result.test_predictions is not None
+    kept = dataclasses.replace(result, pipeline=_NoPredictions())
+    _assert_pngs(save_plots(kept, tmp_path / "kept"), ["confusion_matrix.png", "roc_curve.png"])
+    # A result without kept predictions (made by hand, say) is predicted again.
+    bare = dataclasses.replace(result, test_predictions=None, test_proba=None)
+    _assert_pngs(save_plots(bare, tmp_path / "bare"), ["confusion_matrix.png", "roc_curve.png"])

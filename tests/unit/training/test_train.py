@@ -267,3 +267,19 @@ def test_raw_data_with_the_real_schema_functions(monkeypatch: pytest.MonkeyPatch
     assert result.X_test["colour"].dtype == object
     assert result.evaluation.gate.passed, result.evaluation.gate.reasons
     assert all(type(v) is str for v in result.pipeline.predict(result.X_test))
+
+
+@pytest.mark.parametrize("task", ["classification", "regression"])
+def test_the_held_out_predictions_are_kept(make_data: Any, train_config: Any, task: str) -> None:
+    data = make_data(task)
+    result = train(data.frame, train_config("hist_gradient_boosting", cv_folds=0), data.schema)
+    assert result.test_predictions is not None
+    np.testing.assert_array_equal(result.test_predictions, result.pipeline.predict(result.X_test))
+    if task == "regression":
+        assert result.test_proba is None
+        return
+    assert result.test_proba is not None
+    assert result.labels is not None
+    expected = result.pipeline.predict_proba(result.X_test)
+    columns = [list(result.pipeline.classes_).index(label) for label in result.labels]
+    np.testing.assert_array_equal(result.test_proba, expected[:, columns])
