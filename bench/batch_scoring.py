@@ -6,10 +6,14 @@ UCI Adult cardinalities) with logistic regression and with histogram gradient bo
 on 20,000 rows, exported to ONNX exactly as registration does and saved as a model folder; then
 ``fasttrack predict --engine ENGINE`` scores a generated CSV of ``--rows`` rows (default one million) into a
 CSV, in a process of its own. The table gives rows per second end to end (process start-up included) and of
-the scoring alone (as the command reports it), and the command's peak memory.
+the scoring alone (as the command reports it), the command's peak memory, and its start-up: the wall time of
+the same command on a 10-row file (imports, model loading, writing), which is the floor under every run.
 
-Run: ``python bench/batch_scoring.py [--rows 1000000] [--batch-rows 100000] [--engines sklearn,onnx]``.
-Not part of the test suite.
+Each figure is the median of ``--repeat`` runs (default 3), and the 1-minute load average is printed with
+it: the machine is shared, and a busy neighbour slows every figure, so compare runs made at similar loads.
+
+Run: ``python bench/batch_scoring.py [--rows 1000000] [--batch-rows 100000] [--engines sklearn,onnx]
+[--workloads sample,adult-logistic,adult-gbdt] [--repeat 3]``. Not part of the test suite.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -115,33 +120,53 @@ def predict(
     return wall, rate, memory
 
 
+WORKLOADS = {
+    "sample": ("sample, logistic", sample_like, "label", "linear"),
+    "adult-logistic": ("adult-like, logistic", adult_like, "income", "linear"),
+    "adult-gbdt": ("adult-like, hist GBDT", adult_like, "income", "hist_gradient_boosting"),
+}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--batch-rows", type=int, default=100_000)
     parser.add_argument("--engines", default="sklearn,onnx")
+    parser.add_argument("--workloads", default=",".join(WORKLOADS), help=f"some of {', '.join(WORKLOADS)}")
+    parser.add_argument("--repeat", type=int, default=3, help="runs per figure (the median is shown)")
     args = parser.parse_args()
     engines = args.engines.split(",")
+    unknown = set(args.workloads.split(",")) - set(WORKLOADS)
+    if unknown:
+        raise SystemExit(f"unknown workloads {sorted(unknown)}; use some of {', '.join(WORKLOADS)}")
     rng = np.random.default_rng(SEED)
-    workloads = [
-        ("sample, logistic", sample_like, "label", "linear"),
-        ("adult-like, logistic", adult_like, "income", "linear"),
-        ("adult-like, hist GBDT", adult_like, "income", "hist_gradient_boosting"),
-    ]
-    print(f"fasttrack predict: {args.rows:,} CSV rows to CSV, batches of {args.batch_rows:,}")
-    print("rows/s end to end (start-up included) | of the scoring alone | peak memory\n")
-    print(f"{'workload':24} {'engine':8} {'end to end':>12} {'scoring':>12} {'memory MB':>10} {'input MB':>9}")
+    print(f"fasttrack predict: {args.rows:,} CSV rows to CSV, batches of {args.batch_rows:,}, median of {args.repeat}")
+    print("rows/s end to end (start-up included) | of the scoring alone | peak memory | start-up (10 rows)\n")
+    header = f"{'workload':24} {'engine':8} {'end to end':>12} {'scoring':>12} {'memory MB':>10} {'start-up s':>11}"
+    print(f"{header} {'input MB':>9} {'load':>5}")
     with tempfile.TemporaryDirectory(prefix="fasttrack-bench-") as tmp:
         root = Path(tmp)
-        for number, (title, make, target, model) in enumerate(workloads):
+        for number, key in enumerate(WORKLOADS):
+            if key not in args.workloads.split(","):
+                continue
+            title, make, target, model = WORKLOADS[key]
             folder = save_model(make(20_000, rng), target, model, root / f"model-{number}")
             source = root / "input.csv"
-            make(args.rows, rng).drop(columns=[target]).to_csv(source, index=False)
+            rows = make(args.rows, rng).drop(columns=[target])
+            rows.to_csv(source, index=False)
+            tiny = root / "tiny.csv"
+            rows.head(10).to_csv(tiny, index=False)
             size = source.stat().st_size / 1e6
             for engine in engines:
-                wall, scoring, memory = predict(folder, source, root / "scored.csv", engine, args.batch_rows, root)
+                runs, starts, loads = [], [], []
+                for _ in range(max(args.repeat, 1)):
+                    loads.append(os.getloadavg()[0])
+                    runs.append(predict(folder, source, root / "scored.csv", engine, args.batch_rows, root))
+                    starts.append(predict(folder, tiny, root / "scored.csv", engine, args.batch_rows, root)[0])
+                wall, scoring, memory = (statistics.median(run[i] for run in runs) for i in range(3))
                 print(
-                    f"{title:24} {engine:8} {args.rows / wall:12,.0f} {scoring:12,.0f} {memory:10,.0f} {size:9.0f}",
+                    f"{title:24} {engine:8} {args.rows / wall:12,.0f} {scoring:12,.0f} {memory:10,.0f} "
+                    f"{statistics.median(starts):11.2f} {size:9.0f} {statistics.median(loads):5.1f}",
                     flush=True,
                 )
 

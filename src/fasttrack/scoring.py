@@ -3,10 +3,13 @@
 :func:`score_file` streams the input in batches (:func:`fasttrack.data.stream.open_batches`), normalises each
 batch like training data (:class:`~fasttrack.data.stream.BatchNormalizer`), predicts it with the model's ONNX
 Runtime graph when it has one that agreed with scikit-learn at registration (else with the scikit-learn
-pipeline), and appends the batch to the output: CSV and Parquet through pyarrow's writers, JSON Lines and JSON
-record by record. The output is written to a temporary file next to the target and renamed into place at the
-end, so a failed run leaves no partial file behind. Reading, predicting and writing overlap: the next batch is
-read and the previous one written while a batch is predicted.
+pipeline), and appends the batch to the output: CSV through pyarrow's formatter (in pieces, on two threads),
+Parquet through pyarrow's writer, JSON Lines and JSON record by record. The output is written to a temporary
+file next to the target and renamed into place at the end, so a failed run leaves no partial file behind.
+
+Reading, predicting and writing overlap, each on threads of its own (pyarrow and ONNX Runtime release the GIL):
+the input is opened and read from the start, while the model loads, and then up to two batches ahead of the
+one predicted, while the previous ones are written. Memory is bounded by those few batches.
 """
 
 from __future__ import annotations
@@ -16,8 +19,8 @@ import os
 import queue
 import threading
 import time
-from collections.abc import Generator
-from contextlib import closing
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Protocol
@@ -32,6 +35,7 @@ from fasttrack.config import Engine
 from fasttrack.data.schema import Schema
 from fasttrack.data.stream import (
     DEFAULT_BATCH_ROWS,
+    Batch,
     BatchNormalizer,
     BatchStream,
     CategoricalColumn,
@@ -47,8 +51,13 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-#: Rows per ONNX Runtime call in batch scoring.
-RUN_ROWS = 16_384
+#: Rows per ONNX Runtime call in batch scoring: as many as keep the graph's widest intermediate tensor (about
+#: one float per numeric feature and per category) near RUN_FLOATS floats, a size that stays in the CPU cache,
+#: within RUN_ROWS_MIN..RUN_ROWS_MAX. Measured: the sample's 2-feature logistic model runs fastest with 64 k
+#: rows per call (per-call overhead), the adult-like one-hot pipeline (~110 columns) with 2 k (cache misses).
+RUN_FLOATS = 1 << 18
+RUN_ROWS_MIN = 1 << 10
+RUN_ROWS_MAX = 1 << 16
 PREDICTION = "prediction"
 PROBABILITY_PREFIX = "probability_"
 OUTPUT_FORMATS = {
@@ -114,19 +123,22 @@ def score_file(
     """
     started = time.perf_counter()
     fmt = output_format(output)
-    predictor = _predictor(model, engine)
-    if probabilities and not predictor.is_classifier:
-        raise ConfigError("--probabilities applies to classifiers; this model is a regressor")
-    output.parent.mkdir(parents=True, exist_ok=True)
-    tmp = output.with_name(f".{output.name}.{os.getpid()}.tmp")
-    rows = batches = 0
-    try:
-        with open_batches(source, batch_rows=batch_rows, format=format) as stream:
-            normalizer = BatchNormalizer(predictor.schema, stream.columns)
+    # The input is opened and read on a thread of its own from the start, while the model loads (ONNX Runtime's
+    # import and session take a few tenths of a second); the model's problems are still reported first.
+    with _ReadAhead(source, batch_rows=batch_rows, format=format) as reading:
+        predictor = _predictor(model, engine)
+        if probabilities and not predictor.is_classifier:
+            raise ConfigError("--probabilities applies to classifiers; this model is a regressor")
+        stream = reading.open()
+        normalizer = BatchNormalizer(predictor.schema, stream.columns)
+        output.parent.mkdir(parents=True, exist_ok=True)
+        tmp = output.with_name(f".{output.name}.{os.getpid()}.tmp")
+        rows = batches = 0
+        try:
             if progress is not None:
                 progress.start(stream)
-            with _BackgroundWriter(_writer(fmt, tmp)) as writer, closing(_read_ahead(stream)) as batches_read:
-                for batch, position in batches_read:
+            with _BackgroundWriter(_writer(fmt, tmp)) as writer:
+                for batch, position in reading:
                     scoring = normalizer.normalize(batch)
                     predicted, proba = predictor.predict(scoring)
                     writer.write(_output_table(scoring, predicted, proba if probabilities else None, predictor.labels))
@@ -134,11 +146,11 @@ def score_file(
                     batches += 1
                     if progress is not None:
                         progress.update(rows, position)
-        if rows == 0:
-            raise DataError(f"{source} has a header but no data rows")
-        tmp.replace(output)
-    finally:
-        tmp.unlink(missing_ok=True)
+            if rows == 0:
+                raise DataError(f"{source} has a header but no data rows")
+            tmp.replace(output)
+        finally:
+            tmp.unlink(missing_ok=True)
     return ScoreSummary(
         rows=rows, batches=batches, engine=predictor.name, output=output, seconds=time.perf_counter() - started
     )
@@ -178,8 +190,11 @@ def _predictor(model: LoadedModel | Path, engine: Engine) -> _Predictor:
         path = folder / EXTRA_DIR / ONNX_FILE
         if metadata.onnx is not None and metadata.onnx.status == "ok" and path.is_file():
             schema = model.schema if isinstance(model, LoadedModel) else Schema.load(find_extra(folder, SCHEMA_FILE))
+            # Category codes need the graph rewritten (with the onnx package, ~0.1 s to import): only when
+            # there are categorical inputs to rewrite.
+            codes = any(feature.kind == "categorical" for feature in schema.features)
             try:
-                onnx_model = OnnxModel.load(path, schema, metadata.labels, categorical_codes=True)
+                onnx_model = OnnxModel.load(path, schema, metadata.labels, categorical_codes=codes)
                 return _OnnxPredictor(onnx_model, metadata.task)
             except Exception as exc:  # onnxruntime's own exception types
                 if engine == "onnx":
@@ -200,6 +215,7 @@ class _OnnxPredictor(_Predictor):
         self.is_classifier = task == "classification"
         self.labels = list(model.labels) if self.is_classifier else []
         self.dictionary = pa.array(model.label_values.tolist()) if self.is_classifier else None
+        self.run_rows = run_rows(model)
 
     def _categorical(self, name: str, column: CategoricalColumn | None, rows: int) -> np.ndarray[Any, Any]:
         codes = self.model.category_codes
@@ -224,10 +240,12 @@ class _OnnxPredictor(_Predictor):
                 numbers = batch.numeric.get(name)
                 values = numbers.astype(np.float32) if numbers is not None else np.full(rows, np.nan, np.float32)
             feeds[name] = values.reshape(-1, 1)
-        # ONNX Runtime works through the batch in slices: its memory arena then holds one slice's buffers.
+        # ONNX Runtime works through the batch in slices sized for the CPU cache (see RUN_FLOATS); its memory
+        # arena then holds one slice's buffers.
+        step = self.run_rows
         slices = [
-            {name: values[start : start + RUN_ROWS] for name, values in feeds.items()}
-            for start in range(0, max(rows, 1), RUN_ROWS)
+            {name: values[start : start + step] for name, values in feeds.items()}
+            for start in range(0, max(rows, 1), step)
         ]
         if not self.is_classifier:
             values = np.concatenate([self.model.run(part)[0] for part in slices])
@@ -237,6 +255,24 @@ class _OnnxPredictor(_Predictor):
         codes = np.concatenate([c for c, _ in outputs])
         proba = np.concatenate([p for _, p in outputs])
         return pa.DictionaryArray.from_arrays(pa.array(codes.astype(np.int32)), self.dictionary), proba
+
+
+def run_rows(model: OnnxModel) -> int:
+    """Rows per ONNX Runtime call for ``model``: a power of two near ``RUN_FLOATS / width`` (see RUN_FLOATS).
+
+    The width is the number of columns the graph's preprocessing makes: one per numeric feature, one per
+    category (plus one) of each categorical feature.
+    """
+    width = 0
+    for feature in model.schema.features:
+        if feature.kind != "categorical":
+            width += 1
+        elif model.category_codes is not None and feature.name in model.category_codes:
+            width += len(model.category_codes[feature.name]) + 1
+        else:
+            width += len(feature.categories or ()) + 1
+    rows = RUN_FLOATS // max(width, 1)
+    return min(max(1 << (rows.bit_length() - 1) if rows else 0, RUN_ROWS_MIN), RUN_ROWS_MAX)
 
 
 class _SklearnPredictor(_Predictor):
@@ -313,17 +349,15 @@ class _Writer:
         raise NotImplementedError
 
 
-class _ArrowWriter(_Writer):
-    """CSV or Parquet through pyarrow's incremental writers (``parquet`` picks the latter)."""
+class _ParquetWriter(_Writer):
+    """Parquet through pyarrow's incremental writer."""
 
-    def __init__(self, path: Path, *, parquet: bool) -> None:
+    def __init__(self, path: Path) -> None:
         super().__init__(path)
-        self.parquet = parquet
-        self.writer: pa_csv.CSVWriter | pq.ParquetWriter | None = None
+        self.writer: pq.ParquetWriter | None = None
 
     def open(self, schema: pa.Schema) -> None:
-        factory = pq.ParquetWriter if self.parquet else pa_csv.CSVWriter
-        self.writer = factory(str(self.path), schema)
+        self.writer = pq.ParquetWriter(str(self.path), schema)
 
     def append(self, table: pa.Table) -> None:
         assert self.writer is not None
@@ -332,6 +366,91 @@ class _ArrowWriter(_Writer):
     def close(self) -> None:
         if self.writer is not None:
             self.writer.close()
+
+
+class _CsvWriter(_Writer):
+    """CSV through pyarrow's formatter, each table cut into pieces formatted on ``threads`` threads at once.
+
+    Formatting numbers is most of the cost of writing CSV (about 0.1 s per million floats) and pyarrow does
+    it without the GIL, so the pieces format in parallel; they are written in order. The text is what
+    ``pyarrow.csv.CSVWriter`` writes for the whole table: a quoted header, then the rows.
+    """
+
+    def __init__(self, path: Path, *, threads: int = 2) -> None:
+        super().__init__(path)
+        self.threads = max(threads, 1)
+        self.handle: Any = None
+        self.pool: ThreadPoolExecutor | None = None
+        self.header = True
+
+    def open(self, schema: pa.Schema) -> None:
+        self.handle = self.path.open("wb")
+        if self.threads > 1:
+            self.pool = ThreadPoolExecutor(self.threads, thread_name_prefix="fasttrack-csv")
+
+    def append(self, table: pa.Table) -> None:
+        header, self.header = self.header, False
+        if self.pool is None or table.num_rows < 2 * _MIN_PIECE_ROWS:
+            self.handle.write(_csv_bytes(table, header=header))
+            return
+        size = -(-table.num_rows // self.threads)
+        pieces = [table.slice(start, size) for start in range(0, table.num_rows, size)]
+        jobs = [self.pool.submit(_csv_bytes, piece, header=header and i == 0) for i, piece in enumerate(pieces)]
+        for job in jobs:
+            self.handle.write(job.result())
+
+    def close(self) -> None:
+        if self.pool is not None:
+            self.pool.shutdown(wait=True, cancel_futures=True)
+        if self.handle is not None:
+            self.handle.close()
+
+
+#: Tables shorter than twice this are formatted as they are, not cut into pieces.
+_MIN_PIECE_ROWS = 4096
+# pyarrow formats CSV in slices of batch_size rows (default 1024), converting each column of each slice: larger
+# slices cut that overhead by a quarter for a table of 15 columns.
+_WRITE_OPTIONS = {header: pa_csv.WriteOptions(include_header=header, batch_size=32_768) for header in (True, False)}
+
+
+def _csv_bytes(table: pa.Table, *, header: bool) -> pa.Buffer:
+    """``table`` as CSV text, the text pyarrow writes for it, in about half the time: dictionary columns are
+    decoded first (pyarrow formats them more slowly than the plain text they stand for), and float columns
+    holding whole numbers are formatted as integers (see :func:`_whole_numbers`)."""
+    columns = list(table.columns)
+    for index, column in enumerate(columns):
+        if pa.types.is_dictionary(column.type):
+            columns[index] = column.cast(column.type.value_type)
+        elif pa.types.is_float64(column.type):
+            columns[index] = _whole_numbers(column) or column
+    sink = pa.BufferOutputStream()
+    pa_csv.write_csv(pa.Table.from_arrays(columns, names=table.column_names), sink, _WRITE_OPTIONS[header])
+    return sink.getvalue()
+
+
+#: pyarrow formats a float64 that is a whole number below 1e10 in size like the int64 of the same value
+#: (``62.0`` is ``62``); from 1e10 on it switches to exponents (``1e+10``).
+_WHOLE_LIMIT = 1e10
+
+
+def _whole_numbers(column: pa.ChunkedArray) -> pa.ChunkedArray | None:
+    """A float64 column as int64 when every value (nulls' slots included) is whole, below ``_WHOLE_LIMIT`` in
+    size and not ``-0.0`` (``-0`` as a float, ``0`` as an integer): then both print the same CSV text."""
+    chunks = []
+    for chunk in column.chunks:
+        data = chunk.buffers()[1]
+        if data is None:
+            return None
+        values = np.frombuffer(data, dtype=np.float64, count=len(chunk), offset=chunk.offset * 8)
+        if not bool((np.abs(values) < _WHOLE_LIMIT).all()):  # NaN fails too
+            return None
+        if not np.array_equal(values.astype(np.int64), values):
+            return None
+        zeros = values == 0
+        if zeros.any() and bool(np.signbit(values[zeros]).any()):
+            return None
+        chunks.append(chunk.cast(pa.int64(), safe=False))
+    return pa.chunked_array(chunks, pa.int64())
 
 
 class _JsonWriter(_Writer):
@@ -383,10 +502,18 @@ def _json_values(column: pa.ChunkedArray) -> Any:
 
 def _writer(fmt: str, path: Path) -> _Writer:
     if fmt == "csv":
-        return _ArrowWriter(path, parquet=False)
+        return _CsvWriter(path, threads=min(_cores(), 2))
     if fmt == "parquet":
-        return _ArrowWriter(path, parquet=True)
+        return _ParquetWriter(path)
     return _JsonWriter(path, array=fmt == "json")
+
+
+def _cores() -> int:
+    """CPU cores this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
 
 
 class _BackgroundWriter:
@@ -429,36 +556,70 @@ class _BackgroundWriter:
             raise self.error
 
 
-def _read_ahead(stream: BatchStream) -> Generator[tuple[pa.RecordBatch, int], None, None]:
-    """The stream's batches, the next one read on another thread while the current one is scored."""
-    items: queue.Queue[tuple[str, Any]] = queue.Queue(maxsize=1)
-    stop = threading.Event()
+class _ReadAhead:
+    """Opens the input and reads it on a thread of its own, at most ``ahead`` batches ahead of the scoring.
 
-    def read() -> None:
+    pyarrow parses without the GIL, so reading overlaps loading the model and scoring. Use as a context
+    manager: :meth:`open` waits for the input to be open (raising its problems), iterating gives the batches
+    (raising reading problems where they occur), and leaving stops the thread and closes the input.
+    """
+
+    def __init__(self, source: str | Path, *, batch_rows: int, format: str | None, ahead: int = 2) -> None:
+        self._items: queue.Queue[tuple[str, Any]] = queue.Queue(maxsize=ahead)
+        self._stop = threading.Event()
+        self._opened = threading.Event()
+        self._stream: BatchStream | None = None
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(
+            target=self._run, args=(source, batch_rows, format), name="fasttrack-reader", daemon=True
+        )
+
+    def __enter__(self) -> _ReadAhead:
+        self._thread.start()
+        return self
+
+    def _run(self, source: str | Path, batch_rows: int, format: str | None) -> None:
         try:
-            for item in stream:
-                if stop.is_set():
+            self._stream = open_batches(source, batch_rows=batch_rows, format=format)
+        except BaseException as exc:  # handed to the consuming thread by open()
+            self._error = exc
+        finally:
+            self._opened.set()
+        if self._stream is None:
+            return
+        try:
+            for item in self._stream:
+                if self._stop.is_set():
                     return
-                items.put(("batch", item))
-            items.put(("end", None))
+                self._items.put(("batch", item))
+            self._items.put(("end", None))
         except BaseException as exc:  # handed to the consuming thread
-            items.put(("error", exc))
+            self._items.put(("error", exc))
 
-    thread = threading.Thread(target=read, name="fasttrack-reader", daemon=True)
-    thread.start()
-    try:
+    def open(self) -> BatchStream:
+        """The open input (once the reading thread has opened it)."""
+        self._opened.wait()
+        if self._error is not None:
+            raise self._error
+        assert self._stream is not None
+        return self._stream
+
+    def __iter__(self) -> Iterator[tuple[Batch, int]]:
         while True:
-            kind, value = items.get()
+            kind, value = self._items.get()
             if kind == "end":
                 return
             if kind == "error":
                 raise value
             yield value
-    finally:
-        stop.set()
-        while thread.is_alive():  # unblock a reader waiting to put, then let it finish
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        while self._thread.is_alive():  # unblock a reader waiting to put, then let it finish
             try:
-                items.get(timeout=0.05)
+                self._items.get(timeout=0.05)
             except queue.Empty:
                 continue
-        thread.join()
+        self._thread.join()
+        if self._stream is not None:
+            self._stream.close()

@@ -3,20 +3,28 @@
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import subprocess
+import sys
+import threading
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 import pytest
 
-from fasttrack.config import TrainConfig
+from fasttrack.config import Settings, TrainConfig
 from fasttrack.data.clean import normalize
 from fasttrack.data.ingest import read_table
 from fasttrack.data.schema import infer_schema, prepare_features
-from fasttrack.data.stream import open_batches
-from fasttrack.errors import ConfigError, DataError, SchemaValidationError
+from fasttrack.data.stream import BatchNormalizer, open_batches
+from fasttrack.errors import ConfigError, DataError, ModelLoadError, SchemaValidationError
+from fasttrack.registry import tracking
 from fasttrack.registry.model_folder import (
     DataLineage,
     LoadedModel,
@@ -25,7 +33,18 @@ from fasttrack.registry.model_folder import (
     save_model_folder,
 )
 from fasttrack.registry.onnx import export_to_folder
-from fasttrack.scoring import Engine, score_file
+from fasttrack.scoring import (
+    RUN_FLOATS,
+    RUN_ROWS_MAX,
+    RUN_ROWS_MIN,
+    Engine,
+    _CsvWriter,
+    _OnnxPredictor,
+    _predictor,
+    _whole_numbers,
+    run_rows,
+    score_file,
+)
 from fasttrack.training.train import TrainResult, train
 from support import run_cli
 
@@ -244,3 +263,156 @@ def test_the_command_streams_and_reports(classifier: LoadedModel, messy_csv: Pat
     assert failed.stderr.strip().splitlines() == [
         "error: input does not match the model's schema: a: required column is missing"
     ]
+
+
+def test_csv_is_the_text_pyarrow_writes(tmp_path: Path) -> None:
+    """The CSV writer's shortcuts (pieces on threads, dictionaries decoded, whole floats as integers) change
+    nothing in the text: it is what pyarrow's own writer makes of the whole table."""
+    rows = 20_000
+    rng = np.random.default_rng(3)
+    whole = rng.integers(-1000, 1000, rows).astype(float)
+    labels = pa.DictionaryArray.from_arrays(
+        pa.array(rng.integers(0, 3, rows).astype(np.int32), mask=rng.random(rows) < 0.1),
+        pa.array(["no", 'say "yes", twice', "line\nbreak"]),
+    )
+    columns = {
+        "whole": pa.array(whole, mask=rng.random(rows) < 0.05),
+        "fraction": pa.array(rng.normal(0, 1e3, rows)),
+        "edges": pa.array(np.resize([0.0, 9_999_999_999.0, 1e10, 2.0**53, -5.0], rows)),
+        "zeros": pa.array(np.resize([0.0, -0.0, 3.0], rows)),
+        "label": labels,
+        "flag": pa.array(rng.random(rows) < 0.5),
+        "proba": pa.array(rng.random(rows).astype(np.float32)),
+        "text": pa.array(np.resize(["a,b", "", None, " x "], rows).tolist(), pa.string()),
+    }
+    table = pa.table(columns)
+    expected = tmp_path / "expected.csv"
+    pa_csv.write_csv(table, expected)
+    for threads in (1, 2, 3):
+        output = tmp_path / f"threads-{threads}.csv"
+        writer = _CsvWriter(output, threads=threads)
+        for start in range(0, rows, 9_000):  # several tables, as batches arrive, long ones cut into pieces
+            writer.write(table.slice(start, 9_000))
+        writer.close()
+        assert output.read_bytes() == expected.read_bytes(), threads
+
+
+@pytest.mark.parametrize(
+    ("values", "whole"),
+    [
+        ([1.0, 62.0, -3.0, None, 9_999_999_999.0], True),
+        ([0.0, 2.0], True),
+        ([0.5, 1.0], False),
+        ([1e10], False),  # pyarrow writes 1e+10
+        ([-0.0, 1.0], False),  # -0 as a float, 0 as an integer
+        ([float("nan"), 1.0], False),
+    ],
+)
+def test_whole_numbers_are_written_as_integers_only_when_the_text_is_the_same(
+    values: list[float | None], whole: bool
+) -> None:
+    column = pa.chunked_array([pa.array(values, pa.float64())])
+    converted = _whole_numbers(column)
+    assert (converted is not None) == whole
+    if converted is not None:
+        assert converted.to_pylist() == [None if v is None else int(v) for v in values]
+
+
+def test_the_onnx_path_never_unpickles_and_slices_any_size(classifier: LoadedModel, tmp_path: Path) -> None:
+    folder = tmp_path / "model"
+    shutil.copytree(classifier.path, folder)
+    (folder / "model.pkl").write_bytes(b"not a pickle")  # only scikit-learn would need it
+    source = tmp_path / "in.csv"
+    messy_input(500).to_csv(source, index=False)
+    summary = score_file(folder, source, tmp_path / "out.csv", probabilities=True)
+    assert (summary.engine, summary.rows) == ("onnx", 500)
+    with pytest.raises(ModelLoadError, match="cannot load the model"):
+        score_file(folder, source, tmp_path / "out.csv", engine="sklearn")
+
+    predictor = _predictor(classifier.path, "onnx")
+    assert RUN_ROWS_MIN <= predictor.run_rows <= RUN_ROWS_MAX
+    normalizer = BatchNormalizer(predictor.schema, ["id", "a", "b", "flag", "colour"])
+    batch = normalizer.normalize(pa.RecordBatch.from_pandas(messy_input(500), preserve_index=False))
+    labels, proba = predictor.predict(batch)
+    predictor.run_rows = 7  # many small ONNX Runtime calls give the same answers as one
+    small_labels, small_proba = predictor.predict(batch)
+    assert small_labels.to_pylist() == labels.to_pylist()
+    assert proba is not None and small_proba is not None
+    np.testing.assert_array_equal(small_proba, proba)
+
+
+def test_run_rows_follow_the_width_of_the_graph(classifier: LoadedModel) -> None:
+    predictor = _predictor(classifier.path, "onnx")
+    assert isinstance(predictor, _OnnxPredictor)
+    model = predictor.model
+    colours = model.category_codes["colour"] if model.category_codes else model.schema.features[3].categories
+    assert colours
+    width = 3 + len(colours) + 1  # a, b, flag; the colours and "unknown"
+    assert run_rows(model) == 1 << ((RUN_FLOATS // width).bit_length() - 1)
+    codes, model.category_codes = model.category_codes, {"colour": {f"c{i}": i for i in range(5000)}}
+    try:
+        assert run_rows(model) == RUN_ROWS_MIN  # one-hot encoding thousands of categories
+    finally:
+        model.category_codes = codes
+
+
+def test_chunked_batches_normalise_like_one_batch(classifier: LoadedModel) -> None:
+    frame = messy_input(900)
+    whole = pa.RecordBatch.from_pandas(frame, preserve_index=False)
+    chunked = pa.Table.from_batches([whole.slice(0, 300), whole.slice(300, 1), whole.slice(301)])
+    normalizer = BatchNormalizer(classifier.schema, list(frame.columns))
+    one, many = normalizer.normalize(whole), normalizer.normalize(chunked)
+    assert many.table.combine_chunks().equals(one.table.combine_chunks())
+    for name, values in one.numeric.items():
+        np.testing.assert_array_equal(many.numeric[name], values)
+    for name, column in one.categorical.items():
+        assert many.categorical[name].values(None).tolist() == column.values(None).tolist()
+
+
+def test_the_model_is_checked_while_the_input_opens(regressor: LoadedModel, tmp_path: Path) -> None:
+    missing = tmp_path / "missing.csv"
+    with pytest.raises(ConfigError, match="regressor"):  # the model's problem first, as before
+        score_file(regressor, missing, tmp_path / "out.csv", probabilities=True)
+    with pytest.raises(DataError, match="file not found"):
+        score_file(regressor, missing, tmp_path / "out.csv")
+    assert not [t for t in threading.enumerate() if t.name == "fasttrack-reader"]  # reading stopped each time
+
+
+def test_predict_imports_only_what_it_needs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Scoring with the ONNX graph of a numeric-only model, from a cached registered version, needs neither
+    MLflow nor scikit-learn nor the onnx package; the command line's module imports none of the heavy ones."""
+    for variable in ("MLFLOW_TRACKING_URI", "FASTTRACK_TRACKING_URI"):
+        monkeypatch.delenv(variable, raising=False)
+    frame = training_frame("classification").drop(columns=["colour"])
+    config = TrainConfig.model_validate(
+        {"data": "memory://numeric.csv", "target": "y", "model": "linear", "cv_folds": 0}
+    )
+    result = train(frame, config, infer_schema(frame, "y", "classification"))
+    home = tmp_path / "home"
+    settings = Settings(home=home, tracking_uri=None)
+    cache = tracking._cache_folder(settings, tracking._version_key(settings, "numeric", "4"))
+    save_model(result, cache)
+    source = tmp_path / "in.csv"
+    messy_input(100).drop(columns=["colour"]).to_csv(source, index=False)
+    heavy = ["mlflow", "sklearn", "onnx", "skl2onnx", "matplotlib"]
+    script = (
+        "import sys\n"
+        "import fasttrack.cli\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in HEAVY + ['pandas']))\n"
+        "fasttrack.cli.app(args=sys.argv[1:], standalone_mode=False)\n"
+        "print(sorted({m.split('.')[0] for m in sys.modules} & set(HEAVY)))\n"
+    ).replace("HEAVY", repr(heavy))
+    args = ["predict", "--model", "models:/numeric/4", "--data", str(source), "--out", str(tmp_path / "out.csv")]
+    done = subprocess.run(
+        [sys.executable, "-c", script, *args],
+        env={**os.environ, "FASTTRACK_HOME": str(home)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    at_import, after_predict, *_ = [line for line in done.stdout.splitlines() if line.startswith("[")]
+    assert at_import == "[]"
+    assert after_predict == "[]"
+    assert "100 predictions written" in done.stdout

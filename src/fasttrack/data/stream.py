@@ -23,7 +23,7 @@ import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeAlias
 
 import fsspec
 import numpy as np
@@ -57,6 +57,10 @@ _MIN_BLOCK = 16 << 10
 # are consumed: small blocks, gathered into batches of batch_rows rows, keep that readahead at 32 MB.
 _MAX_BLOCK = 1 << 20
 _NUMERIC_DTYPES = ("int", "uint", "float", "Int", "UInt", "Float")
+#: A batch of rows: a record batch, or a table of several chunks (see :class:`BatchStream`).
+Batch: TypeAlias = pa.RecordBatch | pa.Table
+#: A column of a batch.
+Column: TypeAlias = pa.Array | pa.ChunkedArray
 
 
 # ------------------------------------------------------------------------------------------------- reading
@@ -65,8 +69,9 @@ class BatchStream:
     """An open input, read batch by batch: iterate for ``(batch, position)`` pairs, then :meth:`close`.
 
     ``columns`` are the input's column names (stripped of surrounding spaces); every batch has them, in that
-    order. ``position`` is how far reading has got, in ``unit`` (``bytes`` of the file, or ``rows``), out of
-    ``total`` when the size is known.
+    order. A batch is a record batch, or for CSV a table whose chunks are the blocks read (gathering them into
+    one record batch would copy every value). ``position`` is how far reading has got, in ``unit`` (``bytes``
+    of the file, or ``rows``), out of ``total`` when the size is known.
     """
 
     source: str
@@ -74,10 +79,10 @@ class BatchStream:
     columns: list[str]
     unit: Literal["bytes", "rows"]
     total: int | None
-    _batches: Iterator[tuple[pa.RecordBatch, int]]
+    _batches: Iterator[tuple[Batch, int]]
     _closers: list[Any] = field(default_factory=list)
 
-    def __iter__(self) -> Iterator[tuple[pa.RecordBatch, int]]:
+    def __iter__(self) -> Iterator[tuple[Batch, int]]:
         return self._batches
 
     def close(self) -> None:
@@ -236,7 +241,7 @@ def _open_csv(
     if reader.schema.names != raw_names:
         columns = _stripped_names(reader.schema.names)
 
-    def batches() -> Iterator[tuple[pa.RecordBatch, int]]:
+    def batches() -> Iterator[tuple[Batch, int]]:
         blocks: list[pa.RecordBatch] = []
         rows = 0
         while True:
@@ -277,7 +282,7 @@ def _open_parquet(name: str, batch_rows: int, storage_options: dict[str, Any] | 
     names = [n for n in schema.names if not n.startswith("__index_level_")]
     columns = _stripped_names(names)
 
-    def batches() -> Iterator[tuple[pa.RecordBatch, int]]:
+    def batches() -> Iterator[tuple[Batch, int]]:
         done = 0
         try:
             for batch in parquet.iter_batches(batch_size=batch_rows, columns=names, use_threads=True):
@@ -324,7 +329,7 @@ def _open_json(
     keys = list(dict.fromkeys(key for record in first for key in record))
     columns = _stripped_names(keys)
 
-    def batches() -> Iterator[tuple[pa.RecordBatch, int]]:
+    def batches() -> Iterator[tuple[Batch, int]]:
         yield _records_batch(first, keys, columns), position
         for chunk, done in records:
             yield _records_batch(chunk, keys, columns), done
@@ -386,16 +391,18 @@ def _stripped_names(names: Sequence[str]) -> list[str]:
     return stripped
 
 
-def _joined(blocks: list[pa.RecordBatch]) -> pa.RecordBatch:
-    """Record batches of one schema as one batch (contiguous columns)."""
+def _joined(blocks: list[pa.RecordBatch]) -> Batch:
+    """Record batches of one schema as one batch: a table whose chunks they are (nothing is copied)."""
     if len(blocks) == 1:
         return blocks[0]
-    return pa.Table.from_batches(blocks).combine_chunks().to_batches()[0]
+    return pa.Table.from_batches(blocks)
 
 
-def _renamed(batch: pa.RecordBatch, columns: list[str]) -> pa.RecordBatch:
+def _renamed(batch: Batch, columns: list[str]) -> Batch:
     if batch.schema.names == columns:
         return batch
+    if isinstance(batch, pa.Table):
+        return batch.rename_columns(columns)
     return pa.RecordBatch.from_arrays(batch.columns, names=columns)
 
 
@@ -487,9 +494,9 @@ class BatchNormalizer:
         if absent:
             raise SchemaValidationError([Violation(name, "required column is missing") for name in absent])
 
-    def normalize(self, batch: pa.RecordBatch) -> ScoringBatch:
+    def normalize(self, batch: Batch) -> ScoringBatch:
         """One raw batch, normalised; every problem in it raised at once."""
-        arrays: list[pa.Array] = []
+        arrays: list[Column] = []
         numeric: dict[str, np.ndarray[Any, Any]] = {}
         categorical: dict[str, CategoricalColumn] = {}
         violations: list[Violation] = []
@@ -516,27 +523,27 @@ class BatchNormalizer:
         return ScoringBatch(table=table, numeric=numeric, categorical=categorical)
 
     # -- one column per kind -------------------------------------------------------------------------------
-    def _text(self, array: pa.Array) -> pa.Array:
+    def _text(self, array: Column) -> Column:
         """Text stripped of surrounding spaces, with empty text and missing markers made missing."""
         if pa.types.is_dictionary(array.type):
-            array = array.dictionary_decode()
+            array = _decoded(array)
         if not (pa.types.is_string(array.type) or pa.types.is_large_string(array.type)):
             array = pc.cast(array, pa.string())
         stripped = pc.utf8_trim_whitespace(array)
         marker = pc.is_in(pc.utf8_lower(stripped), value_set=self._marker_set)
         return pc.if_else(marker, pa.scalar(None, stripped.type), stripped)
 
-    def _passthrough(self, array: pa.Array) -> pa.Array:
+    def _passthrough(self, array: Column) -> Column:
         if pa.types.is_string(array.type) or pa.types.is_large_string(array.type):
             return self._text(array)
         return array
 
-    def _numeric(self, array: pa.Array, feature: FeatureSchema) -> tuple[pa.Array, list[str]]:
+    def _numeric(self, array: Column, feature: FeatureSchema) -> tuple[Column, list[str]]:
         """float64 values (null missing) of a numeric or boolean feature, and what was wrong."""
         boolean = feature.kind == "boolean"
         kind = array.type
         if pa.types.is_dictionary(kind):
-            array, kind = array.dictionary_decode(), array.type.value_type
+            array, kind = _decoded(array), array.type.value_type
         if pa.types.is_null(kind):
             return pa.nulls(len(array), pa.float64()), []
         if pa.types.is_boolean(kind) or pa.types.is_integer(kind) or pa.types.is_floating(kind):
@@ -569,7 +576,7 @@ class BatchNormalizer:
         return self._reject(array, numbers, bad, "expected a number")
 
     @staticmethod
-    def _parse_numbers(text: pa.Array) -> pa.Array:
+    def _parse_numbers(text: Column) -> Column:
         """Text as float64; text that is not a number becomes null (the fast path raises nothing)."""
         try:
             return pc.cast(text, pa.float64())
@@ -577,7 +584,7 @@ class BatchNormalizer:
             values = [_float_or_none(v) for v in text.to_pylist()]
             return pa.array(values, pa.float64())
 
-    def _reject(self, raw: pa.Array, values: pa.Array, bad: pa.Array, expected: str) -> tuple[pa.Array, list[str]]:
+    def _reject(self, raw: Column, values: Column, bad: Column, expected: str) -> tuple[Column, list[str]]:
         count = pc.sum(bad).as_py() or 0
         if not count:
             return self._finite(values)
@@ -587,7 +594,7 @@ class BatchNormalizer:
         return values, problems
 
     @staticmethod
-    def _finite(values: pa.Array) -> tuple[pa.Array, list[str]]:
+    def _finite(values: Column) -> tuple[Column, list[str]]:
         """The values with NaN made missing (``"nan"`` is a missing marker), and a problem per infinity."""
         nan = pc.is_nan(values)
         if pc.any(nan).as_py():
@@ -595,8 +602,8 @@ class BatchNormalizer:
         infinite = pc.sum(pc.is_inf(values)).as_py() or 0
         return values, ([f"{infinite} infinite values"] if infinite else [])
 
-    def _categorical(self, array: pa.Array, feature: FeatureSchema) -> CategoricalColumn:
-        encoded = array if pa.types.is_dictionary(array.type) else pc.dictionary_encode(array)
+    def _categorical(self, array: Column, feature: FeatureSchema) -> CategoricalColumn:
+        dictionary, indices = _dictionary_encoded(array)
         numeric_categories = feature.dtype.startswith(_NUMERIC_DTYPES)
         # Normalise the distinct values only (a few, however many rows), merging those that become equal.
         position: dict[str, int] = {}
@@ -604,10 +611,10 @@ class BatchNormalizer:
             -1
             if (category := self._category(value, numeric_categories)) is None
             else position.setdefault(category, len(position))
-            for value in encoded.dictionary.to_pylist()
+            for value in dictionary.to_pylist()
         ]
         remap.append(-1)  # where nulls point
-        indices = pc.fill_null(encoded.indices, len(remap) - 1).to_numpy(zero_copy_only=False)
+        indices = pc.fill_null(indices, len(remap) - 1).to_numpy(zero_copy_only=False)
         codes = np.asarray(remap, dtype=np.intp)[indices]
         return CategoricalColumn(codes=codes, categories=list(position))
 
@@ -627,6 +634,27 @@ class BatchNormalizer:
         if isinstance(value, float):
             return None if math.isnan(value) else str(value).removesuffix(".0")
         return str(value)
+
+
+def _decoded(array: Column) -> Column:
+    """A dictionary column as the plain column of its values."""
+    return pc.cast(array, array.type.value_type)
+
+
+def _dictionary_encoded(array: Column) -> tuple[pa.Array, Column]:
+    """A column's distinct values and, per row, the index of its value among them (null: missing)."""
+    if isinstance(array, pa.ChunkedArray):
+        if pa.types.is_dictionary(array.type):  # chunks may have dictionaries of their own
+            array = _decoded(array)
+        encoded = pc.dictionary_encode(array)
+        if encoded.num_chunks == 0:
+            return pa.array([], array.type), pa.chunked_array([], pa.int32())
+        dictionary = encoded.chunk(0).dictionary
+        if all(chunk.dictionary.equals(dictionary) for chunk in encoded.chunks[1:]):  # pyarrow shares one
+            return dictionary, pa.chunked_array([chunk.indices for chunk in encoded.chunks])
+        array = array.combine_chunks()
+    encoded = array if pa.types.is_dictionary(array.type) else pc.dictionary_encode(array)
+    return encoded.dictionary, encoded.indices
 
 
 def _float_or_none(value: str | None) -> float | None:
