@@ -1,0 +1,303 @@
+"""Training overhead: ``fasttrack train`` against a bare scikit-learn fit of the same estimator on the same data.
+
+Each round runs, every command in a process of its own and in an order that reverses every other round:
+
+* ``fasttrack train --config CONFIG --cv-folds 0`` and ``fasttrack train --config CONFIG`` (the config's
+  cross-validation), each into a fresh temporary ``FASTTRACK_HOME``, so each creates its MLflow store;
+* ``fasttrack train --config CONFIG --cv-folds 0`` into a home that already holds a run (made once, untimed,
+  before the first round): what every training after the first one costs;
+* bench/apps/bare_fit.py, plain pandas + scikit-learn, with the same cleaning, split, preprocessing, estimator
+  and hyperparameters: once a single fit, once the config's cross-validation followed by the fit;
+* with ``--baseline-src DIR``, both fresh-home ``fasttrack train`` commands again on another source tree
+  (``PYTHONPATH=DIR``), to compare a change with what it replaces under the same load.
+
+The wall time of each command is measured from process start to exit, with its CPU time (user + system, which
+other processes on the machine move less than the wall time). The table gives the median and min-max over
+``--rounds``, with the fit's own time (fasttrack's ``fit_seconds`` metric, the bare script's report), and
+the ratios the target is stated in, per round: train(cv=0) / bare fit, train(default) / bare CV + fit. That both
+fit the same model is shown by their test ROC AUC. Then ``--stage-runs`` runs of bench/apps/train_stages.py
+break ``fasttrack train --cv-folds 0`` down by stage (imports, ingest, fit, plots, ONNX, MLflow, registration),
+in a fresh home and in the existing one, and on the baseline's source (fresh home) when there is one. The
+machine's load average is printed before and after: on a shared machine, other processes move every figure
+(the fit most, as its OpenMP threads wait for each other); ``--omp-threads 1`` takes that effect out.
+
+Run: ``.venv/bin/python bench/training.py [--rounds 3] [--config configs/adult.yaml] [--stage-runs 1]
+[--omp-threads N] [--baseline-src DIR]``.
+The config must use ``hist_gradient_boosting`` for a classification target without ``params`` (what the bare
+script replicates). Not part of the test suite.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import shutil
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+ROOT = Path(__file__).resolve().parent.parent
+BIN = ROOT / ".venv" / "bin"
+APPS = ROOT / "bench" / "apps"
+console = Console(width=160)
+
+
+@dataclass
+class Variant:
+    key: str
+    name: str
+    kind: str  # "fasttrack" or "bare"
+    args: list[str]
+    home: str = "fresh"  # fasttrack only: "fresh" or "existing"
+    env: dict[str, str] = field(default_factory=dict)
+    walls: list[float] = field(default_factory=list)
+    cpus: list[float] = field(default_factory=list)
+    fits: list[float] = field(default_factory=list)
+    auc: float | None = None
+
+
+def load_config(path: str) -> dict[str, object]:
+    from fasttrack.config import TrainConfig
+
+    config = TrainConfig.load(Path(path))
+    if config.model != "hist_gradient_boosting" or config.params or config.data is None:
+        sys.exit(f"{path}: the bare script replicates hist_gradient_boosting on a data file without params only")
+    return {
+        "data": config.data,
+        "target": config.target,
+        "test_size": config.test_size,
+        "seed": config.seed,
+        "cv_folds": config.cv_folds,
+        "max_categories": config.max_categories,
+        "min_category_count": config.min_category_count,
+    }
+
+
+def variants(config_path: str, config: dict[str, object], baseline_src: str | None) -> list[Variant]:
+    train = [str(BIN / "fasttrack"), "train", "--config", config_path]
+    bare = [str(BIN / "python"), str(APPS / "bare_fit.py"), "--data", str(config["data"])]
+    bare += ["--target", str(config["target"]), "--test-size", str(config["test_size"]), "--seed", str(config["seed"])]
+    bare += ["--max-categories", str(config["max_categories"])]
+    bare += ["--min-category-count", str(config["min_category_count"])]
+    folds = int(str(config["cv_folds"]))
+    found = [
+        Variant("train0", "fasttrack train --cv-folds 0", "fasttrack", [*train, "--cv-folds", "0"]),
+        Variant("train", f"fasttrack train (config: {folds} folds)", "fasttrack", train),
+        Variant(
+            "train0_existing",
+            "fasttrack train --cv-folds 0, existing home",
+            "fasttrack",
+            [*train, "--cv-folds", "0"],
+            "existing",
+        ),
+        Variant("bare", "bare sklearn: fit", "bare", [*bare, "--cv-folds", "0"]),
+        Variant("bare_cv", f"bare sklearn: {folds}-fold CV + fit", "bare", [*bare, "--cv-folds", str(folds)]),
+    ]
+    if baseline_src:
+        # The same commands on another source tree (e.g. `git archive HEAD src | tar -x -C /tmp/before`),
+        # interleaved with the others so that both see the same load.
+        env = {"PYTHONPATH": str(Path(baseline_src).resolve())}
+        found += [
+            Variant("train0_base", "baseline: fasttrack train --cv-folds 0", "fasttrack", [*train, "--cv-folds", "0"]),
+            Variant("train_base", f"baseline: fasttrack train (config: {folds} folds)", "fasttrack", train),
+        ]
+        for variant in found[-2:]:
+            variant.env = env
+    return found
+
+
+def run_metric(home: Path, key: str) -> float | None:
+    """The latest value of a run metric in the embedded store of ``home``."""
+    with sqlite3.connect(home / "mlflow.db") as db:
+        row = db.execute(
+            "SELECT m.value FROM metrics m JOIN runs r ON m.run_uuid = r.run_uuid WHERE m.key = ? "
+            "ORDER BY r.start_time DESC LIMIT 1",
+            (key,),
+        ).fetchone()
+    return float(row[0]) if row else None
+
+
+def run(variant: Variant, existing_home: Path, common_env: dict[str, str]) -> None:
+    env = {**os.environ, **common_env, **variant.env}
+    home = None
+    if variant.kind == "fasttrack":
+        home = existing_home if variant.home == "existing" else Path(tempfile.mkdtemp(prefix="fasttrack-bench-home-"))
+        env["FASTTRACK_HOME"] = str(home)
+    try:
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
+        started = time.perf_counter()
+        done = subprocess.run(variant.args, cwd=ROOT, env=env, capture_output=True, text=True, check=False)
+        wall = time.perf_counter() - started
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        if done.returncode != 0:
+            tail = " | ".join((done.stderr or done.stdout).strip().splitlines()[-3:])
+            sys.exit(f"{variant.name} exited with {done.returncode}: {tail}")
+        variant.walls.append(wall)
+        variant.cpus.append(after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime)
+        if home is not None:
+            variant.fits.append(run_metric(home, "fit_seconds") or float("nan"))
+            variant.auc = run_metric(home, "test_roc_auc")
+        else:
+            report = json.loads(done.stdout.strip().splitlines()[-1])
+            variant.fits.append(float(report["seconds"]["fit"]))
+            variant.auc = float(report["metrics"]["roc_auc"])
+    finally:
+        if home is not None and home != existing_home:
+            shutil.rmtree(home, ignore_errors=True)
+
+
+def spread(values: list[float], fmt: str = ".2f") -> str:
+    if not values:
+        return "-"
+    return f"{statistics.median(values):{fmt}} ({min(values):{fmt}}-{max(values):{fmt}})"
+
+
+def stages(config_path: str, home: Path, common_env: dict[str, str]) -> dict[str, Any]:
+    """One run of bench/apps/train_stages.py (``--cv-folds 0``) into ``home``: its stage times."""
+    out = Path(tempfile.mkstemp(prefix="fasttrack-stages-", suffix=".json")[1])
+    cmd = [str(BIN / "python"), str(APPS / "train_stages.py"), str(out), "train", "--config", config_path]
+    env = {**os.environ, **common_env, "FASTTRACK_HOME": str(home)}
+    try:
+        started = time.perf_counter()
+        subprocess.run([*cmd, "--cv-folds", "0"], cwd=ROOT, env=env, capture_output=True, check=True)
+        report: dict[str, Any] = json.loads(out.read_text())
+        report["process"] = time.perf_counter() - started
+        return report
+    finally:
+        out.unlink(missing_ok=True)
+
+
+def stage_table(columns: dict[str, list[dict[str, Any]]]) -> Table:
+    runs = max(len(reports) for reports in columns.values())
+    table = Table(title=f"fasttrack train --cv-folds 0 by stage, seconds (median of {runs} run(s) each)")
+    for col in ("stage", *columns):
+        table.add_column(col, justify="left" if col == "stage" else "right")
+    every = [report for reports in columns.values() for report in reports]
+
+    def cell(reports: list[dict[str, Any]], pick: Callable[[dict[str, Any]], float | None]) -> str:
+        values = [value for value in map(pick, reports) if value is not None]
+        return f"{statistics.median(values):.2f}" if values else "-"
+
+    def row(label: str, pick: Callable[[dict[str, Any]], float | None]) -> None:
+        table.add_row(label, *(cell(reports, pick) for reports in columns.values()))
+
+    # Python itself starts in about 20 ms; the rest is the interpreter's shutdown (freeing every module).
+    row("interpreter start-up and shutdown (process wall - in-process)", lambda r: r["process"] - r["total"])
+    row("imports (every module, wherever imported)", lambda r: r["imports"])
+    names: list[str] = []
+    for report in every:
+        names += [name for name in report["stages"] if name not in names]
+    parents = {k: v for report in every for k, v in report["parents"].items()}
+    for name in names:
+        row(f"  {name}" if name in parents else name, lambda r, name=name: r["stages"].get(name))
+    row("CLI and everything else", lambda r: r["other"])
+    row("process wall time", lambda r: r["process"])
+    return table
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--config", default="configs/adult.yaml")
+    parser.add_argument("--stage-runs", type=int, default=1, help="runs of the stage breakdown per home (0: none)")
+    parser.add_argument(
+        "--omp-threads",
+        type=int,
+        default=None,
+        help="OMP_NUM_THREADS for every command (default: unset, OpenMP uses every core); 1 keeps the fits "
+        "steady on a machine other jobs load, as threads then never wait for each other",
+    )
+    parser.add_argument(
+        "--baseline-src",
+        default=None,
+        help="also run fasttrack train with PYTHONPATH=DIR (another checkout's src), interleaved",
+    )
+    args = parser.parse_args()
+    common_env = {"OMP_NUM_THREADS": str(args.omp_threads)} if args.omp_threads else {}
+    config = load_config(args.config)
+    load_before = os.getloadavg()
+    console.print(f"load average before: {' '.join(f'{v:.2f}' for v in load_before)} ({os.cpu_count()} cores)")
+    if common_env:
+        console.print(f"every command runs with OMP_NUM_THREADS={args.omp_threads}")
+    every = variants(args.config, config, args.baseline_src)
+    existing_home = Path(tempfile.mkdtemp(prefix="fasttrack-bench-existing-"))
+    try:
+        console.print("preparing the existing home (one untimed fasttrack train --cv-folds 0)")
+        setup = [str(BIN / "fasttrack"), "train", "--config", args.config, "--cv-folds", "0"]
+        env = {**os.environ, **common_env, "FASTTRACK_HOME": str(existing_home)}
+        subprocess.run(setup, cwd=ROOT, env=env, capture_output=True, check=True)
+        for round_ in range(args.rounds):
+            order = every if round_ % 2 == 0 else list(reversed(every))
+            for variant in order:
+                run(variant, existing_home, common_env)
+            console.print(f"round {round_ + 1}: " + ", ".join(f"{v.name} {v.walls[-1]:.1f} s" for v in every))
+        stage_columns: dict[str, list[dict[str, Any]]] = {"fresh home": [], "existing home": []}
+        baseline_env = (
+            {**common_env, "PYTHONPATH": str(Path(args.baseline_src).resolve())} if args.baseline_src else None
+        )
+        if baseline_env:
+            stage_columns["baseline, fresh home"] = []
+        for _ in range(args.stage_runs):
+            for column, env in (("fresh home", common_env), ("baseline, fresh home", baseline_env)):
+                if env is None:
+                    continue
+                home = Path(tempfile.mkdtemp(prefix="fasttrack-bench-home-"))
+                try:
+                    stage_columns[column].append(stages(args.config, home, env))
+                finally:
+                    shutil.rmtree(home, ignore_errors=True)
+            stage_columns["existing home"].append(stages(args.config, existing_home, common_env))
+    finally:
+        shutil.rmtree(existing_home, ignore_errors=True)
+    load_after = os.getloadavg()
+
+    table = Table(title=f"{args.config}: wall seconds, process start to exit, {args.rounds} rounds (median, min-max)")
+    for col in ("command", "wall s", "CPU s (user+sys)", "fit s (inside)", "wall - fit s", "test ROC AUC"):
+        table.add_column(col, justify="left" if col == "command" else "right")
+    for v in every:
+        table.add_row(
+            v.name,
+            spread(v.walls),
+            spread(v.cpus),
+            spread(v.fits),
+            spread([w - f for w, f in zip(v.walls, v.fits, strict=True)]),
+            "-" if v.auc is None else f"{v.auc:.6f}",
+        )
+    console.print(table)
+    by_key = {v.key: v for v in every}
+    pairs = [
+        ("train(cv=0) / bare fit", by_key["train0"], by_key["bare"]),
+        ("train(default) / bare CV + fit", by_key["train"], by_key["bare_cv"]),
+        ("train(cv=0, existing home) / bare fit", by_key["train0_existing"], by_key["bare"]),
+    ]
+    if "train0_base" in by_key:
+        pairs += [
+            ("train(cv=0) now / baseline", by_key["train0"], by_key["train0_base"]),
+            ("train(default) now / baseline", by_key["train"], by_key["train_base"]),
+        ]
+    for label, ours, bare in pairs:
+        ratios = [o / b for o, b in zip(ours.walls, bare.walls, strict=True)]
+        extra = [o - b for o, b in zip(ours.walls, bare.walls, strict=True)]
+        cpu = [o / b for o, b in zip(ours.cpus, bare.cpus, strict=True)]
+        console.print(
+            f"{label} = {spread(ratios)} wall (per round), {spread(cpu)} CPU; wall difference {spread(extra)} s"
+        )
+    if args.stage_runs:
+        console.print(stage_table(stage_columns))
+    console.print(f"load average after: {' '.join(f'{v:.2f}' for v in load_after)}")
+
+
+if __name__ == "__main__":
+    main()
