@@ -109,10 +109,12 @@ def main() -> None:
         target = importlib.import_module(module)
         if hasattr(target, attribute):
             setattr(target, attribute, _timed(stage, getattr(target, attribute)))
-    from fasttrack.cli import main as cli_main
+    # The Typer app itself, not fasttrack.cli.main: main() ends the process (see cli._exit_now) before the
+    # report below could be written; the same exit follows the report instead.
+    from fasttrack.cli import _exit_now, app
 
     try:
-        cli_main(argv)
+        app(args=argv, standalone_mode=True)
     except SystemExit as exc:
         code = exc.code
     else:
@@ -131,7 +133,7 @@ def main() -> None:
         report["exit_code"] = code
         report["other"] = total - imports[0] - sum(own.values())
         Path(out).write_text(json.dumps(report, indent=2), encoding="utf-8")
-    sys.exit(code)
+    _exit_now(code if isinstance(code, int) else 1, cleanup=True)
 
 
 if __name__ == "__main__":
