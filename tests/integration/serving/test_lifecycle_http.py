@@ -42,7 +42,9 @@ def test_a_model_that_cannot_load_stops_the_server(model_home: Path, tmp_path: P
 
     folder = tmp_path / "broken-model"
     shutil.copytree(resolve_model("models:/sample/1", serving_settings(model_home)).path, folder)
+    # Neither the ONNX graph nor the pickled pipeline loads (a model served through ONNX never unpickles).
     (folder / "model.pkl").write_bytes(b"not a pickle")
+    (folder / "extra_files" / "model.onnx").write_bytes(b"not an ONNX model")
     result = run_cli(
         "serve", "--model", str(folder), "--port", str(free_port()), "--workers", workers, home=model_home, timeout=120
     )
