@@ -244,3 +244,28 @@ def trained_home(base: Path) -> Path:
         train_serving_models(home)
         done.touch()
     return home
+
+
+def asgi_scope(
+    method: str = "POST",
+    path: str = "/predict",
+    *,
+    query: bytes = b"",
+    headers: list[tuple[bytes, bytes]] | None = None,
+    root_path: str = "",
+) -> dict[str, Any]:
+    """An ASGI HTTP scope as Uvicorn builds it (JSON content type by default), to drive ASGI apps directly."""
+    return {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": method,
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "root_path": root_path,
+        "query_string": query,
+        "headers": [(b"content-type", b"application/json")] if headers is None else headers,
+        "client": ("10.0.0.1", 40000),
+        "server": ("testserver", 80),
+    }

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from time import perf_counter
 from typing import Any, Final
@@ -177,6 +177,27 @@ def route_template(scope: Scope) -> str:
     return path if isinstance(path, str) and path else UNMATCHED
 
 
+async def _observed(
+    app: ASGIApp, scope: Scope, receive: Receive, send: Send, done: Callable[[int, int, float], None]
+) -> None:
+    """Run ``app`` on an HTTP request, then call ``done(status, response bytes, seconds)`` (500 if it raised)."""
+    start = perf_counter()
+    status = 500
+    sent = 0
+
+    async def capture(message: Message) -> None:
+        nonlocal status, sent
+        if message["type"] == "http.response.start":
+            status = message["status"]
+            sent = content_length(message.get("headers", ()))
+        await send(message)
+
+    try:
+        await app(scope, receive, capture)
+    finally:
+        done(status, sent, perf_counter() - start)
+
+
 class HttpMetricsMiddleware:
     """Times every HTTP request and records it in :class:`HttpMetrics` under its route template."""
 
@@ -188,24 +209,14 @@ class HttpMetricsMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        start = perf_counter()
-        status = 500
-        sent = 0
 
-        async def capture(message: Message) -> None:
-            nonlocal status, sent
-            if message["type"] == "http.response.start":
-                status = message["status"]
-                sent = content_length(message.get("headers", ()))
-            await send(message)
-
-        try:
-            await self.app(scope, receive, capture)
-        finally:
-            handler = route_template(scope)
+        def record(status: int, sent: int, seconds: float) -> None:
+            handler = route_template(scope)  # known once the router has matched, i.e. afterwards
             if self.metrics.measured(handler):
                 received = content_length(scope["headers"])
-                self.metrics.observe(scope["method"], handler, status, perf_counter() - start, received, sent)
+                self.metrics.observe(scope["method"], handler, status, seconds, received, sent)
+
+        await _observed(self.app, scope, receive, send, record)
 
 
 def log_access(scope: Scope, status: int, seconds: float, model_version: str | None) -> None:
@@ -233,16 +244,8 @@ class AccessLog:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        start = perf_counter()
-        status = 500
 
-        async def capture(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            await send(message)
+        def write(status: int, sent: int, seconds: float) -> None:
+            log_access(scope, status, seconds, scope.get("state", {}).get("model_version"))
 
-        try:
-            await self.app(scope, receive, capture)
-        finally:
-            log_access(scope, status, perf_counter() - start, scope.get("state", {}).get("model_version"))
+        await _observed(self.app, scope, receive, send, write)

@@ -30,6 +30,7 @@ from fasttrack.serving.fastlane import PredictLane, options
 from fasttrack.serving.manager import ModelManager
 from fasttrack.serving.metrics import ServerMetrics
 from fasttrack.serving.predictor import Predictor
+from support import asgi_scope
 
 AppClient = Callable[..., Any]
 RECORD = {"feature_1": 5.3, "feature_2": 2.1}
@@ -381,20 +382,9 @@ def request_scope(
     headers: list[tuple[bytes, bytes]] | None = None,
     root_path: str = "",
 ) -> dict[str, Any]:
-    return {
-        "type": "http",
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "method": method,
-        "scheme": "http",
-        "path": path,
-        "raw_path": path.encode(),
-        "root_path": root_path,
-        "query_string": query,
-        "headers": [(b"content-type", b"application/json"), (b"content-length", b"36")] if headers is None else headers,
-        "client": ("10.0.0.1", 40000),
-        "server": ("testserver", 80),
-    }
+    if headers is None:
+        headers = [(b"content-type", b"application/json"), (b"content-length", b"36")]
+    return asgi_scope(method, path, query=query, headers=headers, root_path=root_path)
 
 
 @pytest.mark.parametrize(

@@ -32,6 +32,7 @@ from fasttrack.serving.http_metrics import (
 )
 from fasttrack.serving.metrics import ServerMetrics
 from fasttrack.serving.predictor import Predictor
+from support import asgi_scope
 
 AppClient = Callable[..., Any]
 RECORD = {"feature_1": 5.3, "feature_2": 2.1}
@@ -53,20 +54,7 @@ def handlers(registry: CollectorRegistry) -> set[str]:
 
 
 def http_scope(method: str = "POST", path: str = "/things/7", **extra: Any) -> dict[str, Any]:
-    scope: dict[str, Any] = {
-        "type": "http",
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "method": method,
-        "scheme": "http",
-        "path": path,
-        "raw_path": path.encode(),
-        "root_path": "",
-        "query_string": b"",
-        "headers": [(b"content-type", b"application/json"), (b"content-length", b"12")],
-        "client": ("10.0.0.1", 40000),
-        "server": ("testserver", 80),
-    }
+    scope = asgi_scope(method, path, headers=[(b"content-type", b"application/json"), (b"content-length", b"12")])
     scope.update(extra)
     return scope
 
