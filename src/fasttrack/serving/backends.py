@@ -93,10 +93,36 @@ class OnnxBackend:
     def __init__(self, model: OnnxModel) -> None:
         self.model = model
         self.classes: list[Label] | None = list(model.labels) if model.is_classifier else None
+        self._categorical = [f.kind == "categorical" for f in model.schema.features]
+        self._names = [f.name for f in model.schema.features]
+
+    def feeds(self, columns: Columns) -> dict[str, np.ndarray]:
+        """The graph's input tensors for validated ``columns``: float32 ``[n, 1]`` numbers and ``[n, 1]`` text.
+
+        Validated categories are already the category text (see the module docstring), so only missing values
+        change, to :data:`~fasttrack.registry.onnx.MISSING_CATEGORY`; the general conversion in
+        :meth:`OnnxModel.feeds` (any value to its category text) is for columns of unknown origin.
+        """
+        from fasttrack.registry.onnx import MISSING_CATEGORY
+
+        feeds: dict[str, np.ndarray] = {}
+        for name, categorical in zip(self._names, self._categorical, strict=True):
+            column = columns[name]
+            if categorical:
+                text = np.empty(len(column), dtype=object)
+                # Validated: text, or NaN for missing.
+                text[:] = [value if type(value) is str else MISSING_CATEGORY for value in column.tolist()]
+                feeds[name] = text.reshape(-1, 1)
+            else:
+                feeds[name] = column.astype(np.float32).reshape(-1, 1)
+        return feeds
 
     def predict(self, columns: Columns, *, probabilities: bool = False) -> tuple[np.ndarray, np.ndarray | None]:
         """The graph's labels (or values) for ``columns`` and, when asked and a classifier, the probabilities."""
-        values, proba = self.model.predict(columns)
+        if all(name in columns for name in self._names):
+            values, proba = self.model.run(self.feeds(columns))
+        else:  # a feature left out: the graph's general conversion fills it in as missing
+            values, proba = self.model.predict(columns)
         if values.dtype == np.float32:
             values = values.astype(np.float64)
         if probabilities and self.classes is not None and proba is not None:

@@ -31,6 +31,13 @@ def test_ids_are_random_hex_and_unique() -> None:
     assert all(re.fullmatch(r"[0-9a-f]{32}", i) for i in ids)
 
 
+@pytest.mark.parametrize("count", [0, 1, 7, 500])
+def test_ids_made_together_are_random_hex_and_unique(count: int) -> None:
+    ids = [i for _ in range(20) for i in FeedbackWindow.new_ids(count)]
+    assert len(ids) == len(set(ids)) == 20 * count
+    assert all(re.fullmatch(r"[0-9a-f]{32}", i) for i in ids)
+
+
 def test_labels_join_their_predictions_into_live_accuracy() -> None:
     feedback = window()
     feedback.record_many([("a", "yes"), ("b", "no"), ("c", "yes"), ("d", "no")])
