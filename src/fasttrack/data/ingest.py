@@ -8,15 +8,13 @@ which data it saw. :func:`ingest_query` does the same for a SQL query on a datab
 
 from __future__ import annotations
 
-import csv
 import gzip
 import hashlib
 import json
 import zlib
 from dataclasses import dataclass, field
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import fsspec
 import orjson
@@ -27,25 +25,19 @@ import pyarrow.parquet as pq
 
 from fasttrack.data import object_store
 from fasttrack.data.clean import CleanOptions, CleanReport, clean
+from fasttrack.data.sniff import (
+    BOM,
+    SNIFF_BYTES,
+    binary_kind,
+    first_line,
+    is_number,
+    is_url,
+    local_file,
+    resolve_format,
+    sniff_delimiter,
+    stem_suffix,
+)
 from fasttrack.errors import DataError
-
-FORMATS = ("csv", "json", "jsonl", "parquet")
-_EXTENSIONS = {
-    "csv": "csv",
-    "tsv": "csv",
-    "txt": "csv",
-    "json": "json",
-    "jsonl": "jsonl",
-    "ndjson": "jsonl",
-    "parquet": "parquet",
-    "pq": "parquet",
-}
-_DELIMITERS = (",", ";", "\t", "|")
-_BOM = b"\xef\xbb\xbf"
-_SNIFF_BYTES = 64 * 1024
-_SNIFF_RECORDS = 20
-# Leading bytes of binary formats people mistake for text, to say what a file really is.
-_MAGIC = {b"PAR1": "a Parquet file", b"\x1f\x8b": "gzip-compressed data", b"PK\x03\x04": "a zip archive"}
 
 
 @dataclass(frozen=True)
@@ -86,18 +78,18 @@ def _read_source(
     name: str, format: str | None, delimiter: str | None, storage_options: dict[str, Any] | None
 ) -> tuple[pd.DataFrame, dict[str, str]]:
     """:func:`read_table`, also returning the source's lineage (see :class:`IngestResult`)."""
-    fmt, compressed = _resolve_format(name, format)
+    fmt, compressed = resolve_format(name, format)
     data, lineage = _read_bytes(name, storage_options)
     if compressed:
         try:
             data = gzip.decompress(data)
         except (OSError, EOFError, zlib.error) as exc:
             raise DataError(f"{name} is not valid gzip data: {exc}") from None
-    data = data.removeprefix(_BOM)
+    data = data.removeprefix(BOM)
     if not data.strip():
         raise DataError(f"empty file: {name}")
     if fmt == "csv":
-        sep = delimiter or ("\t" if _stem_suffix(name) == "tsv" else None)
+        sep = delimiter or ("\t" if stem_suffix(name) == "tsv" else None)
         frame = _read_csv(data, name, sep)
     elif fmt == "parquet":
         frame = _read_parquet(data, name)
@@ -162,55 +154,9 @@ def ingest_query(query: str, db: str, *, target: str | None, options: CleanOptio
     )
 
 
-def _is_url(name: str) -> bool:
-    return "://" in name
-
-
-def _suffixes(name: str) -> list[str]:
-    path = PurePosixPath(urlsplit(name).path) if _is_url(name) else PurePosixPath(Path(name).name)
-    return [s.lstrip(".").lower() for s in path.suffixes]
-
-
-def _stem_suffix(name: str) -> str | None:
-    """The extension that names the format, skipping a ``.gz`` compression suffix."""
-    suffixes = _suffixes(name)
-    if suffixes and suffixes[-1] == "gz":
-        suffixes = suffixes[:-1]
-    return suffixes[-1] if suffixes else None
-
-
-def _resolve_format(name: str, format: str | None) -> tuple[str, bool]:
-    compressed = _suffixes(name)[-1:] == ["gz"]
-    known = ", ".join(FORMATS)
-    if format is not None:
-        fmt = _EXTENSIONS.get(format.lower().lstrip("."))
-        if fmt is None:
-            raise DataError(f"unknown format {format!r}; known formats: {known}")
-        return fmt, compressed
-    ext = _stem_suffix(name)
-    fmt = _EXTENSIONS.get(ext or "")
-    if fmt is None:
-        what = f"extension '.{ext}'" if ext else "no extension"
-        extensions = " ".join(f".{e}" for e in _EXTENSIONS)
-        raise DataError(
-            f"cannot tell the format of {name} ({what}); known formats: {known} ({extensions}, optionally .gz)"
-        )
-    return fmt, compressed
-
-
-def local_file(name: str) -> Path:
-    """The local file a source names, refusing a missing path or a folder with one clear line."""
-    path = Path(name).expanduser()
-    if not path.exists():
-        raise DataError(f"file not found: {name}")
-    if path.is_dir():
-        raise DataError(f"{name} is a folder, not a file")
-    return path
-
-
 def _read_bytes(name: str, storage_options: dict[str, Any] | None) -> tuple[bytes, dict[str, str]]:
     # Data sets of this tool fit in memory; reading bytes once lets every format share the checks below.
-    if not _is_url(name):
+    if not is_url(name):
         path = local_file(name)
         try:
             return path.read_bytes(), {"kind": "file"}
@@ -236,7 +182,7 @@ def _read_bytes(name: str, storage_options: dict[str, Any] | None) -> tuple[byte
         message = object_store.error_message(exc, name)
         if message is None and not (isinstance(exc, OSError | ValueError) or object_store.is_object_store_error(exc)):
             raise
-        raise DataError(message or f"cannot read {name}: {_first_line(exc)}") from None
+        raise DataError(message or f"cannot read {name}: {first_line(exc)}") from None
     return data, {"kind": "object", **object_store.object_identity(info)}
 
 
@@ -255,40 +201,12 @@ def _read_url(name: str, storage_options: dict[str, Any] | None) -> bytes:
     return data
 
 
-def _binary_kind(data: bytes) -> str | None:
-    """What binary content is, when it is not text: a known format's name, or ``binary data``."""
-    for magic, kind in _MAGIC.items():
-        if data.startswith(magic):
-            return kind
-    return "binary data" if b"\x00" in data[:_SNIFF_BYTES] else None
-
-
-def _first_line(exc: Exception) -> str:
-    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-
-
-def _sniff_delimiter(sample: str, truncated: bool) -> str:
-    """The candidate delimiter that splits the first records into the most, equally many, fields."""
-    best, best_score = ",", (False, 1)
-    for candidate in _DELIMITERS:
-        records = list(csv.reader(sample.splitlines()[: _SNIFF_RECORDS + 1], delimiter=candidate))
-        if truncated and len(records) > 1:
-            records = records[:-1]
-        widths = [len(r) for r in records if r]
-        if not widths or widths[0] < 2:
-            continue
-        score = (all(w == widths[0] for w in widths), widths[0])
-        if score > best_score:
-            best, best_score = candidate, score
-    return best
-
-
 def _read_csv(data: bytes, name: str, delimiter: str | None) -> pd.DataFrame:
-    kind = _binary_kind(data)
+    kind = binary_kind(data)
     if kind:
         raise DataError(f"{name} is not CSV text (it looks like {kind})")
     if delimiter is None:
-        delimiter = _sniff_delimiter(data[:_SNIFF_BYTES].decode("utf-8", "replace"), len(data) > _SNIFF_BYTES)
+        delimiter = sniff_delimiter(data[:SNIFF_BYTES].decode("utf-8", "replace"), len(data) > SNIFF_BYTES)
     if len(delimiter) != 1:
         raise DataError(f"a CSV delimiter must be one character, got {delimiter!r}")
     if not data.endswith((b"\n", b"\r")):
@@ -305,15 +223,13 @@ def _read_csv(data: bytes, name: str, delimiter: str | None) -> pd.DataFrame:
             convert.column_types = dict.fromkeys(temporal, pa.string())
             table = pa_csv.read_csv(pa.BufferReader(data), parse_options=parse, convert_options=convert)
     except pa.ArrowInvalid as exc:
-        raise DataError(
-            f"{name} is not valid CSV (expected UTF-8 text with a header row): {_first_line(exc)}"
-        ) from None
+        raise DataError(f"{name} is not valid CSV (expected UTF-8 text with a header row): {first_line(exc)}") from None
     # pyarrow reads a column with invalid UTF-8 as bytes rather than failing.
     undecodable = [f.name for f in table.schema if pa.types.is_binary(f.type) or pa.types.is_large_binary(f.type)]
     if undecodable:
         raise DataError(f"{name} is not UTF-8 text (column {undecodable[0]!r} has other bytes); save it as UTF-8")
     names = [n.strip() for n in table.column_names]
-    if all(_is_number(n) for n in names):
+    if all(is_number(n) for n in names):
         raise DataError(
             f"{name} has no header row: its first line ({delimiter.join(names)[:80]}) looks like data; "
             "add a first line of column names"
@@ -322,22 +238,14 @@ def _read_csv(data: bytes, name: str, delimiter: str | None) -> pd.DataFrame:
     return frame
 
 
-def _is_number(text: str) -> bool:
-    try:
-        float(text)
-    except ValueError:
-        return False
-    return True
-
-
 def _read_parquet(data: bytes, name: str) -> pd.DataFrame:
     if not data.startswith(b"PAR1"):
-        looks = _binary_kind(data) or "text"
+        looks = binary_kind(data) or "text"
         raise DataError(f"{name} is not a Parquet file (it looks like {looks})")
     try:
         frame: pd.DataFrame = pq.read_table(pa.BufferReader(data)).to_pandas()
     except (pa.ArrowException, OSError, ValueError) as exc:
-        raise DataError(f"{name} is not a valid Parquet file: {_first_line(exc)}") from None
+        raise DataError(f"{name} is not a valid Parquet file: {first_line(exc)}") from None
     if isinstance(frame.index, pd.RangeIndex):
         return frame
     # A named index written by pandas is data (e.g. an id); an unnamed one is only row labels.
@@ -345,7 +253,7 @@ def _read_parquet(data: bytes, name: str) -> pd.DataFrame:
 
 
 def _read_json(data: bytes, name: str, *, lines: bool) -> pd.DataFrame:
-    kind = _binary_kind(data)
+    kind = binary_kind(data)
     if kind:
         raise DataError(f"{name} is not JSON (it looks like {kind})")
     if lines:
@@ -376,6 +284,6 @@ def _read_json(data: bytes, name: str, *, lines: bool) -> pd.DataFrame:
         try:
             frame = pd.DataFrame(loaded)
         except ValueError as exc:
-            raise DataError(f"{name}: the columns do not line up: {_first_line(exc)}") from None
+            raise DataError(f"{name}: the columns do not line up: {first_line(exc)}") from None
         return frame.reset_index(drop=True)
     raise DataError(f"{name}: {expected}; got {type(loaded).__name__}")

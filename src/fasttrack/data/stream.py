@@ -25,7 +25,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, TypeAlias
 
-import fsspec
 import numpy as np
 import orjson
 import pyarrow as pa
@@ -34,20 +33,19 @@ import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 
 from fasttrack.data import object_store
-from fasttrack.data.clean import DEFAULT_MISSING_MARKERS
-from fasttrack.data.ingest import (
-    _BOM,
-    _SNIFF_BYTES,
-    _binary_kind,
-    _first_line,
-    _is_number,
-    _is_url,
-    _resolve_format,
-    _sniff_delimiter,
-    _stem_suffix,
-    local_file,
-)
 from fasttrack.data.schema import FeatureSchema, Schema
+from fasttrack.data.sniff import (
+    BOM,
+    SNIFF_BYTES,
+    binary_kind,
+    first_line,
+    is_number,
+    is_url,
+    local_file,
+    resolve_format,
+    sniff_delimiter,
+    stem_suffix,
+)
 from fasttrack.errors import DataError, SchemaValidationError, Violation
 
 #: Rows per batch unless told otherwise: a few tens of MB of Arrow data for typical tables.
@@ -57,6 +55,9 @@ _MIN_BLOCK = 16 << 10
 # are consumed: small blocks, gathered into batches of batch_rows rows, keep that readahead at 32 MB.
 _MAX_BLOCK = 1 << 20
 _NUMERIC_DTYPES = ("int", "uint", "float", "Int", "UInt", "Float")
+#: :data:`fasttrack.data.clean.DEFAULT_MISSING_MARKERS` (a test checks they agree): that module imports pandas,
+#: a quarter of a second that batch scoring otherwise never needs.
+DEFAULT_MISSING_MARKERS = ("", "?", "NA", "N/A", "null", "None", "nan")
 #: A batch of rows: a record batch, or a table of several chunks (see :class:`BatchStream`).
 Batch: TypeAlias = pa.RecordBatch | pa.Table
 #: A column of a batch.
@@ -119,9 +120,9 @@ def open_batches(
     if batch_rows < 1:
         raise DataError(f"batch_rows must be at least 1, got {batch_rows}")
     name = str(source)
-    fmt, compressed = _resolve_format(name, format)
+    fmt, compressed = resolve_format(name, format)
     if fmt == "csv":
-        sep = delimiter or ("\t" if _stem_suffix(name) == "tsv" else None)
+        sep = delimiter or ("\t" if stem_suffix(name) == "tsv" else None)
         return _open_csv(name, compressed, sep, batch_rows, storage_options)
     if fmt == "parquet":
         return _open_parquet(name, batch_rows, storage_options)
@@ -131,7 +132,7 @@ def open_batches(
 def _open_raw(name: str, storage_options: dict[str, Any] | None) -> tuple[Any, int | None]:
     """A binary file handle on a path or URL, and its size when known."""
     try:
-        if not _is_url(name):
+        if not is_url(name):
             path = local_file(name)
             return path.open("rb"), path.stat().st_size
         options = storage_options or {}
@@ -139,6 +140,8 @@ def _open_raw(name: str, storage_options: dict[str, Any] | None) -> tuple[Any, i
             # The same endpoint, credentials and bounded retries as training data (see object_store).
             object_store.apply_network_defaults()
             options = object_store.storage_options(name, storage_options)
+        import fsspec  # URLs only: its import (~0.05 s) is not paid for local files
+
         opened = fsspec.open(name, "rb", **options)
         size = None
         try:
@@ -155,7 +158,7 @@ def _open_raw(name: str, storage_options: dict[str, Any] | None) -> tuple[Any, i
     except ImportError as exc:
         raise DataError(f"cannot open {name}: {exc}") from None
     except Exception as exc:  # fsspec backends raise many types; object-store ones get their one-line message
-        message = object_store.error_message(exc, name) if _is_url(name) else None
+        message = object_store.error_message(exc, name) if is_url(name) else None
         if message is None and not isinstance(exc, OSError | ValueError):
             raise
         raise DataError(message or f"cannot read {name}: {exc}") from None
@@ -173,12 +176,12 @@ def _head(name: str, compressed: bool, storage_options: dict[str, Any] | None) -
     try:
         stream = _text_stream(raw, compressed)
         try:
-            data: bytes = stream.read(_SNIFF_BYTES + 1)
+            data: bytes = stream.read(SNIFF_BYTES + 1)
         except (OSError, pa.ArrowException) as exc:
-            raise DataError(f"{name} is not valid gzip data: {_first_line(exc)}") from None
+            raise DataError(f"{name} is not valid gzip data: {first_line(exc)}") from None
     finally:
         raw.close()
-    return data[:_SNIFF_BYTES], len(data) > _SNIFF_BYTES
+    return data[:SNIFF_BYTES], len(data) > SNIFF_BYTES
 
 
 def _position(raw: Any) -> int:
@@ -192,21 +195,21 @@ def _open_csv(
     name: str, compressed: bool, delimiter: str | None, batch_rows: int, storage_options: dict[str, Any] | None
 ) -> BatchStream:
     head, truncated = _head(name, compressed, storage_options)
-    kind = _binary_kind(head)
+    kind = binary_kind(head)
     if kind:
         raise DataError(f"{name} is not CSV text (it looks like {kind})")
-    text = head.removeprefix(_BOM).decode("utf-8", "replace")
+    text = head.removeprefix(BOM).decode("utf-8", "replace")
     if not text.strip():
         raise DataError(f"empty file: {name}")
     if delimiter is None:
-        delimiter = _sniff_delimiter(text, truncated)
+        delimiter = sniff_delimiter(text, truncated)
     if len(delimiter) != 1:
         raise DataError(f"a CSV delimiter must be one character, got {delimiter!r}")
     raw_names = next(csv.reader(io.StringIO(text), delimiter=delimiter), [])
     if not raw_names:
         raise DataError(f"{name} has no columns")
     columns = _stripped_names(raw_names)
-    if all(_is_number(n) for n in columns):
+    if all(is_number(n) for n in columns):
         raise DataError(
             f"{name} has no header row: its first line ({delimiter.join(columns)[:80]}) looks like data; "
             "add a first line of column names"
@@ -235,9 +238,7 @@ def _open_csv(
         raw.close()
         if "Empty CSV file" in str(exc):
             raise DataError(f"empty file: {name}") from None
-        raise DataError(
-            f"{name} is not valid CSV (expected UTF-8 text with a header row): {_first_line(exc)}"
-        ) from None
+        raise DataError(f"{name} is not valid CSV (expected UTF-8 text with a header row): {first_line(exc)}") from None
     if reader.schema.names != raw_names:
         columns = _stripped_names(reader.schema.names)
 
@@ -250,7 +251,7 @@ def _open_csv(
             except StopIteration:
                 break
             except pa.ArrowInvalid as exc:
-                raise DataError(f"{name} is not valid CSV: {_first_line(exc)}") from None
+                raise DataError(f"{name} is not valid CSV: {first_line(exc)}") from None
             blocks.append(block)
             rows += block.num_rows
             if rows >= batch_rows:
@@ -268,7 +269,7 @@ def _open_parquet(name: str, batch_rows: int, storage_options: dict[str, Any] | 
         magic = raw.read(4)
         raw.seek(0)
         if magic != b"PAR1":
-            looks = _binary_kind(magic) or "text"
+            looks = binary_kind(magic) or "text"
             raise DataError(f"{name} is not a Parquet file (it looks like {looks})")
         parquet = pq.ParquetFile(raw)
     except DataError:
@@ -276,7 +277,7 @@ def _open_parquet(name: str, batch_rows: int, storage_options: dict[str, Any] | 
         raise
     except (pa.ArrowException, OSError, ValueError) as exc:
         raw.close()
-        raise DataError(f"{name} is not a valid Parquet file: {_first_line(exc)}") from None
+        raise DataError(f"{name} is not a valid Parquet file: {first_line(exc)}") from None
     schema = parquet.schema_arrow
     # An unnamed pandas index is row labels, not data (read_table drops it the same way).
     names = [n for n in schema.names if not n.startswith("__index_level_")]
@@ -289,7 +290,7 @@ def _open_parquet(name: str, batch_rows: int, storage_options: dict[str, Any] | 
                 done += batch.num_rows
                 yield _renamed(batch, columns), done
         except (pa.ArrowException, OSError) as exc:
-            raise DataError(f"{name} is not a valid Parquet file: {_first_line(exc)}") from None
+            raise DataError(f"{name} is not a valid Parquet file: {first_line(exc)}") from None
 
     return BatchStream(name, "parquet", columns, "rows", parquet.metadata.num_rows, batches(), [parquet, raw])
 
@@ -303,8 +304,8 @@ def _open_json(
         import gzip
 
         handle = gzip.GzipFile(fileobj=raw, mode="rb")
-    head = handle.peek(_SNIFF_BYTES) if hasattr(handle, "peek") else b""
-    kind = _binary_kind(head[:_SNIFF_BYTES])
+    head = handle.peek(SNIFF_BYTES) if hasattr(handle, "peek") else b""
+    kind = binary_kind(head[:SNIFF_BYTES])
     if kind:
         raw.close()
         raise DataError(f"{name} is not JSON (it looks like {kind})")
@@ -316,7 +317,7 @@ def _open_json(
         except (OSError, EOFError) as exc:
             raw.close()
             raise DataError(f"cannot read {name}: {exc}") from None
-        records = _json_array(data.removeprefix(_BOM), name, batch_rows, size)
+        records = _json_array(data.removeprefix(BOM), name, batch_rows, size)
     try:
         first, position = next(records)
     except StopIteration:
@@ -345,7 +346,7 @@ def _json_lines(handle: Any, name: str, batch_rows: int, raw: Any) -> Iterator[t
         if not line.strip():
             continue
         try:
-            record = orjson.loads(line.removeprefix(_BOM) if number == 1 else line)
+            record = orjson.loads(line.removeprefix(BOM) if number == 1 else line)
         except orjson.JSONDecodeError as exc:
             raise DataError(f"{name} line {number} is not valid JSON: {exc}") from None
         if not isinstance(record, dict):
