@@ -40,6 +40,8 @@ from fasttrack.data.stream import (
     BatchStream,
     CategoricalColumn,
     ScoringBatch,
+    arrow_array,
+    arrow_strings,
     open_batches,
 )
 from fasttrack.errors import ConfigError, DataError, ModelLoadError
@@ -214,7 +216,7 @@ class _OnnxPredictor(_Predictor):
         self.schema = model.schema
         self.is_classifier = task == "classification"
         self.labels = list(model.labels) if self.is_classifier else []
-        self.dictionary = pa.array(model.label_values.tolist()) if self.is_classifier else None
+        self.dictionary = _label_array(model.label_values) if self.is_classifier else None
         self.run_rows = run_rows(model)
 
     def _categorical(self, name: str, column: CategoricalColumn | None, rows: int) -> np.ndarray[Any, Any]:
@@ -249,12 +251,23 @@ class _OnnxPredictor(_Predictor):
         ]
         if not self.is_classifier:
             values = np.concatenate([self.model.run(part)[0] for part in slices])
-            return pa.array(values), None
+            return arrow_array(values), None
         # Label codes make a dictionary-encoded column: no Python object per row.
         outputs = [self.model.run_codes(part) for part in slices]
         codes = np.concatenate([c for c, _ in outputs])
         proba = np.concatenate([p for _, p in outputs])
-        return pa.DictionaryArray.from_arrays(pa.array(codes.astype(np.int32)), self.dictionary), proba
+        return pa.DictionaryArray.from_arrays(arrow_array(codes.astype(np.int32)), self.dictionary), proba
+
+
+def _label_array(labels: np.ndarray[Any, Any]) -> pa.Array:
+    """The labels as an Arrow array (text and numbers without pa.array, which imports pandas: see
+    :func:`~fasttrack.data.stream.arrow_array`)."""
+    values = labels.tolist()
+    if all(isinstance(value, str) for value in values):
+        return arrow_strings(values)
+    if labels.dtype.kind in "biuf":
+        return arrow_array(labels)
+    return pa.array(values)
 
 
 def run_rows(model: OnnxModel) -> int:
@@ -318,7 +331,7 @@ def _output_table(
     table = table.append_column(PREDICTION, predicted)
     if proba is not None:
         for column, label in enumerate(names):
-            table = table.append_column(f"{PROBABILITY_PREFIX}{label}", pa.array(proba[:, column]))
+            table = table.append_column(f"{PROBABILITY_PREFIX}{label}", arrow_array(proba[:, column]))
     return table
 
 

@@ -380,7 +380,8 @@ def test_the_model_is_checked_while_the_input_opens(regressor: LoadedModel, tmp_
 
 def test_predict_imports_only_what_it_needs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Scoring with the ONNX graph of a numeric-only model, from a cached registered version, needs neither
-    MLflow nor scikit-learn nor the onnx package; the command line's module imports none of the heavy ones."""
+    MLflow nor scikit-learn nor the onnx package, nor pandas and fsspec (a local CSV, read and written through
+    pyarrow); the command line's module imports none of the heavy ones."""
     for variable in ("MLFLOW_TRACKING_URI", "FASTTRACK_TRACKING_URI"):
         monkeypatch.delenv(variable, raising=False)
     frame = training_frame("classification").drop(columns=["colour"])
@@ -400,7 +401,7 @@ def test_predict_imports_only_what_it_needs(tmp_path: Path, monkeypatch: pytest.
         "import fasttrack.cli\n"
         "print(sorted(m for m in sys.modules if m.split('.')[0] in HEAVY + ['pandas']))\n"
         "fasttrack.cli.app(args=sys.argv[1:], standalone_mode=False)\n"
-        "print(sorted({m.split('.')[0] for m in sys.modules} & set(HEAVY)))\n"
+        "print(sorted({m.split('.')[0] for m in sys.modules} & set(HEAVY + ['pandas', 'fsspec'])))\n"
     ).replace("HEAVY", repr(heavy))
     args = ["predict", "--model", "models:/numeric/4", "--data", str(source), "--out", str(tmp_path / "out.csv")]
     done = subprocess.run(

@@ -433,6 +433,75 @@ def _json_text(value: Any) -> str | None:
     return orjson.dumps(value).decode()
 
 
+# ------------------------------------------------------------------------------ Arrow arrays, pandas-free
+# pyarrow imports pandas (a quarter of a second) the first time pa.array(), pa.scalar() or Array.to_numpy()
+# converts anything, to check whether it is a pandas object. Batch scoring never has pandas objects, so the
+# arrays and scalars of the scoring path are made from buffers and read back through buffers instead.
+def arrow_array(values: np.ndarray[Any, Any], missing: np.ndarray[Any, Any] | None = None) -> pa.Array:
+    """A numeric or boolean numpy array as an Arrow array (null where ``missing`` is true)."""
+    values = np.ascontiguousarray(values)
+    if values.dtype == np.bool_:
+        data = pa.py_buffer(np.packbits(values, bitorder="little"))
+        kind: pa.DataType = pa.bool_()
+    else:
+        data, kind = pa.py_buffer(values), pa.from_numpy_dtype(values.dtype)
+    validity = None
+    if missing is not None and missing.any():
+        validity = pa.py_buffer(np.packbits(~missing, bitorder="little"))
+    return pa.Array.from_buffers(kind, len(values), [validity, data])
+
+
+def arrow_strings(values: Sequence[str]) -> pa.Array:
+    """Text as an Arrow string array."""
+    encoded = [value.encode() for value in values]
+    offsets = np.zeros(len(encoded) + 1, dtype=np.int32)
+    np.cumsum([len(value) for value in encoded], out=offsets[1:])
+    return pa.Array.from_buffers(
+        pa.string(), len(encoded), [None, pa.py_buffer(offsets), pa.py_buffer(b"".join(encoded))]
+    )
+
+
+def arrow_scalar(value: float | str | None, kind: pa.DataType) -> pa.Scalar:
+    """A float, text or null scalar of type ``kind``."""
+    if value is None:
+        return pa.nulls(1, kind)[0]
+    if isinstance(value, str):
+        return arrow_strings([value])[0]
+    number = arrow_array(np.asarray([value], dtype=np.float64))
+    return (number if kind == pa.float64() else number.cast(kind))[0]
+
+
+_NAN = arrow_scalar(np.nan, pa.float64())
+_FALSE = arrow_array(np.asarray([False]))[0]
+_ZERO_ONE = arrow_array(np.asarray([0.0, 1.0]))
+
+
+def float_values(column: Column) -> np.ndarray[Any, Any]:
+    """A float64 column's values as a numpy array, NaN where missing."""
+    if column.null_count:
+        column = pc.fill_null(column, _NAN)
+    if isinstance(column, pa.ChunkedArray):
+        column = column.combine_chunks() if column.num_chunks != 1 else column.chunk(0)
+    data = column.buffers()[1]
+    if data is None:  # no rows
+        return np.empty(0, dtype=np.float64)
+    return np.frombuffer(data, dtype=np.float64, count=len(column), offset=column.offset * 8)
+
+
+def int_values(column: Column, null: int) -> np.ndarray[Any, Any]:
+    """An int32 column's values as a numpy array, ``null`` where missing."""
+    if column.null_count:
+        column = pc.fill_null(column, arrow_array(np.asarray([null], dtype=np.int32))[0])
+    if isinstance(column, pa.ChunkedArray):
+        if column.num_chunks == 0:
+            return np.empty(0, dtype=np.int32)
+        column = column.combine_chunks() if column.num_chunks != 1 else column.chunk(0)
+    data = column.buffers()[1]
+    if data is None:
+        return np.empty(0, dtype=np.int32)
+    return np.frombuffer(data, dtype=np.int32, count=len(column), offset=column.offset * 4)
+
+
 # --------------------------------------------------------------------------------------------- normalising
 @dataclass
 class CategoricalColumn:
@@ -453,8 +522,8 @@ class CategoricalColumn:
 
     def arrow(self) -> pa.DictionaryArray:
         """The values as an Arrow dictionary array of text (nulls missing)."""
-        indices = pa.array(self.codes.astype(np.int32), mask=self.codes < 0)
-        return pa.DictionaryArray.from_arrays(indices, pa.array(self.categories, pa.string()))
+        indices = arrow_array(self.codes.astype(np.int32), missing=self.codes < 0)
+        return pa.DictionaryArray.from_arrays(indices, arrow_strings(self.categories))
 
 
 @dataclass
@@ -489,7 +558,7 @@ class BatchNormalizer:
         self.columns = list(columns)
         markers = DEFAULT_MISSING_MARKERS if missing_markers is None else missing_markers
         self._markers = {m.strip().lower() for m in markers}
-        self._marker_set = pa.array(sorted(self._markers), pa.string())
+        self._marker_set = arrow_strings(sorted(self._markers))
         self._features = {f.name: f for f in schema.features}
         absent = [f.name for f in schema.features if f.name not in set(self.columns) and not f.nullable]
         if absent:
@@ -512,7 +581,7 @@ class BatchNormalizer:
             else:
                 values, problems = self._numeric(array, feature)
                 violations += [Violation(name, p) for p in problems]
-                numbers = values.to_numpy(zero_copy_only=False)
+                numbers = float_values(values)
                 numeric[name] = numbers
                 if feature.kind == "boolean":
                     arrays.append(pc.cast(values, pa.bool_()))
@@ -532,7 +601,7 @@ class BatchNormalizer:
             array = pc.cast(array, pa.string())
         stripped = pc.utf8_trim_whitespace(array)
         marker = pc.is_in(pc.utf8_lower(stripped), value_set=self._marker_set)
-        return pc.if_else(marker, pa.scalar(None, stripped.type), stripped)
+        return pc.if_else(marker, arrow_scalar(None, stripped.type), stripped)
 
     def _passthrough(self, array: Column) -> Column:
         if pa.types.is_string(array.type) or pa.types.is_large_string(array.type):
@@ -550,7 +619,7 @@ class BatchNormalizer:
         if pa.types.is_boolean(kind) or pa.types.is_integer(kind) or pa.types.is_floating(kind):
             values = pc.cast(array, pa.float64())
             if boolean and not pa.types.is_boolean(kind):
-                bad = pc.fill_null(pc.invert(pc.is_in(values, value_set=pa.array([0.0, 1.0]))), False)
+                bad = pc.fill_null(pc.invert(pc.is_in(values, value_set=_ZERO_ONE)), _FALSE)
                 return self._reject(array, values, bad, "expected true or false (or 0/1)")
             return self._finite(values)
         if not boolean:
@@ -562,14 +631,18 @@ class BatchNormalizer:
         if boolean:
             lower = pc.utf8_lower(text)
             flags = pc.if_else(
-                pc.equal(lower, "true"),
-                1.0,
-                pc.if_else(pc.equal(lower, "false"), 0.0, pa.scalar(None, pa.float64())),
+                pc.equal(lower, arrow_scalar("true", pa.string())),
+                arrow_scalar(1.0, pa.float64()),
+                pc.if_else(
+                    pc.equal(lower, arrow_scalar("false", pa.string())),
+                    arrow_scalar(0.0, pa.float64()),
+                    arrow_scalar(None, pa.float64()),
+                ),
             )
             # 0/1 written as numbers count too: cleaning turns such a column into numbers.
             numbers = self._parse_numbers(text)
-            zero_one = pc.is_in(numbers, value_set=pa.array([0.0, 1.0]))
-            flags = pc.coalesce(flags, pc.if_else(zero_one, numbers, pa.scalar(None, pa.float64())))
+            zero_one = pc.is_in(numbers, value_set=_ZERO_ONE)
+            flags = pc.coalesce(flags, pc.if_else(zero_one, numbers, arrow_scalar(None, pa.float64())))
             bad = pc.and_(pc.is_valid(text), pc.is_null(flags))
             return self._reject(array, flags, bad, "expected true or false")
         numbers = self._parse_numbers(text)
@@ -582,8 +655,10 @@ class BatchNormalizer:
         try:
             return pc.cast(text, pa.float64())
         except pa.ArrowInvalid:
-            values = [_float_or_none(v) for v in text.to_pylist()]
-            return pa.array(values, pa.float64())
+            parsed = [_float_or_none(v) for v in text.to_pylist()]
+            missing = np.asarray([v is None for v in parsed], dtype=bool)
+            numbers = np.asarray([math.nan if v is None else v for v in parsed], dtype=np.float64)
+            return arrow_array(numbers, missing=missing)
 
     def _reject(self, raw: Column, values: Column, bad: Column, expected: str) -> tuple[Column, list[str]]:
         count = pc.sum(bad).as_py() or 0
@@ -599,7 +674,7 @@ class BatchNormalizer:
         """The values with NaN made missing (``"nan"`` is a missing marker), and a problem per infinity."""
         nan = pc.is_nan(values)
         if pc.any(nan).as_py():
-            values = pc.if_else(nan, pa.scalar(None, pa.float64()), values)
+            values = pc.if_else(nan, arrow_scalar(None, pa.float64()), values)
         infinite = pc.sum(pc.is_inf(values)).as_py() or 0
         return values, ([f"{infinite} infinite values"] if infinite else [])
 
@@ -615,8 +690,7 @@ class BatchNormalizer:
             for value in dictionary.to_pylist()
         ]
         remap.append(-1)  # where nulls point
-        indices = pc.fill_null(indices, len(remap) - 1).to_numpy(zero_copy_only=False)
-        codes = np.asarray(remap, dtype=np.intp)[indices]
+        codes = np.asarray(remap, dtype=np.intp)[int_values(indices, len(remap) - 1)]
         return CategoricalColumn(codes=codes, categories=list(position))
 
     def _category(self, value: Any, numeric_categories: bool) -> str | None:
@@ -649,7 +723,7 @@ def _dictionary_encoded(array: Column) -> tuple[pa.Array, Column]:
             array = _decoded(array)
         encoded = pc.dictionary_encode(array)
         if encoded.num_chunks == 0:
-            return pa.array([], array.type), pa.chunked_array([], pa.int32())
+            return pa.nulls(0, array.type), pa.chunked_array([], pa.int32())
         dictionary = encoded.chunk(0).dictionary
         if all(chunk.dictionary.equals(dictionary) for chunk in encoded.chunks[1:]):  # pyarrow shares one
             return dictionary, pa.chunked_array([chunk.indices for chunk in encoded.chunks])
