@@ -17,6 +17,7 @@ import os
 import shutil
 import subprocess
 import tempfile
+import threading
 import warnings
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -117,11 +118,78 @@ def _is_embedded(uri: str, settings: Settings) -> bool:
 
 
 def client(settings: Settings) -> MlflowClient:
-    """An MLflow client on the configured tracking and registry URIs."""
+    """An MLflow client on the configured tracking and registry URIs (the embedded store made if missing)."""
     from mlflow import MlflowClient
 
     uri = configure(settings)
+    if _is_embedded(uri, settings):
+        create_embedded_store(settings.home / "mlflow.db")
     return MlflowClient(tracking_uri=uri, registry_uri=uri)
+
+
+def create_embedded_store(db: Path) -> bool:
+    """Create the embedded SQLite store at ``db`` with MLflow's own schema, if it does not exist yet.
+
+    MLflow creates a new SQLite store by running its initial DDL and then every one of its schema migrations
+    (about 70) on the file itself, with SQLite syncing the file to disk at every commit: 1-2 s of a first
+    ``fasttrack train`` on a two-core VM, of which 0.5-1.2 s was spent waiting for the disk; a process killed
+    half-way leaves a half-migrated store behind. Here the same MLflow code (``_initialize_tables``) runs on a
+    temporary file next to ``db`` with ``synchronous=OFF``, as MLflow's own ``fs2db`` does when it builds a
+    database; the finished file is synced once and linked into place. So ``db`` is either absent or complete,
+    and of two processes creating it at once the first one's file wins (a link never replaces a file).
+    Returns whether this call created it.
+
+    MLflow's helpers are private: when they are missing (another MLflow version), or the file system cannot
+    link files, nothing is done here and MLflow creates the store as before when it is opened.
+    """
+    if db.exists():
+        return False
+    try:
+        import sqlalchemy
+        from mlflow.store.db.utils import _initialize_tables, create_sqlalchemy_engine
+    except ImportError:  # pragma: no cover - depends on MLflow's internals
+        return False
+    db.parent.mkdir(parents=True, exist_ok=True)
+    tmp = db.with_name(f".{db.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    tmp.unlink(missing_ok=True)
+    try:
+        engine = create_sqlalchemy_engine(f"sqlite:///{tmp}")  # type: ignore[no-untyped-call]
+
+        def unsynced(connection: Any, _record: Any) -> None:
+            # Safe on a file nobody else sees yet: it is synced once, as a whole, before it becomes the store.
+            connection.execute("PRAGMA synchronous=OFF")
+            connection.execute("PRAGMA journal_mode=MEMORY")
+
+        sqlalchemy.event.listen(engine, "connect", unsynced)
+        try:
+            _initialize_tables(engine)  # type: ignore[no-untyped-call]
+        finally:
+            engine.dispose()
+        with tmp.open("rb+") as written:
+            os.fsync(written.fileno())
+        try:
+            os.link(tmp, db)
+        except FileExistsError:
+            return False  # another process made it meanwhile: theirs is complete too
+        except OSError:  # pragma: no cover - file systems without hard links: MLflow makes the store itself
+            log.debug("cannot link %s to %s: MLflow creates the store", tmp, db, exc_info=True)
+            return False
+        _sync_folder(db.parent)
+        return True
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _sync_folder(folder: Path) -> None:
+    """Make a new directory entry durable (a no-op where directories cannot be opened, e.g. Windows)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:  # pragma: no cover - platform-dependent
+        return
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 @contextmanager
