@@ -19,6 +19,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from fasttrack.config import Settings, TrainConfig
+from fasttrack.data import stream
 from fasttrack.data.clean import normalize
 from fasttrack.data.ingest import read_table
 from fasttrack.data.schema import infer_schema, prepare_features
@@ -39,6 +40,7 @@ from fasttrack.scoring import (
     RUN_ROWS_MIN,
     Engine,
     _CsvWriter,
+    _label_array,
     _OnnxPredictor,
     _predictor,
     _whole_numbers,
@@ -421,6 +423,52 @@ def test_predict_imports_only_what_it_needs(tmp_path: Path, monkeypatch: pytest.
 
 def test_batch_scoring_uses_the_cleaning_missing_markers() -> None:
     # stream.py keeps its own copy, not to import the cleaning module (and pandas) when scoring.
-    from fasttrack.data import clean, stream
+    from fasttrack.data import clean
 
     assert list(stream.DEFAULT_MISSING_MARKERS) == clean.DEFAULT_MISSING_MARKERS
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        np.array([1.5, -0.0, np.nan, 3.0]),
+        np.array([1, 2, 3], dtype=np.int32),
+        np.array([5, -7], dtype=np.int64),
+        np.array([0.25, 1.0], dtype=np.float32),
+        np.array([True, False, True, True, False, False, False, False, True]),
+        np.array([], dtype=np.float64),
+        np.array([[1.0, 2.0], [3.0, 4.0]])[:, 1],  # not contiguous
+    ],
+)
+def test_arrays_made_from_buffers_are_what_pa_array_makes(values: np.ndarray[Any, Any]) -> None:
+    def assert_same(made: pa.Array, expected: pa.Array) -> None:
+        made.validate(full=True)
+        assert made.type == expected.type
+        np.testing.assert_equal(made.to_pylist(), expected.to_pylist())  # NaN equals NaN here
+
+    assert_same(stream.arrow_array(values), pa.array(values))
+    missing = np.arange(len(values)) % 2 == 1
+    assert_same(stream.arrow_array(values, missing=missing), pa.array(values, mask=missing))
+
+
+def test_strings_scalars_and_numpy_views_made_without_pa_array() -> None:
+    for texts in (["red", "", "grün", "a,b"], []):
+        assert stream.arrow_strings(texts).equals(pa.array(texts, pa.string()))
+    assert stream.arrow_scalar(None, pa.string()).equals(pa.scalar(None, pa.string()))
+    assert stream.arrow_scalar("true", pa.string()).equals(pa.scalar("true"))
+    assert stream.arrow_scalar(1.0, pa.float64()).equals(pa.scalar(1.0))
+    assert stream.arrow_scalar(2.0, pa.float32()).equals(pa.scalar(2.0, pa.float32()))
+    chunked = pa.chunked_array([pa.array([1.5, None]), pa.array([None, 4.0, 5.0]).slice(1)])
+    np.testing.assert_array_equal(stream.float_values(chunked), [1.5, np.nan, 4.0, 5.0])
+    np.testing.assert_array_equal(stream.float_values(pa.array([2.0, 3.0]).slice(1)), [3.0])
+    assert stream.float_values(pa.chunked_array([], pa.float64())).shape == (0,)
+    indices = pa.chunked_array([pa.array([0, None], pa.int32()), pa.array([2, 1, 0], pa.int32()).slice(1)])
+    np.testing.assert_array_equal(stream.int_values(indices, 9), [0, 9, 1, 0])
+    assert stream.int_values(pa.chunked_array([], pa.int32()), 9).shape == (0,)
+
+
+@pytest.mark.parametrize(
+    "labels", [np.array(["no", "yes"], dtype=object), np.array([0, 1]), np.array([False, True]), np.array([0.5, 2.0])]
+)
+def test_label_dictionaries_are_what_pa_array_makes(labels: np.ndarray[Any, Any]) -> None:
+    assert _label_array(labels).equals(pa.array(labels.tolist()))
