@@ -35,6 +35,7 @@ from fasttrack.registry.model_folder import (
 )
 from fasttrack.registry.onnx import export_to_folder
 from fasttrack.scoring import (
+    _PR_GET_THP_DISABLE,
     RUN_FLOATS,
     RUN_ROWS_MAX,
     RUN_ROWS_MIN,
@@ -42,7 +43,9 @@ from fasttrack.scoring import (
     _CsvWriter,
     _label_array,
     _OnnxPredictor,
+    _prctl,
     _predictor,
+    _small_pages,
     _whole_numbers,
     run_rows,
     score_file,
@@ -472,3 +475,17 @@ def test_strings_scalars_and_numpy_views_made_without_pa_array() -> None:
 )
 def test_label_dictionaries_are_what_pa_array_makes(labels: np.ndarray[Any, Any]) -> None:
     assert _label_array(labels).equals(pa.array(labels.tolist()))
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="prctl is Linux's")
+def test_huge_pages_are_off_while_scoring_then_as_before(regressor: LoadedModel, tmp_path: Path) -> None:
+    prctl = _prctl()
+    assert prctl is not None
+    before = prctl(_PR_GET_THP_DISABLE, 0, 0, 0, 0)
+    with _small_pages():
+        assert prctl(_PR_GET_THP_DISABLE, 0, 0, 0, 0) == 1
+    assert prctl(_PR_GET_THP_DISABLE, 0, 0, 0, 0) == before
+    source = tmp_path / "in.csv"
+    messy_input(50).to_csv(source, index=False)
+    score_file(regressor, source, tmp_path / "out.csv")
+    assert prctl(_PR_GET_THP_DISABLE, 0, 0, 0, 0) == before
