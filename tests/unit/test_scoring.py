@@ -489,3 +489,24 @@ def test_huge_pages_are_off_while_scoring_then_as_before(regressor: LoadedModel,
     messy_input(50).to_csv(source, index=False)
     score_file(regressor, source, tmp_path / "out.csv")
     assert prctl(_PR_GET_THP_DISABLE, 0, 0, 0, 0) == before
+
+
+@pytest.mark.parametrize("engine", ["onnx", "sklearn"])
+def test_parquet_categories_with_narrow_dictionary_indices(
+    classifier: LoadedModel, tmp_path: Path, engine: Engine
+) -> None:
+    # pandas writes a category column as a dictionary with int8 indices; Parquet batches keep them.
+    frame = messy_input(600)
+    frame["colour"] = frame["colour"].astype("category")
+    source = tmp_path / "in.parquet"
+    frame.to_parquet(source, index=False)
+    assert pq.read_table(source).schema.field("colour").type.index_type == pa.int8()
+    plain = tmp_path / "plain.parquet"
+    frame.astype({"colour": object}).to_parquet(plain, index=False)
+    scored = score_file(classifier, source, tmp_path / "out.csv", batch_rows=200, engine=engine)
+    assert scored.rows == 600
+    score_file(classifier, plain, tmp_path / "plain.csv", batch_rows=200, engine=engine)
+    assert (tmp_path / "out.csv").read_bytes() == (tmp_path / "plain.csv").read_bytes()
+    np.testing.assert_array_equal(
+        stream.int_values(pa.array([0, None, 2], pa.int8()), 9), np.array([0, 9, 2], dtype=np.int32)
+    )

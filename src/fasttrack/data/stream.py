@@ -477,7 +477,9 @@ _ZERO_ONE = arrow_array(np.asarray([0.0, 1.0]))
 
 
 def float_values(column: Column) -> np.ndarray[Any, Any]:
-    """A float64 column's values as a numpy array, NaN where missing."""
+    """A numeric column's values as a float64 numpy array, NaN where missing."""
+    if column.type != pa.float64():
+        column = column.cast(pa.float64())
     if column.null_count:
         column = pc.fill_null(column, _NAN)
     if isinstance(column, pa.ChunkedArray):
@@ -489,7 +491,9 @@ def float_values(column: Column) -> np.ndarray[Any, Any]:
 
 
 def int_values(column: Column, null: int) -> np.ndarray[Any, Any]:
-    """An int32 column's values as a numpy array, ``null`` where missing."""
+    """An integer column's values as an int32 numpy array, ``null`` where missing."""
+    if column.type != pa.int32():  # dictionary indices from Parquet may be narrower (pandas' categories: int8)
+        column = column.cast(pa.int32())
     if column.null_count:
         column = pc.fill_null(column, arrow_array(np.asarray([null], dtype=np.int32))[0])
     if isinstance(column, pa.ChunkedArray):
