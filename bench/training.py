@@ -8,6 +8,9 @@ Each round runs, every command in a process of its own and in an order that reve
   before the first round): what every training after the first one costs;
 * bench/apps/bare_fit.py, plain pandas + scikit-learn, with the same cleaning, split, preprocessing, estimator
   and hyperparameters: once a single fit, once the config's cross-validation followed by the fit;
+* bench/apps/bare_mlflow_fit.py: the same single fit, then the plain MLflow calls that keep it (a run with
+  params and metrics, ``mlflow.sklearn.log_model``, ``mlflow.register_model``) into a fresh SQLite store: the
+  floor of any training that records its model in MLflow;
 * with ``--baseline-src DIR``, both fresh-home ``fasttrack train`` commands again on another source tree
   (``PYTHONPATH=DIR``), to compare a change with what it replaces under the same load.
 
@@ -58,7 +61,7 @@ console = Console(width=160)
 class Variant:
     key: str
     name: str
-    kind: str  # "fasttrack" or "bare"
+    kind: str  # "fasttrack", "bare" or "bare_mlflow" (bare, with a fresh --home for its MLflow store)
     args: list[str]
     home: str = "fresh"  # fasttrack only: "fresh" or "existing"
     env: dict[str, str] = field(default_factory=dict)
@@ -104,6 +107,12 @@ def variants(config_path: str, config: dict[str, object], baseline_src: str | No
         ),
         Variant("bare", "bare sklearn: fit", "bare", [*bare, "--cv-folds", "0"]),
         Variant("bare_cv", f"bare sklearn: {folds}-fold CV + fit", "bare", [*bare, "--cv-folds", str(folds)]),
+        Variant(
+            "bare_mlflow",
+            "bare sklearn fit + plain MLflow log_model, register",
+            "bare_mlflow",
+            [str(BIN / "python"), str(APPS / "bare_mlflow_fit.py"), *bare[2:], "--cv-folds", "0"],
+        ),
     ]
     if baseline_src:
         # The same commands on another source tree (e.g. `git archive HEAD src | tar -x -C /tmp/before`),
@@ -132,13 +141,17 @@ def run_metric(home: Path, key: str) -> float | None:
 def run(variant: Variant, existing_home: Path, common_env: dict[str, str]) -> None:
     env = {**os.environ, **common_env, **variant.env}
     home = None
+    args = variant.args
     if variant.kind == "fasttrack":
         home = existing_home if variant.home == "existing" else Path(tempfile.mkdtemp(prefix="fasttrack-bench-home-"))
         env["FASTTRACK_HOME"] = str(home)
+    scratch = Path(tempfile.mkdtemp(prefix="fasttrack-bench-bare-")) if variant.kind == "bare_mlflow" else None
+    if scratch is not None:
+        args = [*args, "--home", str(scratch)]
     try:
         before = resource.getrusage(resource.RUSAGE_CHILDREN)
         started = time.perf_counter()
-        done = subprocess.run(variant.args, cwd=ROOT, env=env, capture_output=True, text=True, check=False)
+        done = subprocess.run(args, cwd=ROOT, env=env, capture_output=True, text=True, check=False)
         wall = time.perf_counter() - started
         after = resource.getrusage(resource.RUSAGE_CHILDREN)
         if done.returncode != 0:
@@ -156,6 +169,8 @@ def run(variant: Variant, existing_home: Path, common_env: dict[str, str]) -> No
     finally:
         if home is not None and home != existing_home:
             shutil.rmtree(home, ignore_errors=True)
+        if scratch is not None:
+            shutil.rmtree(scratch, ignore_errors=True)
 
 
 def spread(values: list[float], fmt: str = ".2f") -> str:
@@ -281,6 +296,8 @@ def main() -> None:
         ("train(cv=0) / bare fit", by_key["train0"], by_key["bare"]),
         ("train(default) / bare CV + fit", by_key["train"], by_key["bare_cv"]),
         ("train(cv=0, existing home) / bare fit", by_key["train0_existing"], by_key["bare"]),
+        ("bare fit + plain MLflow / bare fit", by_key["bare_mlflow"], by_key["bare"]),
+        ("train(cv=0) / bare fit + plain MLflow", by_key["train0"], by_key["bare_mlflow"]),
     ]
     if "train0_base" in by_key:
         pairs += [

@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from typing import Any
 
 START = time.perf_counter()
 
@@ -48,7 +49,7 @@ def categories(values: pd.Series, min_count: int, most: int) -> list[str]:
     return sorted(kept)
 
 
-def main() -> None:
+def arguments(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", required=True)
     parser.add_argument("--target", required=True)
@@ -57,7 +58,11 @@ def main() -> None:
     parser.add_argument("--cv-folds", type=int, default=0)
     parser.add_argument("--max-categories", type=int, default=50)
     parser.add_argument("--min-category-count", type=int, default=5)
-    args = parser.parse_args()
+    return parser.parse_args(argv)
+
+
+def fit(args: argparse.Namespace) -> tuple[Pipeline, pd.DataFrame, dict[str, Any]]:
+    """The fit and its report (what main() prints), with the fitted pipeline and the test features."""
     imported = time.perf_counter()
 
     frame = pd.read_csv(args.data, skipinitialspace=True, na_values=["?"]).drop_duplicates().reset_index(drop=True)
@@ -119,25 +124,26 @@ def main() -> None:
         "roc_auc": float(roc_auc_score(y_test == classes[1], proba)),
     }
     done = time.perf_counter()
-    print(
-        json.dumps(
-            {
-                "rows": len(frame),
-                "train_rows": len(x_train),
-                "test_rows": len(x_test),
-                "n_iter": int(pipeline.named_steps["model"].n_iter_),
-                "metrics": metrics,
-                "cv_roc_auc": cv_auc,
-                "seconds": {
-                    "imports": imported - START,
-                    "read_and_prepare": prepared - imported,
-                    "cross_validation": cross_validated - prepared,
-                    "fit": fitted - cross_validated,
-                    "score": done - fitted,
-                },
-            }
-        )
-    )
+    report = {
+        "rows": len(frame),
+        "train_rows": len(x_train),
+        "test_rows": len(x_test),
+        "n_iter": int(pipeline.named_steps["model"].n_iter_),
+        "metrics": metrics,
+        "cv_roc_auc": cv_auc,
+        "seconds": {
+            "imports": imported - START,
+            "read_and_prepare": prepared - imported,
+            "cross_validation": cross_validated - prepared,
+            "fit": fitted - cross_validated,
+            "score": done - fitted,
+        },
+    }
+    return pipeline, x_test, report
+
+
+def main() -> None:
+    print(json.dumps(fit(arguments())[2]))
 
 
 if __name__ == "__main__":
