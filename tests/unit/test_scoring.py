@@ -424,13 +424,6 @@ def test_predict_imports_only_what_it_needs(tmp_path: Path, monkeypatch: pytest.
     assert "100 predictions written" in done.stdout
 
 
-def test_batch_scoring_uses_the_cleaning_missing_markers() -> None:
-    # stream.py keeps its own copy, not to import the cleaning module (and pandas) when scoring.
-    from fasttrack.data import clean
-
-    assert list(stream.DEFAULT_MISSING_MARKERS) == clean.DEFAULT_MISSING_MARKERS
-
-
 @pytest.mark.parametrize(
     "values",
     [

@@ -11,9 +11,9 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 
+from fasttrack.data.sniff import DEFAULT_MISSING_MARKERS
 from fasttrack.errors import DataError
 
-DEFAULT_MISSING_MARKERS = ["", "?", "NA", "N/A", "null", "None", "nan"]
 _REQUESTED, _NOT_KEPT, _CONSTANT, _IDENTIFIER = "requested", "not kept", "constant", "identifier (all values unique)"
 
 

@@ -36,6 +36,7 @@ from fasttrack.data import object_store
 from fasttrack.data.schema import FeatureSchema, Schema
 from fasttrack.data.sniff import (
     BOM,
+    DEFAULT_MISSING_MARKERS,
     SNIFF_BYTES,
     binary_kind,
     first_line,
@@ -55,9 +56,6 @@ _MIN_BLOCK = 16 << 10
 # are consumed: small blocks, gathered into batches of batch_rows rows, keep that readahead at 32 MB.
 _MAX_BLOCK = 1 << 20
 _NUMERIC_DTYPES = ("int", "uint", "float", "Int", "UInt", "Float")
-#: :data:`fasttrack.data.clean.DEFAULT_MISSING_MARKERS` (a test checks they agree): that module imports pandas,
-#: a quarter of a second that batch scoring otherwise never needs.
-DEFAULT_MISSING_MARKERS = ("", "?", "NA", "N/A", "null", "None", "nan")
 #: A batch of rows: a record batch, or a table of several chunks (see :class:`BatchStream`).
 Batch: TypeAlias = pa.RecordBatch | pa.Table
 #: A column of a batch.
