@@ -13,12 +13,13 @@ Each figure is the median of ``--repeat`` runs (default 3), and the 1-minute loa
 it: the machine is shared, and a busy neighbour slows every figure, so compare runs made at similar loads.
 
 Run: ``python bench/batch_scoring.py [--rows 1000000] [--batch-rows 100000] [--engines sklearn,onnx]
-[--workloads sample,adult-logistic,adult-gbdt] [--repeat 3]``. Not part of the test suite.
+[--workloads sample,adult-logistic,adult-gbdt] [--repeat 3] [--json FILE]``. Not part of the test suite.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import re
 import statistics
@@ -134,6 +135,9 @@ def main() -> None:
     parser.add_argument("--engines", default="sklearn,onnx")
     parser.add_argument("--workloads", default=",".join(WORKLOADS), help=f"some of {', '.join(WORKLOADS)}")
     parser.add_argument("--repeat", type=int, default=3, help="runs per figure (the median is shown)")
+    parser.add_argument(
+        "--json", type=Path, default=None, help="also write the figures to this file (bench/targets.py)"
+    )
     args = parser.parse_args()
     engines = args.engines.split(",")
     unknown = set(args.workloads.split(",")) - set(WORKLOADS)
@@ -144,6 +148,7 @@ def main() -> None:
     print("rows/s end to end (start-up included) | of the scoring alone | peak memory | start-up (10 rows)\n")
     header = f"{'workload':24} {'engine':8} {'end to end':>12} {'scoring':>12} {'memory MB':>10} {'start-up s':>11}"
     print(f"{header} {'input MB':>9} {'load':>5}")
+    figures: list[dict[str, object]] = []
     with tempfile.TemporaryDirectory(prefix="fasttrack-bench-") as tmp:
         root = Path(tmp)
         for number, key in enumerate(WORKLOADS):
@@ -169,6 +174,22 @@ def main() -> None:
                     f"{statistics.median(starts):11.2f} {size:9.0f} {statistics.median(loads):5.1f}",
                     flush=True,
                 )
+                figures.append(
+                    {
+                        "key": key,
+                        "title": title,
+                        "engine": engine,
+                        "end_to_end_rows_s": args.rows / wall,
+                        "scoring_rows_s": scoring,
+                        "memory_mb": memory,
+                        "startup_s": statistics.median(starts),
+                        "load": statistics.median(loads),
+                    }
+                )
+    if args.json is not None:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        command = " ".join(["bench/batch_scoring.py", *sys.argv[1:]])
+        args.json.write_text(json.dumps({"command": command, "rows": args.rows, "workloads": figures}, indent=2) + "\n")
 
 
 if __name__ == "__main__":

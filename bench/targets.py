@@ -1,0 +1,133 @@
+"""Issue 7's targets against the figures of one ``make bench`` run: one table, each row measured, target, met.
+
+Reads the JSON files that ``bench/serving.py --json``, ``bench/batch_scoring.py --json`` and
+``bench/training.py --json`` write (``make bench`` puts them in ``.bench/``) and prints every figure of the issue's
+target table with the value measured in that run. A figure whose benchmark did not run (or whose server failed)
+is shown as not measured, never as met.
+
+Run: ``.venv/bin/python bench/targets.py [--dir .bench]``. Not part of the test suite.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+ROOT = Path(__file__).resolve().parent.parent
+#: Serving models of the issue's first row, as bench/serving.py names them.
+SERVING_MODELS = {
+    "sample": "2-feature logistic",
+    "adult-linear": "categorical pipeline (adult.csv), logistic",
+    "adult": "categorical pipeline (adult.csv), hist GBDT",
+    "adult-rf": "random forest, 100 trees (adult.csv)",
+}
+
+
+@dataclass(frozen=True)
+class Row:
+    figure: str
+    target: str
+    value: float | None
+    shown: str
+    met: bool | None
+
+
+def load(path: Path) -> dict[str, Any] | None:
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def at_least(figure: str, value: float | None, target: float, fmt: Callable[[float], str]) -> Row:
+    shown = "not measured" if value is None else fmt(value)
+    return Row(figure, f"≥ {fmt(target)}", value, shown, None if value is None else value >= target)
+
+
+def at_most(figure: str, value: float | None, target: float, fmt: Callable[[float], str]) -> Row:
+    shown = "not measured" if value is None else fmt(value)
+    return Row(figure, f"≤ {fmt(target)}", value, shown, None if value is None else value <= target)
+
+
+def serving_rows(serving: dict[str, Any] | None) -> list[Row]:
+    models = {m["model"]: m for m in (serving or {}).get("models", [])}
+    rows = []
+    for key, title in SERVING_MODELS.items():
+        rows.append(
+            at_least(f"req/s ÷ hello world: {title}", models.get(key, {}).get("vs_hello"), 0.90, "{:.2f}".format)
+        )
+    for key, title in SERVING_MODELS.items():
+        rows.append(
+            at_least(f"÷ mlflow models serve: {title}", models.get(key, {}).get("vs_mlflow"), 20, "{:.0f}x".format)
+        )
+    for key, title in SERVING_MODELS.items():
+        fasttrack = models.get(key, {}).get("servers", {}).get("fasttrack", {})
+        rows.append(at_most(f"p99 at 32 connections: {title}", fasttrack.get("p99_ms"), 10, "{:.1f} ms".format))
+    for key, title in SERVING_MODELS.items():
+        fasttrack = models.get(key, {}).get("servers", {}).get("fasttrack", {})
+        rows.append(at_most(f"ready after start: {title}", fasttrack.get("startup_s"), 3, "{:.2f} s".format))
+        memory = max(fasttrack.get("rss_ready_mb") or 0, fasttrack.get("rss_after_mb") or 0) or None
+        rows.append(at_most(f"resident memory, model loaded: {title}", memory, 300, "{:.0f} MB".format))
+    return rows
+
+
+def batch_rows(batch: dict[str, Any] | None) -> list[Row]:
+    figures = {(w["key"], w["engine"]): w for w in (batch or {}).get("workloads", [])}
+    targets = {"sample": ("logistic", 1_000_000), "adult-logistic": ("categorical pipeline", 500_000)}
+    rows = (batch or {}).get("rows", 1_000_000)
+    return [
+        at_least(
+            f"fasttrack predict, {rows:,} CSV rows end to end: {title}",
+            figures.get((key, "onnx"), {}).get("end_to_end_rows_s"),
+            target,
+            "{:,.0f} rows/s".format,
+        )
+        for key, (title, target) in targets.items()
+    ]
+
+
+def training_rows(training: dict[str, Any] | None) -> list[Row]:
+    ratios = (training or {}).get("ratios", {})
+    return [
+        at_most(
+            "fasttrack train ÷ bare sklearn fit (adult.csv, hist GBDT)",
+            ratios.get("train_vs_fit"),
+            1.5,
+            "{:.2f}x".format,
+        ),
+        at_most(
+            "  the same with the config's cross-validation, ÷ bare CV + fit",
+            ratios.get("train_cv_vs_cv_fit"),
+            1.5,
+            "{:.2f}x".format,
+        ),
+    ]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--dir", type=Path, default=ROOT / ".bench", help="where the benchmarks wrote their JSON")
+    args = parser.parse_args()
+    sources = {name: load(args.dir / f"{name}.json") for name in ("serving", "batch", "training")}
+    rows = serving_rows(sources["serving"]) + batch_rows(sources["batch"]) + training_rows(sources["training"])
+    table = Table(title="issue 7: targets against this run", title_justify="left")
+    for column in ("figure", "target", "measured", "met"):
+        table.add_column(column, justify="left" if column == "figure" else "right")
+    for row in rows:
+        met = "-" if row.met is None else "yes" if row.met else "NO"
+        table.add_row(row.figure, row.target, row.shown, met)
+    console = Console(width=120)
+    console.print(table)
+    for name, source in sources.items():
+        console.print(f"{name}: " + (source.get("command", "?") if source else f"no {args.dir / name}.json"))
+    missed = sum(1 for row in rows if row.met is False)
+    unmeasured = sum(1 for row in rows if row.met is None)
+    console.print(f"{len(rows) - missed - unmeasured} met, {missed} not met, {unmeasured} not measured")
+
+
+if __name__ == "__main__":
+    main()
