@@ -134,15 +134,19 @@ test-unit: install-dev $(PROMETHEUS_DEB) ## Only the unit tests (fast)
 
 # Benchmarks (bench/, never part of `make test`): serving throughput with wrk (the Debian package, installed when
 # missing and running as root), batch scoring, then training against a bare scikit-learn fit (adult.csv from
-# ../shared/datasets). BENCH_ARGS go to bench/serving.py, e.g. BENCH_ARGS="--models sample,adult".
-BENCH_ARGS ?= --models sample,adult,adult-rf
+# ../shared/datasets). BENCH_ARGS go to bench/serving.py, e.g. BENCH_ARGS="--models sample,adult". Each writes its
+# figures to $(BENCH_DIR)/ as JSON, and bench/targets.py ends the report with issue 7's targets against them.
+BENCH_ARGS ?= --models sample,adult,adult-linear,adult-rf
+BENCH_DIR ?= .bench
 
 bench: install ## Benchmark serving (wrk: hello world, brief-style, mlflow, fasttrack), batch scoring and training
 	@command -v wrk >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y wrk; } \
 		|| { echo "error: wrk is missing: sudo apt-get install wrk" >&2; exit 1; }
-	$(VENV)/bin/python bench/serving.py $(BENCH_ARGS)
-	$(VENV)/bin/python bench/batch_scoring.py
-	$(VENV)/bin/python bench/training.py
+	@rm -f $(BENCH_DIR)/serving.json $(BENCH_DIR)/batch.json $(BENCH_DIR)/training.json
+	$(VENV)/bin/python bench/serving.py $(BENCH_ARGS) --json $(BENCH_DIR)/serving.json
+	$(VENV)/bin/python bench/batch_scoring.py --json $(BENCH_DIR)/batch.json
+	$(VENV)/bin/python bench/training.py --json $(BENCH_DIR)/training.json
+	$(VENV)/bin/python bench/targets.py --dir $(BENCH_DIR)
 
 clean: ## Remove the virtual environments, the local store and caches
-	rm -rf $(VENV) .tools $(HOME_DIR) .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) .tools $(HOME_DIR) $(BENCH_DIR) .mypy_cache .ruff_cache .pytest_cache

@@ -92,20 +92,13 @@ def batch_rows(batch: dict[str, Any] | None) -> list[Row]:
 
 def training_rows(training: dict[str, Any] | None) -> list[Row]:
     ratios = (training or {}).get("ratios", {})
-    return [
-        at_most(
-            "fasttrack train ÷ bare sklearn fit (adult.csv, hist GBDT)",
-            ratios.get("train_vs_fit"),
-            1.5,
-            "{:.2f}x".format,
-        ),
-        at_most(
-            "  the same with the config's cross-validation, ÷ bare CV + fit",
-            ratios.get("train_cv_vs_cv_fit"),
-            1.5,
-            "{:.2f}x".format,
-        ),
-    ]
+    figures = {
+        "train_vs_fit": "fasttrack train --cv-folds 0 ÷ bare sklearn fit (adult.csv, hist GBDT)",
+        "train_existing_vs_fit": "  the same, into a home that already has a run",
+        "train_cv_vs_cv_fit": "  fasttrack train (config's 3-fold CV) ÷ bare CV + fit",
+        "train_cv_existing_vs_cv_fit": "  the same, into a home that already has a run",
+    }
+    return [at_most(title, ratios.get(key), 1.5, "{:.2f}x".format) for key, title in figures.items()]
 
 
 def main() -> None:

@@ -4,8 +4,8 @@ Each round runs, every command in a process of its own and in an order that reve
 
 * ``fasttrack train --config CONFIG --cv-folds 0`` and ``fasttrack train --config CONFIG`` (the config's
   cross-validation), each into a fresh temporary ``FASTTRACK_HOME``, so each creates its MLflow store;
-* ``fasttrack train --config CONFIG --cv-folds 0`` into a home that already holds a run (made once, untimed,
-  before the first round): what every training after the first one costs;
+* ``fasttrack train --config CONFIG --cv-folds 0`` and ``fasttrack train --config CONFIG`` into a home that
+  already holds a run (made once, untimed, before the first round): what every training after the first costs;
 * bench/apps/bare_fit.py, plain pandas + scikit-learn, with the same cleaning, split, preprocessing, estimator
   and hyperparameters: once a single fit, once the config's cross-validation followed by the fit;
 * bench/apps/bare_mlflow_fit.py: the same single fit, then the plain MLflow calls that keep it (a run with
@@ -17,7 +17,8 @@ Each round runs, every command in a process of its own and in an order that reve
 The wall time of each command is measured from process start to exit, with its CPU time (user + system, which
 other processes on the machine move less than the wall time). The table gives the median and min-max over
 ``--rounds``, with the fit's own time (fasttrack's ``fit_seconds`` metric, the bare script's report), and
-the ratios the target is stated in, per round: train(cv=0) / bare fit, train(default) / bare CV + fit. That both
+the ratios the target is stated in, per round: train(cv=0) / bare fit, train(default) / bare CV + fit (each
+also into the existing home, and against the bare fit with plain MLflow). That both
 fit the same model is shown by their test ROC AUC. Then ``--stage-runs`` runs of bench/apps/train_stages.py
 break ``fasttrack train --cv-folds 0`` down by stage (imports, ingest, fit, plots, ONNX, MLflow, registration),
 in a fresh home and in the existing one, and on the baseline's source (fresh home) when there is one. The
@@ -25,7 +26,7 @@ machine's load average is printed before and after: on a shared machine, other p
 (the fit most, as its OpenMP threads wait for each other); ``--omp-threads 1`` takes that effect out.
 
 Run: ``.venv/bin/python bench/training.py [--rounds 3] [--config configs/adult.yaml] [--stage-runs 1]
-[--omp-threads N] [--baseline-src DIR]``.
+[--omp-threads N] [--baseline-src DIR] [--json FILE]``.
 The config must use ``hist_gradient_boosting`` for a classification target without ``params`` (what the bare
 script replicates). Not part of the test suite.
 """
@@ -104,6 +105,9 @@ def variants(config_path: str, config: dict[str, object], baseline_src: str | No
             "fasttrack",
             [*train, "--cv-folds", "0"],
             "existing",
+        ),
+        Variant(
+            "train_existing", f"fasttrack train (config: {folds} folds), existing home", "fasttrack", train, "existing"
         ),
         Variant("bare", "bare sklearn: fit", "bare", [*bare, "--cv-folds", "0"]),
         Variant("bare_cv", f"bare sklearn: {folds}-fold CV + fit", "bare", [*bare, "--cv-folds", str(folds)]),
@@ -239,6 +243,9 @@ def main() -> None:
         default=None,
         help="also run fasttrack train with PYTHONPATH=DIR (another checkout's src), interleaved",
     )
+    parser.add_argument(
+        "--json", type=Path, default=None, help="also write the figures to this file (bench/targets.py)"
+    )
     args = parser.parse_args()
     common_env = {"OMP_NUM_THREADS": str(args.omp_threads)} if args.omp_threads else {}
     config = load_config(args.config)
@@ -292,20 +299,29 @@ def main() -> None:
         )
     console.print(table)
     by_key = {v.key: v for v in every}
+    # (label, key for --json, ours, theirs)
     pairs = [
-        ("train(cv=0) / bare fit", by_key["train0"], by_key["bare"]),
-        ("train(default) / bare CV + fit", by_key["train"], by_key["bare_cv"]),
-        ("train(cv=0, existing home) / bare fit", by_key["train0_existing"], by_key["bare"]),
-        ("bare fit + plain MLflow / bare fit", by_key["bare_mlflow"], by_key["bare"]),
-        ("train(cv=0) / bare fit + plain MLflow", by_key["train0"], by_key["bare_mlflow"]),
+        ("train(cv=0) / bare fit", "train_vs_fit", by_key["train0"], by_key["bare"]),
+        ("train(default) / bare CV + fit", "train_cv_vs_cv_fit", by_key["train"], by_key["bare_cv"]),
+        ("train(cv=0, existing home) / bare fit", "train_existing_vs_fit", by_key["train0_existing"], by_key["bare"]),
+        (
+            "train(default, existing home) / bare CV + fit",
+            "train_cv_existing_vs_cv_fit",
+            by_key["train_existing"],
+            by_key["bare_cv"],
+        ),
+        ("bare fit + plain MLflow / bare fit", "mlflow_fit_vs_fit", by_key["bare_mlflow"], by_key["bare"]),
+        ("train(cv=0) / bare fit + plain MLflow", "train_vs_mlflow_fit", by_key["train0"], by_key["bare_mlflow"]),
     ]
     if "train0_base" in by_key:
         pairs += [
-            ("train(cv=0) now / baseline", by_key["train0"], by_key["train0_base"]),
-            ("train(default) now / baseline", by_key["train"], by_key["train_base"]),
+            ("train(cv=0) now / baseline", "train_vs_baseline", by_key["train0"], by_key["train0_base"]),
+            ("train(default) now / baseline", "train_cv_vs_baseline", by_key["train"], by_key["train_base"]),
         ]
-    for label, ours, bare in pairs:
+    medians: dict[str, float] = {}
+    for label, key, ours, bare in pairs:
         ratios = [o / b for o, b in zip(ours.walls, bare.walls, strict=True)]
+        medians[key] = statistics.median(ratios)
         extra = [o - b for o, b in zip(ours.walls, bare.walls, strict=True)]
         cpu = [o / b for o, b in zip(ours.cpus, bare.cpus, strict=True)]
         console.print(
@@ -314,6 +330,11 @@ def main() -> None:
     if args.stage_runs:
         console.print(stage_table(stage_columns))
     console.print(f"load average after: {' '.join(f'{v:.2f}' for v in load_after)}")
+    if args.json is not None:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        walls = {v.key: statistics.median(v.walls) for v in every}
+        command = " ".join(["bench/training.py", *sys.argv[1:]])
+        args.json.write_text(json.dumps({"command": command, "ratios": medians, "wall_s": walls}, indent=2) + "\n")
 
 
 if __name__ == "__main__":
