@@ -139,7 +139,7 @@ test-unit: install-dev $(PROMETHEUS_DEB) ## Only the unit tests (fast)
 BENCH_ARGS ?= --models sample,adult,adult-linear,adult-rf
 BENCH_DIR ?= .bench
 
-bench: install ## Benchmark serving (wrk: hello world, brief-style, mlflow, fasttrack), batch scoring and training
+bench: install ## Benchmark serving (wrk: hello world, brief-style, mlflow, fasttrack), batch scoring, training; check the targets
 	@command -v wrk >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y wrk; } \
 		|| { echo "error: wrk is missing: sudo apt-get install wrk" >&2; exit 1; }
 	@rm -f $(BENCH_DIR)/serving.json $(BENCH_DIR)/batch.json $(BENCH_DIR)/training.json
