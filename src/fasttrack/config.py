@@ -123,7 +123,15 @@ class Settings(BaseSettings):
         env = os.environ.get("MLFLOW_TRACKING_URI")
         if env:
             return env
-        return f"sqlite:///{(self.home / 'mlflow.db').resolve()}"
+        return self.embedded_store_uri()
+
+    def embedded_store(self) -> Path:
+        """The embedded tracking store's SQLite file (used when no tracking URI is set)."""
+        return (self.home / "mlflow.db").resolve()
+
+    def embedded_store_uri(self) -> str:
+        """The embedded tracking store's URI."""
+        return f"sqlite:///{self.embedded_store()}"
 
     def artifact_root(self) -> str:
         """Where the embedded store keeps artifacts (used only when FastTrack creates the store)."""

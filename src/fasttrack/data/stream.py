@@ -476,32 +476,28 @@ _ZERO_ONE = arrow_array(np.asarray([0.0, 1.0]))
 
 def float_values(column: Column) -> np.ndarray[Any, Any]:
     """A numeric column's values as a float64 numpy array, NaN where missing."""
-    if column.type != pa.float64():
-        column = column.cast(pa.float64())
-    if column.null_count:
-        column = pc.fill_null(column, _NAN)
-    if isinstance(column, pa.ChunkedArray):
-        column = column.combine_chunks() if column.num_chunks != 1 else column.chunk(0)
-    data = column.buffers()[1]
-    if data is None:  # no rows
-        return np.empty(0, dtype=np.float64)
-    return np.frombuffer(data, dtype=np.float64, count=len(column), offset=column.offset * 8)
+    return _numpy_values(column, pa.float64(), np.float64, _NAN)
 
 
 def int_values(column: Column, null: int) -> np.ndarray[Any, Any]:
     """An integer column's values as an int32 numpy array, ``null`` where missing."""
-    if column.type != pa.int32():  # dictionary indices from Parquet may be narrower (pandas' categories: int8)
-        column = column.cast(pa.int32())
+    # Dictionary indices from Parquet may be narrower than int32 (pandas' categories: int8): the cast widens them.
+    return _numpy_values(column, pa.int32(), np.int32, arrow_array(np.asarray([null], dtype=np.int32))[0])
+
+
+def _numpy_values(column: Column, kind: pa.DataType, dtype: type[Any], fill: pa.Scalar) -> np.ndarray[Any, Any]:
+    """``column`` cast to ``kind``, nulls replaced by ``fill``, as a numpy view of its data (one copy at most)."""
+    if column.type != kind:
+        column = column.cast(kind)
     if column.null_count:
-        column = pc.fill_null(column, arrow_array(np.asarray([null], dtype=np.int32))[0])
+        column = pc.fill_null(column, fill)
     if isinstance(column, pa.ChunkedArray):
-        if column.num_chunks == 0:
-            return np.empty(0, dtype=np.int32)
         column = column.combine_chunks() if column.num_chunks != 1 else column.chunk(0)
     data = column.buffers()[1]
-    if data is None:
-        return np.empty(0, dtype=np.int32)
-    return np.frombuffer(data, dtype=np.int32, count=len(column), offset=column.offset * 4)
+    if data is None:  # no rows
+        return np.empty(0, dtype=dtype)
+    size = np.dtype(dtype).itemsize
+    return np.frombuffer(data, dtype=dtype, count=len(column), offset=column.offset * size)
 
 
 # --------------------------------------------------------------------------------------------- normalising

@@ -114,7 +114,7 @@ def configure(settings: Settings) -> str:
 
 
 def _is_embedded(uri: str, settings: Settings) -> bool:
-    return uri == f"sqlite:///{(settings.home / 'mlflow.db').resolve()}"
+    return uri == settings.embedded_store_uri()
 
 
 def client(settings: Settings) -> MlflowClient:
@@ -123,7 +123,7 @@ def client(settings: Settings) -> MlflowClient:
 
     uri = configure(settings)
     if _is_embedded(uri, settings):
-        create_embedded_store(settings.home / "mlflow.db")
+        create_embedded_store(settings.embedded_store())
     return MlflowClient(tracking_uri=uri, registry_uri=uri)
 
 

@@ -103,7 +103,7 @@ class OnnxBackend:
         change, to :data:`~fasttrack.registry.onnx.MISSING_CATEGORY`; the general conversion in
         :meth:`OnnxModel.feeds` (any value to its category text) is for columns of unknown origin.
         """
-        from fasttrack.registry.onnx import MISSING_CATEGORY
+        from fasttrack.registry.onnx import MISSING_CATEGORY, numeric_tensor
 
         feeds: dict[str, np.ndarray] = {}
         for name, categorical in zip(self._names, self._categorical, strict=True):
@@ -114,15 +114,12 @@ class OnnxBackend:
                 text[:] = [value if type(value) is str else MISSING_CATEGORY for value in column.tolist()]
                 feeds[name] = text.reshape(-1, 1)
             else:
-                feeds[name] = column.astype(np.float32).reshape(-1, 1)
+                feeds[name] = numeric_tensor(column, len(column))
         return feeds
 
     def predict(self, columns: Columns, *, probabilities: bool = False) -> tuple[np.ndarray, np.ndarray | None]:
         """The graph's labels (or values) for ``columns`` and, when asked and a classifier, the probabilities."""
-        if all(name in columns for name in self._names):
-            values, proba = self.model.run(self.feeds(columns))
-        else:  # a feature left out: the graph's general conversion fills it in as missing
-            values, proba = self.model.predict(columns)
+        values, proba = self.model.run(self.feeds(columns))
         if values.dtype == np.float32:
             values = values.astype(np.float64)
         if probabilities and self.classes is not None and proba is not None:

@@ -267,12 +267,7 @@ class Predictor:
         ``single`` (one record answered as one prediction) gives it a plain id, otherwise row ``i`` of the batch
         has the id ``{base}-{i}`` (see :class:`PredictionBatch`).
         """
-        model_input = self._accept(records, probabilities, text)
-        with self.metrics.inference(model_input.rows):
-            batch = self._infer(model_input, probabilities)
-        self.metrics.outputs(batch.values)
-        ((base, ids),) = self._track(model_input.values, batch.values, [(model_input.rows, single)])
-        return PredictionBatch(batch.values, batch.probabilities, batch.classes, base, ids)
+        return self._answer(self._accept(records, probabilities, text), probabilities, single)
 
     async def predict_together(
         self, records: Sequence[Any], *, probabilities: bool = False, text: bool = False, single: bool = False
@@ -297,6 +292,14 @@ class Predictor:
             raise
         self.metrics.inputs(model_input.unseen, model_input.out_of_range)
         return model_input
+
+    def _answer(self, model_input: ModelInput, probabilities: bool, single: bool) -> PredictionBatch:
+        """One request's model call, timed and counted, then its labels counted and the request tracked."""
+        with self.metrics.inference(model_input.rows):
+            batch = self._infer(model_input, probabilities)
+        self.metrics.outputs(batch.values)
+        ((base, ids),) = self._track(model_input.values, batch.values, [(model_input.rows, single)])
+        return PredictionBatch(batch.values, batch.probabilities, batch.classes, base, ids)
 
     def _track(
         self, columns: Mapping[str, list[Any]], predictions: list[Any], requests: Sequence[tuple[int, bool]]
@@ -465,17 +468,10 @@ class Coalescer:
             each.answer.set_result(PredictionBatch(predicted[start_row:offset], proba, classes, base, ids))
 
     def _alone(self, each: _Waiting) -> None:
-        predictor = self._predictor
-        model_input = each.model_input
         try:
-            with predictor.metrics.inference(model_input.rows):
-                batch = predictor._infer(model_input, each.probabilities)
+            each.answer.set_result(self._predictor._answer(each.model_input, each.probabilities, each.single))
         except Exception as exc:
             each.answer.set_exception(exc)
-            return
-        predictor.metrics.outputs(batch.values)
-        ((base, ids),) = predictor._track(model_input.values, batch.values, [(model_input.rows, each.single)])
-        each.answer.set_result(PredictionBatch(batch.values, batch.probabilities, batch.classes, base, ids))
 
 
 def _spec(feature: FeatureSchema) -> _Spec:
