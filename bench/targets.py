@@ -101,6 +101,13 @@ def training_rows(training: dict[str, Any] | None) -> list[Row]:
     return [at_most(title, ratios.get(key), 1.5, "{:.2f}x".format) for key, title in figures.items()]
 
 
+#: Training figures without FastTrack in them, printed under the table: what MLflow alone costs over a bare fit.
+FLOORS = {
+    "import_fit_vs_fit": "bare fit + only importing MLflow and its SQL tracking store ÷ bare fit",
+    "mlflow_fit_vs_fit": "bare fit + plain MLflow run, log_model and register_model ÷ bare fit",
+}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--dir", type=Path, default=ROOT / ".bench", help="where the benchmarks wrote their JSON")
@@ -115,6 +122,10 @@ def main() -> None:
         table.add_row(row.figure, row.target, row.shown, met)
     console = Console(width=120)
     console.print(table)
+    ratios = (sources["training"] or {}).get("ratios", {})
+    for key, title in FLOORS.items():
+        if key in ratios:
+            console.print(f"floor, no FastTrack code: {title} = {ratios[key]:.2f}x")
     for name, source in sources.items():
         console.print(f"{name}: " + (source.get("command", "?") if source else f"no {args.dir / name}.json"))
     missed = sum(1 for row in rows if row.met is False)

@@ -8,6 +8,8 @@ Each round runs, every command in a process of its own and in an order that reve
   already holds a run (made once, untimed, before the first round): what every training after the first costs;
 * bench/apps/bare_fit.py, plain pandas + scikit-learn, with the same cleaning, split, preprocessing, estimator
   and hyperparameters: once a single fit, once the config's cross-validation followed by the fit;
+* the same single fit followed by only ``import mlflow`` and of its SQL tracking store (bare_fit.py
+  ``--import-mlflow``): the least that keeping runs in MLflow's embedded store costs, before anything is logged;
 * bench/apps/bare_mlflow_fit.py: the same single fit, then the plain MLflow calls that keep it (a run with
   params and metrics, ``mlflow.sklearn.log_model``, ``mlflow.register_model``) into a fresh SQLite store: the
   floor of any training that records its model in MLflow;
@@ -111,6 +113,12 @@ def variants(config_path: str, config: dict[str, object], baseline_src: str | No
         ),
         Variant("bare", "bare sklearn: fit", "bare", [*bare, "--cv-folds", "0"]),
         Variant("bare_cv", f"bare sklearn: {folds}-fold CV + fit", "bare", [*bare, "--cv-folds", str(folds)]),
+        Variant(
+            "bare_import",
+            "bare sklearn fit + import of MLflow's SQL store",
+            "bare",
+            [*bare, "--cv-folds", "0", "--import-mlflow"],
+        ),
         Variant(
             "bare_mlflow",
             "bare sklearn fit + plain MLflow log_model, register",
@@ -310,6 +318,7 @@ def main() -> None:
             by_key["train_existing"],
             by_key["bare_cv"],
         ),
+        ("bare fit + MLflow import / bare fit", "import_fit_vs_fit", by_key["bare_import"], by_key["bare"]),
         ("bare fit + plain MLflow / bare fit", "mlflow_fit_vs_fit", by_key["bare_mlflow"], by_key["bare"]),
         ("train(cv=0) / bare fit + plain MLflow", "train_vs_mlflow_fit", by_key["train0"], by_key["bare_mlflow"]),
     ]
