@@ -12,7 +12,7 @@ import math
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
@@ -477,6 +477,27 @@ def _convert(values: pd.Series, feature: FeatureSchema) -> tuple[pd.Series, pd.S
         problems.append(f"{int(infinite.sum())} infinite values")
     bad |= infinite
     return numbers.where(~bad, np.nan), bad, problems
+
+
+def category_text(value: Any) -> str | None:
+    """One raw categorical value as the category text the pipeline was trained on, or ``None`` for missing.
+
+    The rules of :func:`prepare_features`, for one value at a time (the server's drift and feedback windows, the
+    ONNX inputs): text is stripped and empty text is missing; booleans are ``"true"``/``"false"``; floats are
+    written as Python writes them, without a trailing ``.0`` (``3.0`` from a JSON client is the category ``"3"``
+    that integer training data had), NaN is missing; integers as they are.
+    """
+    if isinstance(value, str):
+        return value.strip() or None
+    if value is None:
+        return None
+    if isinstance(value, bool | np.bool_):
+        return "true" if value else "false"
+    if isinstance(value, float | np.floating):
+        return None if math.isnan(value) else str(float(value)).removesuffix(".0")
+    if isinstance(value, int | np.integer):
+        return str(int(value))
+    return str(value).strip() or None
 
 
 def _categorical_input(values: pd.Series) -> pd.Series:

@@ -51,6 +51,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
+from fasttrack.data.schema import category_text
 from fasttrack.registry.model_folder import ONNX_FILE, OnnxInfo
 
 if TYPE_CHECKING:
@@ -912,28 +913,5 @@ def categorical_tensor(values: Any, rows: int) -> np.ndarray[Any, Any]:
     if isinstance(values, np.ndarray) and values.dtype.kind in "fiub":
         values = values.tolist()
     array = np.empty(len(values), dtype=object)
-    array[:] = [category_text(v) for v in values]
+    array[:] = [MISSING_CATEGORY if (text := category_text(v)) is None else text for v in values]
     return array.reshape(-1, 1)
-
-
-def category_text(value: Any) -> str:
-    """One categorical value as the category string the pipeline was trained on (missing: MISSING_CATEGORY).
-
-    The same rules as :func:`fasttrack.data.schema.prepare_features`: text is stripped and empty text is
-    missing, whole floats lose their ``.0`` (``3.0`` from a JSON client is the category ``"3"``), booleans
-    are ``"true"``/``"false"``.
-    """
-    if isinstance(value, str):
-        text = value.strip()
-        return text if text else MISSING_CATEGORY
-    if value is None:
-        return MISSING_CATEGORY
-    if isinstance(value, bool | np.bool_):
-        return "true" if value else "false"
-    if isinstance(value, float | np.floating):
-        if math.isnan(value):
-            return MISSING_CATEGORY
-        return str(float(value)).removesuffix(".0")
-    if isinstance(value, int | np.integer):
-        return str(int(value))
-    return str(value).strip() or MISSING_CATEGORY

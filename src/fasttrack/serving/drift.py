@@ -26,7 +26,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from fasttrack.data.schema import CategoricalProfile, NumericProfile, Schema, bin_proportions
+from fasttrack.data.schema import CategoricalProfile, NumericProfile, Schema, bin_proportions, category_text
 
 DriftMethod = Literal["psi", "ks", "js"]
 
@@ -266,27 +266,6 @@ class DriftMonitor:
 
     def _all(self) -> list[_Monitored]:
         return [*self._features, *([self._prediction] if self._prediction is not None else [])]
-
-
-def category_text(value: Any) -> str | None:
-    """A raw value as the category text the training profile counts, or ``None`` for missing.
-
-    The same conversion as model input preparation: text stripped (empty is missing), booleans as
-    ``"true"``/``"false"``, whole floats without their ``.0`` (``3.0`` from a JSON client is the category
-    ``"3"``), other numbers as Python prints them.
-    """
-    if value is None:
-        return None
-    if isinstance(value, bool | np.bool_):
-        return "true" if value else "false"
-    if isinstance(value, float | np.floating):
-        if math.isnan(value):
-            return None
-        return str(int(value)) if float(value).is_integer() else str(float(value))
-    if isinstance(value, int | np.integer):
-        return str(int(value))
-    text = str(value).strip()
-    return text or None
 
 
 def _boolean_text(value: Any) -> str | None:

@@ -16,6 +16,7 @@ from fasttrack.data.schema import (
     Schema,
     bin_proportions,
     categorical_profile,
+    category_text,
     infer_schema,
     infer_task,
     numeric_profile,
@@ -319,6 +320,38 @@ def test_prepare_features_converts_what_clients_send(schema: Schema) -> None:
     assert prepared["income"].iloc[0] == 12.5
     assert np.isnan(prepared["income"].iloc[1])
     assert np.isnan(prepared["age"].iloc[1])
+
+
+@pytest.mark.parametrize(
+    ("value", "text"),
+    [
+        ("red", "red"),
+        ("  red ", "red"),
+        ("", None),
+        ("  ", None),
+        (None, None),
+        (float("nan"), None),
+        (True, "true"),
+        (np.bool_(False), "false"),
+        (3, "3"),
+        (3.0, "3"),
+        (np.float32(3.0), "3"),
+        (np.int64(3), "3"),
+        (2.5, "2.5"),
+        (1e16, "1e+16"),
+    ],
+)
+def test_category_text_of_one_value(value: object, text: str | None) -> None:
+    assert category_text(value) == text
+
+
+def test_category_text_is_what_prepare_features_gives_a_column() -> None:
+    frame = pd.DataFrame({"code": ["3", "1", "3", "2"], "x": [1.0, 2.0, 3.0, 4.0], "y": [0, 1, 0, 1]})
+    schema = infer_schema(frame, "y")
+    for sent in ([3.0, 2.5, 1e16, np.nan], [" a ", "", "b", None], [True, False, True, False], [3, 1, 2, 10**6]):
+        prepared = prepare_features(pd.DataFrame({"code": sent, "x": [1.0] * 4}), schema)
+        expected = [None if pd.isna(v) else v for v in prepared["code"]]
+        assert [category_text(v) for v in sent] == expected, sent
 
 
 def test_prepare_features_categorical_numbers_become_text() -> None:

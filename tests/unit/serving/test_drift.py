@@ -15,7 +15,6 @@ from fasttrack.serving.drift import (
     PSI_EPSILON,
     DriftMonitor,
     DriftValue,
-    category_text,
     js_distance,
     ks_statistic,
     population_stability_index,
@@ -120,26 +119,6 @@ def test_ks_ignores_missing_values_and_needs_some() -> None:
     assert ks_statistic(profile, np.array([np.nan, np.nan])) is None
     with_missing = np.concatenate([np.arange(100.0), [np.nan] * 50])
     assert ks(profile, with_missing) == pytest.approx(0.0)
-
-
-@pytest.mark.parametrize(
-    ("value", "text"),
-    [
-        ("red", "red"),
-        ("  red ", "red"),
-        ("", None),
-        (None, None),
-        (float("nan"), None),
-        (True, "true"),
-        (np.bool_(False), "false"),
-        (3, "3"),
-        (3.0, "3"),
-        (np.int64(3), "3"),
-        (2.5, "2.5"),
-    ],
-)
-def test_category_text_matches_model_input_preparation(value: object, text: str | None) -> None:
-    assert category_text(value) == text
 
 
 # --------------------------------------------------------------------------------------------- the monitor
