@@ -12,8 +12,13 @@ the same command on a 10-row file (imports, model loading, writing), which is th
 Each figure is the median of ``--repeat`` runs (default 3), and the 1-minute load average is printed with
 it: the machine is shared, and a busy neighbour slows every figure, so compare runs made at similar loads.
 
+Then, for the ONNX engine, the same command once on the same file cut to and repeated up to each ``--growth``
+multiple of ``--rows`` (default a quarter and four times, the header kept once): its peak memory as the file
+grows, which streaming in batches keeps flat.
+
 Run: ``python bench/batch_scoring.py [--rows 1000000] [--batch-rows 100000] [--engines sklearn,onnx]
-[--workloads sample,adult-logistic,adult-gbdt] [--repeat 3] [--json FILE]``. Not part of the test suite.
+[--workloads sample,adult-logistic,adult-gbdt] [--repeat 3] [--growth 0.25,4] [--json FILE]``. Not part of the
+test suite.
 """
 
 from __future__ import annotations
@@ -121,6 +126,20 @@ def predict(
     return wall, rate, memory
 
 
+def resized(source: Path, rows: int, wanted: int, out: Path) -> None:
+    """``source`` (a CSV of ``rows`` data rows) cut to, or repeated up to, ``wanted`` data rows, header once."""
+    with source.open("rb") as file:
+        header = file.readline()
+        body = file.read()
+    whole, part = divmod(wanted, rows)
+    with out.open("wb") as written:
+        written.write(header)
+        for _ in range(whole):
+            written.write(body)
+        if part:
+            written.write(b"".join(body.splitlines(keepends=True)[:part]))
+
+
 WORKLOADS = {
     "sample": ("sample, logistic", sample_like, "label", "linear"),
     "adult-logistic": ("adult-like, logistic", adult_like, "income", "linear"),
@@ -136,6 +155,11 @@ def main() -> None:
     parser.add_argument("--workloads", default=",".join(WORKLOADS), help=f"some of {', '.join(WORKLOADS)}")
     parser.add_argument("--repeat", type=int, default=3, help="runs per figure (the median is shown)")
     parser.add_argument(
+        "--growth",
+        default="0.25,4",
+        help="multiples of --rows for the memory-as-the-file-grows runs (onnx engine, one run each; '' for none)",
+    )
+    parser.add_argument(
         "--json", type=Path, default=None, help="also write the figures to this file (bench/targets.py)"
     )
     args = parser.parse_args()
@@ -149,6 +173,8 @@ def main() -> None:
     header = f"{'workload':24} {'engine':8} {'end to end':>12} {'scoring':>12} {'memory MB':>10} {'start-up s':>11}"
     print(f"{header} {'input MB':>9} {'load':>5}")
     figures: list[dict[str, object]] = []
+    growth: list[dict[str, object]] = []
+    factors = sorted({1.0, *(float(f) for f in args.growth.split(",") if f.strip())})
     with tempfile.TemporaryDirectory(prefix="fasttrack-bench-") as tmp:
         root = Path(tmp)
         for number, key in enumerate(WORKLOADS):
@@ -186,10 +212,29 @@ def main() -> None:
                         "load": statistics.median(loads),
                     }
                 )
+                if engine == "onnx" and len(factors) > 1:
+                    for factor in factors:
+                        wanted = int(args.rows * factor)
+                        if factor == 1.0:
+                            grown, used = source, memory
+                        else:
+                            grown = root / "grown.csv"
+                            resized(source, args.rows, wanted, grown)
+                            used = predict(folder, grown, root / "scored.csv", engine, args.batch_rows, root)[2]
+                        mb = grown.stat().st_size / 1e6
+                        growth.append({"key": key, "title": title, "rows": wanted, "input_mb": mb, "memory_mb": used})
+                        if grown != source:
+                            grown.unlink()
+    if growth:
+        print(f"\npeak memory as the file grows (onnx, batches of {args.batch_rows:,}; 1x is the median above)\n")
+        print(f"{'workload':24} {'rows':>11} {'input MB':>9} {'memory MB':>10}")
+        for row in growth:
+            print(f"{row['title']:24} {row['rows']:11,} {row['input_mb']:9,.0f} {row['memory_mb']:10,.0f}")
     if args.json is not None:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         command = " ".join(["bench/batch_scoring.py", *sys.argv[1:]])
-        args.json.write_text(json.dumps({"command": command, "rows": args.rows, "workloads": figures}, indent=2) + "\n")
+        report = {"command": command, "rows": args.rows, "workloads": figures, "growth": growth}
+        args.json.write_text(json.dumps(report, indent=2) + "\n")
 
 
 if __name__ == "__main__":

@@ -3,7 +3,8 @@
 Reads the JSON files that ``bench/serving.py --json``, ``bench/batch_scoring.py --json`` and
 ``bench/training.py --json`` write (``make bench`` puts them in ``.bench/``) and prints every figure of the issue's
 target table with the value measured in that run. A figure whose benchmark did not run (or whose server failed)
-is shown as not measured, never as met.
+is shown as not measured, never as met. Under the table: the training floors (no FastTrack code in them) and the
+batch scoring's peak memory as the file grows, which the issue asks to stay flat without giving a number.
 
 Run: ``.venv/bin/python bench/targets.py [--dir .bench]``. Not part of the test suite.
 """
@@ -126,6 +127,11 @@ def main() -> None:
     for key, title in FLOORS.items():
         if key in ratios:
             console.print(f"floor, no FastTrack code: {title} = {ratios[key]:.2f}x")
+    growth = (sources["batch"] or {}).get("growth", [])
+    for key in dict.fromkeys(row["key"] for row in growth):
+        steps = [row for row in growth if row["key"] == key]
+        shown = ", ".join(f"{row['rows']:,} rows {row['memory_mb']:.0f} MB" for row in steps)
+        console.print(f"fasttrack predict peak memory as the file grows, {steps[0]['title']}: {shown}")
     for name, source in sources.items():
         console.print(f"{name}: " + (source.get("command", "?") if source else f"no {args.dir / name}.json"))
     missed = sum(1 for row in rows if row.met is False)
