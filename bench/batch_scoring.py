@@ -24,9 +24,11 @@ test suite.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import re
+import shutil
 import statistics
 import subprocess
 import sys
@@ -128,16 +130,15 @@ def predict(
 
 def resized(source: Path, rows: int, wanted: int, out: Path) -> None:
     """``source`` (a CSV of ``rows`` data rows) cut to, or repeated up to, ``wanted`` data rows, header once."""
-    with source.open("rb") as file:
-        header = file.readline()
-        body = file.read()
     whole, part = divmod(wanted, rows)
-    with out.open("wb") as written:
-        written.write(header)
+    with source.open("rb") as file, out.open("wb") as written:
+        written.write(file.readline())
+        body = file.tell()
         for _ in range(whole):
-            written.write(body)
-        if part:
-            written.write(b"".join(body.splitlines(keepends=True)[:part]))
+            file.seek(body)
+            shutil.copyfileobj(file, written)
+        file.seek(body)
+        written.writelines(itertools.islice(file, part))
 
 
 WORKLOADS = {
@@ -216,15 +217,14 @@ def main() -> None:
                     for factor in factors:
                         wanted = int(args.rows * factor)
                         if factor == 1.0:
-                            grown, used = source, memory
+                            used, mb = memory, size
                         else:
                             grown = root / "grown.csv"
                             resized(source, args.rows, wanted, grown)
                             used = predict(folder, grown, root / "scored.csv", engine, args.batch_rows, root)[2]
-                        mb = grown.stat().st_size / 1e6
-                        growth.append({"key": key, "title": title, "rows": wanted, "input_mb": mb, "memory_mb": used})
-                        if grown != source:
+                            mb = grown.stat().st_size / 1e6
                             grown.unlink()
+                        growth.append({"key": key, "title": title, "rows": wanted, "input_mb": mb, "memory_mb": used})
     if growth:
         print(f"\npeak memory as the file grows (onnx, batches of {args.batch_rows:,}; 1x is the median above)\n")
         print(f"{'workload':24} {'rows':>11} {'input MB':>9} {'memory MB':>10}")

@@ -93,8 +93,7 @@ class OnnxBackend:
     def __init__(self, model: OnnxModel) -> None:
         self.model = model
         self.classes: list[Label] | None = list(model.labels) if model.is_classifier else None
-        self._categorical = [f.kind == "categorical" for f in model.schema.features]
-        self._names = [f.name for f in model.schema.features]
+        self._features = [(f.name, f.kind == "categorical") for f in model.schema.features]
 
     def feeds(self, columns: Columns) -> dict[str, np.ndarray]:
         """The graph's input tensors for validated ``columns``: float32 ``[n, 1]`` numbers and ``[n, 1]`` text.
@@ -106,7 +105,7 @@ class OnnxBackend:
         from fasttrack.registry.onnx import MISSING_CATEGORY, numeric_tensor
 
         feeds: dict[str, np.ndarray] = {}
-        for name, categorical in zip(self._names, self._categorical, strict=True):
+        for name, categorical in self._features:
             column = columns[name]
             if categorical:
                 text = np.empty(len(column), dtype=object)

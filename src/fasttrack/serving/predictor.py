@@ -41,7 +41,7 @@ Record = Mapping[str, Any]
 #: Problems reported per request; a batch with more stops there (fix these first).
 MAX_DETAILS: Final = 100
 _ABSENT: Final = object()
-#: Integers below this in size are exactly representable as floats (the validation loop's fast path takes them).
+#: The validation loop's fast path takes integers below this in size (exact as floats, never an overflow).
 _EXACT_INT: Final = 2**53
 _REPR_LIMIT: Final = 60
 
@@ -100,9 +100,13 @@ class _Spec:
     low: float | None
     high: float | None
     categories: frozenset[str] | None
-    #: For the validation loop's fast path.
-    numeric: bool = False
-    categorical: bool = False
+    #: ``kind`` as flags, for the validation loop's fast path (derived, never passed).
+    numeric: bool = field(init=False)
+    categorical: bool = field(init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "numeric", self.kind == "numeric")
+        object.__setattr__(self, "categorical", self.kind == "categorical")
 
 
 class Predictor:
@@ -410,7 +414,8 @@ class Coalescer:
     one lock, one read of randomness for the ids), and the predicted labels are counted once per call: the same
     windows, ids and counts as one request at a time, for a fraction of the cost.
 
-    If the shared call fails, each request is retried alone, so that one request's failure stays its own. The
+    If the shared call fails, each request is retried alone, so that one request's failure stays its own; if what
+    follows it (counting, tracking) fails, every request of the call gets that error rather than no answer. The
     inference histogram observes the shared call's time for each request in it (the time it spent in the model).
     A request cancelled before the flush (its client went away) is neither predicted nor counted. Event-loop
     only: :meth:`Predictor.predict` (thread pool, tools) calls the model directly.
@@ -451,6 +456,18 @@ class Coalescer:
                 self._alone(each)
             return
         seconds = perf_counter() - start
+        try:
+            self._answer_all(waiting, batch, values, seconds)
+        except Exception as exc:  # a flush runs outside every request: its failure must reach them, not the loop
+            for each in waiting:
+                if not each.answer.done():
+                    each.answer.set_exception(exc)
+
+    def _answer_all(
+        self, waiting: list[_Waiting], batch: PredictionBatch, values: Mapping[str, list[Any]], seconds: float
+    ) -> None:
+        """Count and track the shared call's predictions, and give each request its part."""
+        predictor = self._predictor
         predicted = batch.values
         predictor.metrics.outputs(predicted)
         tracked = predictor._track(values, predicted, [(w.model_input.rows, w.single) for w in waiting])
@@ -479,16 +496,13 @@ def _spec(feature: FeatureSchema) -> _Spec:
     if feature.kind == "categorical" and feature.categories and len(feature.categories) < MAX_STORED_CATEGORIES:
         categories = frozenset(feature.categories)
     numeric = feature.kind == "numeric"
-    low, high = (feature.min, feature.max) if numeric else (None, None)
     return _Spec(
         name=feature.name,
         kind=feature.kind,
         nullable=feature.nullable,
-        low=low,
-        high=high,
+        low=feature.min if numeric else None,
+        high=feature.max if numeric else None,
         categories=categories,
-        numeric=numeric,
-        categorical=feature.kind == "categorical",
     )
 
 

@@ -283,3 +283,25 @@ def test_a_cancelled_waiter_does_not_break_the_others_when_the_shared_call_fails
     assert isinstance(cancelled, asyncio.CancelledError)
     assert isinstance(failed, RuntimeError)
     assert answered.values == ["negative"]
+
+
+def test_a_failure_after_the_shared_call_reaches_every_request(
+    fresh: Callable[..., Fresh], classifier: Predictor, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The flush runs on the event loop, outside every request: what fails there must not leave them waiting."""
+    served = fresh(classifier)
+
+    def broken(columns: Any) -> None:
+        raise RuntimeError("the drift window is broken")
+
+    monkeypatch.setattr(served.predictor.drift, "observe_columns", broken)
+    asks = [Ask([RECORD], single=True), Ask([OTHER, RECORD])]
+
+    async def run() -> list[Any]:
+        predictor = served.predictor
+        calls = [predictor.predict_together(a.records, single=a.single) for a in asks]
+        return list(await asyncio.wait_for(asyncio.gather(*calls, return_exceptions=True), timeout=10))
+
+    results = asyncio.run(run())
+    assert all(isinstance(r, RuntimeError) and "drift window" in str(r) for r in results), results
+    assert served.backend.calls == [3]
