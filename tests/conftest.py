@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
 import pytest
 
 DATASETS = Path(__file__).resolve().parents[2] / "shared" / "datasets"
@@ -15,3 +17,22 @@ def datasets_dir() -> Path:
     if not DATASETS.is_dir():
         pytest.skip(f"real data sets not found at {DATASETS} (CI always has them; this checkout has no ../shared)")
     return DATASETS
+
+
+@pytest.fixture
+def training() -> pd.DataFrame:
+    """A small cleaned training frame with every feature kind, missing values and a text target."""
+    rng = np.random.default_rng(0)
+    n = 200
+    age = rng.integers(1, 80, n).astype("float64")
+    age[:10] = np.nan
+    return pd.DataFrame(
+        {
+            "age": age,
+            "rooms": rng.integers(1, 6, n),
+            "income": rng.normal(50.0, 10.0, n),
+            "colour": pd.Series(["red"] * 120 + ["blue"] * 60 + ["green"] * 16 + ["pink"] * 4, dtype="str"),
+            "member": np.arange(n) % 3 == 0,
+            "y": pd.Series(["no", "yes"] * (n // 2), dtype="str"),
+        }
+    )

@@ -65,6 +65,8 @@ METRICS: dict[str, Metric] = {
     "fasttrack_prediction_value": Metric("histogram", ("model", "version")),
     "fasttrack_unseen_category_total": Metric("counter", ("model", "version", "feature")),
     "fasttrack_out_of_range_total": Metric("counter", ("model", "version", "feature")),
+    "fasttrack_missing_value_total": Metric("counter", ("model", "version", "feature")),
+    "fasttrack_ignored_field_total": Metric("counter", ("model", "version", "field")),
     "fasttrack_feature_drift": Metric("gauge", ("model", "version", "feature", "method")),
     "fasttrack_feature_drift_threshold": Metric("gauge", ("model", "version", "feature", "method")),
     "fasttrack_live_accuracy": Metric("gauge", ("model", "version")),

@@ -155,7 +155,7 @@ def train_serving_models(home: Path) -> None:
     import pandas as pd
 
     from fasttrack.config import TrainConfig
-    from fasttrack.data.schema import infer_schema
+    from fasttrack.data.describe import infer_schema
     from fasttrack.registry.tracking import log_training
     from fasttrack.training.train import train
 

@@ -176,13 +176,23 @@ def ingest(
     """Read and clean a data set (a file, a URL or a SQL query), report what cleaning did, and optionally save
     the data and its schema."""
     from fasttrack.data.clean import CleanOptions
-    from fasttrack.data.schema import infer_schema
+    from fasttrack.data.describe import infer_schema
 
     if schema_out and not target:
         raise ConfigError("--schema-out needs --target: the schema describes features against a target")
     options = CleanOptions(drop_columns=drop or [], keep_columns=keep or None)
     result = _ingest_source(data, sql, db, target=target, options=options, fmt=fmt)
-    schema = infer_schema(result.frame, target, task) if target else None
+    schema = (
+        infer_schema(
+            result.frame,
+            target,
+            task,
+            dropped_columns=result.report.dropped_columns,
+            missing_markers=options.missing_markers,
+        )
+        if target
+        else None
+    )
     _print_clean_report(result.report)
     if schema is not None:
         _print_schema(schema)
@@ -261,7 +271,7 @@ def train(
 ) -> None:
     """Ingest, train, evaluate against a baseline, track in MLflow and register a model that passes the gate."""
     from fasttrack.data.clean import CleanOptions
-    from fasttrack.data.schema import infer_schema
+    from fasttrack.data.describe import infer_schema
     from fasttrack.registry.tracking import log_training
     from fasttrack.training.plots import save_plots
     from fasttrack.training.train import train as run_train
@@ -313,6 +323,8 @@ def train(
             cfg.task,
             max_categories=cfg.max_categories,
             min_category_count=cfg.min_category_count,
+            dropped_columns=ingested.report.dropped_columns,
+            missing_markers=options.missing_markers,
         )
         result = run_train(ingested.frame, cfg, schema, on_step=step)
         step("recording the run in MLflow")
@@ -394,7 +406,7 @@ def evaluate(
 ) -> None:
     """Score a model on labelled data and compare with the metrics it was registered with."""
     from fasttrack.data.clean import CleanOptions
-    from fasttrack.data.schema import prepare_features
+    from fasttrack.features.frames import prepare_features
     from fasttrack.registry.model_folder import load_model_folder
     from fasttrack.registry.tracking import resolve_model
     from fasttrack.training.evaluate import evaluate_model

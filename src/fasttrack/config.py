@@ -32,6 +32,8 @@ ResolvedTask = Literal["classification", "regression"]
 ModelKind = Literal["linear", "random_forest", "hist_gradient_boosting", "xgboost"]
 #: Inference engine: ONNX Runtime on the checked model.onnx, the scikit-learn pipeline, or ONNX when it has one.
 Engine = Literal["auto", "onnx", "sklearn"]
+#: What the server does with a field the model never saw: refuse the request naming it, or ignore it (counted).
+ExtraFields = Literal["refuse", "ignore"]
 
 #: Metrics the training step computes, and whether a larger value is better.
 CLASSIFICATION_METRICS: dict[str, bool] = {
@@ -80,6 +82,12 @@ class Settings(BaseSettings):
     max_batch_rows: int = Field(10_000, ge=1, description="Most rows one request may carry; more is answered 413.")
     max_body_bytes: int = Field(
         16 * 1024 * 1024, ge=1024, description="Largest request body in bytes; larger is answered 413."
+    )
+    extra_fields: ExtraFields = Field(
+        "refuse",
+        description="Fields the model never saw, in /predict and V2 requests: refuse (422 naming them) or ignore "
+        "(counted in fasttrack_ignored_field_total). /invocations always ignores them, as MLflow does; columns of "
+        "the training data (identifiers, the target) are always ignored.",
     )
     access_log: bool = Field(False, description="JSON access log line per request (costs throughput).")
     drain_timeout: float = Field(

@@ -35,19 +35,11 @@ import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 
 from fasttrack.config import Engine
+from fasttrack.data.arrays import Batch, arrow_array, arrow_strings
 from fasttrack.data.schema import Schema
-from fasttrack.data.stream import (
-    DEFAULT_BATCH_ROWS,
-    Batch,
-    BatchNormalizer,
-    BatchStream,
-    CategoricalColumn,
-    ScoringBatch,
-    arrow_array,
-    arrow_strings,
-    open_batches,
-)
+from fasttrack.data.stream import DEFAULT_BATCH_ROWS, BatchStream, open_batches
 from fasttrack.errors import ConfigError, DataError, ModelLoadError
+from fasttrack.features.arrow import ArrowDriver, CategoricalColumn, ScoringBatch
 from fasttrack.registry.onnx import MISSING_CATEGORY
 
 if TYPE_CHECKING:
@@ -135,7 +127,7 @@ def score_file(
         if probabilities and not predictor.is_classifier:
             raise ConfigError("--probabilities applies to classifiers; this model is a regressor")
         stream = reading.open()
-        normalizer = BatchNormalizer(predictor.schema, stream.columns)
+        normalizer = ArrowDriver(predictor.schema, stream.columns)
         output.parent.mkdir(parents=True, exist_ok=True)
         tmp = output.with_name(f".{output.name}.{os.getpid()}.tmp")
         rows = batches = 0

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from fasttrack.config import TrainConfig
+from fasttrack.data.describe import infer_schema
 from fasttrack.data.ingest import ingest
-from fasttrack.data.schema import infer_schema
 from fasttrack.training.train import TrainResult, train
 
 pytestmark = [pytest.mark.datasets, pytest.mark.integration]

@@ -270,6 +270,7 @@ LABEL_VALUES: dict[str, list[str]] = {
     "label": ["positive", "negative"],
     "feature": ["income", "colour", "__prediction__"],
     "metric": ["accuracy", "rmse"],
+    "field": ["id", "__unknown__"],
 }
 METRIC_LABEL_VALUES: dict[tuple[str, str], list[str]] = {
     ("fasttrack_feature_drift", "method"): ["psi", "ks", "js"],

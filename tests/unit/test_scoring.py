@@ -19,12 +19,14 @@ import pyarrow.parquet as pq
 import pytest
 
 from fasttrack.config import Settings, TrainConfig
-from fasttrack.data import stream
+from fasttrack.data import arrays
 from fasttrack.data.clean import normalize
+from fasttrack.data.describe import infer_schema
 from fasttrack.data.ingest import read_table
-from fasttrack.data.schema import infer_schema, prepare_features
-from fasttrack.data.stream import BatchNormalizer, open_batches
+from fasttrack.data.stream import open_batches
 from fasttrack.errors import ConfigError, DataError, ModelLoadError, SchemaValidationError
+from fasttrack.features.arrow import ArrowDriver
+from fasttrack.features.frames import prepare_features
 from fasttrack.registry import tracking
 from fasttrack.registry.model_folder import (
     DataLineage,
@@ -336,7 +338,7 @@ def test_the_onnx_path_never_unpickles_and_slices_any_size(classifier: LoadedMod
 
     predictor = _predictor(classifier.path, "onnx")
     assert RUN_ROWS_MIN <= predictor.run_rows <= RUN_ROWS_MAX
-    normalizer = BatchNormalizer(predictor.schema, ["id", "a", "b", "flag", "colour"])
+    normalizer = ArrowDriver(predictor.schema, ["id", "a", "b", "flag", "colour"])
     batch = normalizer.normalize(pa.RecordBatch.from_pandas(messy_input(500), preserve_index=False))
     labels, proba = predictor.predict(batch)
     predictor.run_rows = 7  # many small ONNX Runtime calls give the same answers as one
@@ -365,7 +367,7 @@ def test_chunked_batches_normalise_like_one_batch(classifier: LoadedModel) -> No
     frame = messy_input(900)
     whole = pa.RecordBatch.from_pandas(frame, preserve_index=False)
     chunked = pa.Table.from_batches([whole.slice(0, 300), whole.slice(300, 1), whole.slice(301)])
-    normalizer = BatchNormalizer(classifier.schema, list(frame.columns))
+    normalizer = ArrowDriver(classifier.schema, list(frame.columns))
     one, many = normalizer.normalize(whole), normalizer.normalize(chunked)
     assert many.table.combine_chunks().equals(one.table.combine_chunks())
     for name, values in one.numeric.items():
@@ -442,25 +444,25 @@ def test_arrays_made_from_buffers_are_what_pa_array_makes(values: np.ndarray[Any
         assert made.type == expected.type
         np.testing.assert_equal(made.to_pylist(), expected.to_pylist())  # NaN equals NaN here
 
-    assert_same(stream.arrow_array(values), pa.array(values))
+    assert_same(arrays.arrow_array(values), pa.array(values))
     missing = np.arange(len(values)) % 2 == 1
-    assert_same(stream.arrow_array(values, missing=missing), pa.array(values, mask=missing))
+    assert_same(arrays.arrow_array(values, missing=missing), pa.array(values, mask=missing))
 
 
 def test_strings_scalars_and_numpy_views_made_without_pa_array() -> None:
     for texts in (["red", "", "grün", "a,b"], []):
-        assert stream.arrow_strings(texts).equals(pa.array(texts, pa.string()))
-    assert stream.arrow_scalar(None, pa.string()).equals(pa.scalar(None, pa.string()))
-    assert stream.arrow_scalar("true", pa.string()).equals(pa.scalar("true"))
-    assert stream.arrow_scalar(1.0, pa.float64()).equals(pa.scalar(1.0))
-    assert stream.arrow_scalar(2.0, pa.float32()).equals(pa.scalar(2.0, pa.float32()))
+        assert arrays.arrow_strings(texts).equals(pa.array(texts, pa.string()))
+    assert arrays.arrow_scalar(None, pa.string()).equals(pa.scalar(None, pa.string()))
+    assert arrays.arrow_scalar("true", pa.string()).equals(pa.scalar("true"))
+    assert arrays.arrow_scalar(1.0, pa.float64()).equals(pa.scalar(1.0))
+    assert arrays.arrow_scalar(2.0, pa.float32()).equals(pa.scalar(2.0, pa.float32()))
     chunked = pa.chunked_array([pa.array([1.5, None]), pa.array([None, 4.0, 5.0]).slice(1)])
-    np.testing.assert_array_equal(stream.float_values(chunked), [1.5, np.nan, 4.0, 5.0])
-    np.testing.assert_array_equal(stream.float_values(pa.array([2.0, 3.0]).slice(1)), [3.0])
-    assert stream.float_values(pa.chunked_array([], pa.float64())).shape == (0,)
+    np.testing.assert_array_equal(arrays.float_values(chunked), [1.5, np.nan, 4.0, 5.0])
+    np.testing.assert_array_equal(arrays.float_values(pa.array([2.0, 3.0]).slice(1)), [3.0])
+    assert arrays.float_values(pa.chunked_array([], pa.float64())).shape == (0,)
     indices = pa.chunked_array([pa.array([0, None], pa.int32()), pa.array([2, 1, 0], pa.int32()).slice(1)])
-    np.testing.assert_array_equal(stream.int_values(indices, 9), [0, 9, 1, 0])
-    assert stream.int_values(pa.chunked_array([], pa.int32()), 9).shape == (0,)
+    np.testing.assert_array_equal(arrays.int_values(indices, 9), [0, 9, 1, 0])
+    assert arrays.int_values(pa.chunked_array([], pa.int32()), 9).shape == (0,)
 
 
 @pytest.mark.parametrize(
@@ -501,5 +503,5 @@ def test_parquet_categories_with_narrow_dictionary_indices(
     score_file(classifier, plain, tmp_path / "plain.csv", batch_rows=200, engine=engine)
     assert (tmp_path / "out.csv").read_bytes() == (tmp_path / "plain.csv").read_bytes()
     np.testing.assert_array_equal(
-        stream.int_values(pa.array([0, None, 2], pa.int8()), 9), np.array([0, 9, 2], dtype=np.int32)
+        arrays.int_values(pa.array([0, None, 2], pa.int8()), 9), np.array([0, 9, 2], dtype=np.int32)
     )

@@ -11,8 +11,9 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 
-from fasttrack.data.sniff import DEFAULT_MISSING_MARKERS
 from fasttrack.errors import DataError
+from fasttrack.features.frames import marker_mask
+from fasttrack.features.rules import DEFAULT_MISSING_MARKERS, FALSE_TEXT, TRUE_TEXT, WHITESPACE, Rules
 
 _REQUESTED, _NOT_KEPT, _CONSTANT, _IDENTIFIER = "requested", "not kept", "constant", "identifier (all values unique)"
 
@@ -131,8 +132,8 @@ def normalize(frame: pd.DataFrame, options: CleanOptions | None = None) -> tuple
 
 
 def _normalize_values(frame: pd.DataFrame, options: CleanOptions, report: CleanReport) -> pd.DataFrame:
-    markers = {m.strip().lower() for m in options.missing_markers}
-    return pd.DataFrame({col: _clean_values(frame[col], col, markers, report) for col in frame.columns})
+    rules = Rules(options.missing_markers)
+    return pd.DataFrame({col: _clean_values(frame[col], col, rules, report) for col in frame.columns})
 
 
 def _strip_names(frame: pd.DataFrame, report: CleanReport) -> pd.DataFrame:
@@ -150,8 +151,12 @@ def _strip_names(frame: pd.DataFrame, report: CleanReport) -> pd.DataFrame:
     return frame.set_axis(names, axis=1).reset_index(drop=True)
 
 
-def _clean_values(s: pd.Series, col: str, markers: set[str], report: CleanReport) -> pd.Series:
-    """One column's values: text normalised, stripped, markers made missing, then numbers or booleans found."""
+def _clean_values(s: pd.Series, col: str, rules: Rules, report: CleanReport) -> pd.Series:
+    """One column's values: text stripped, markers made missing, then numbers or booleans found.
+
+    What is text, a marker, a number or a boolean is decided by :mod:`fasttrack.features.rules`, so that a column
+    is cleaned the way a value of it is read when the model serves.
+    """
     if pd.api.types.is_bool_dtype(s.dtype) or pd.api.types.is_numeric_dtype(s.dtype):
         return s
     if s.dtype == object and pd.api.types.infer_dtype(s, skipna=True) == "boolean":
@@ -163,39 +168,48 @@ def _clean_values(s: pd.Series, col: str, markers: set[str], report: CleanReport
         # Dates, categoricals and mixed objects become their text, so one set of rules applies to all text.
         s = s.astype("str")
 
-    stripped = s.str.strip()
+    stripped = s.str.strip(WHITESPACE)
     changed = int(((stripped != s) & s.notna()).sum())
     if changed:
         report.stripped_values[col] = changed
         report.notes.append(f"column {col!r}: stripped surrounding spaces from {changed} values")
-    lower = stripped.str.lower()
-    is_marker = lower.isin(markers)
+    is_marker = marker_mask(stripped, rules)
     found = int(is_marker.sum())
     if found:
         seen = ", ".join(repr(v) for v in sorted(stripped[is_marker].unique())[:5])
         report.missing_markers[col] = found
         report.notes.append(f"column {col!r}: {found} values marked missing ({seen})")
         stripped = stripped.mask(is_marker)
-        lower = lower.mask(is_marker)
     present = stripped.notna()
     if not present.any():
         return stripped
 
-    # Parsing a whole column of words as numbers is slow, so a few values are tried first.
-    head = stripped[present].head(100)
-    numbers = pd.to_numeric(stripped, errors="coerce") if pd.to_numeric(head, errors="coerce").notna().all() else None
-    if numbers is not None and numbers.notna().sum() == present.sum():
-        values = numbers.to_numpy(dtype="float64", na_value=np.nan)
-        whole = bool(present.all()) and bool(np.all(np.mod(values, 1) == 0)) and bool(np.all(np.abs(values) < 2**63))
-        converted = numbers.astype("int64" if whole else "float64")
+    numbers = _numbers(stripped)
+    if numbers is not None:
+        whole = bool(present.all()) and bool(np.all(np.mod(numbers, 1) == 0)) and bool(np.all(np.abs(numbers) < 2**63))
+        converted = pd.Series(numbers, index=s.index).astype("int64" if whole else "float64")
         report.converted_to_numeric.append(col)
         report.notes.append(f"column {col!r}: text converted to numbers ({converted.dtype})")
         return converted
-    if lower[present].isin(["true", "false"]).all():
+    lower = stripped[present].str.lower()
+    if lower.isin([TRUE_TEXT, FALSE_TEXT]).all():
         report.converted_to_boolean.append(col)
         report.notes.append(f"column {col!r}: text true/false converted to booleans")
-        return _as_boolean(lower == "true", present)
+        return _as_boolean(stripped.str.lower() == TRUE_TEXT, present)
     return stripped
+
+
+def _numbers(text: pd.Series) -> np.ndarray | None:
+    """Text (stripped, missing as missing) as float64 when every present value is a number as the feature rules
+    read numbers (``inf`` included: training then refuses it by name), else ``None``."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    try:
+        numbers: np.ndarray = pc.cast(pa.array(text, from_pandas=True), pa.float64()).to_numpy(zero_copy_only=False)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        return None
+    return numbers
 
 
 def _plain(value: object) -> object:

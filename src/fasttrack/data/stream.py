@@ -1,42 +1,30 @@
-"""Reading data to score in batches, and normalising each batch the way training data was cleaned.
+"""Reading data to score in batches: the input is streamed, never loaded whole.
 
-Batch scoring must keep memory flat however large the file is, so the input is never loaded whole:
-:func:`open_batches` streams CSV (pyarrow's streaming reader), Parquet (row-group batches) and JSON Lines
+Batch scoring must keep memory flat however large the file is: :func:`open_batches` streams CSV (pyarrow's
+streaming reader, every column as text), Parquet (row-group batches, columns keep their types) and JSON Lines
 (lines in chunks) as Arrow record batches, reporting how far it has read; JSON arrays are parsed whole (they
-cannot be streamed) and then handed out in batches too.
-
-:class:`BatchNormalizer` applies :func:`fasttrack.data.clean.normalize` and
-:func:`fasttrack.data.schema.prepare_features` to one batch at a time, with the schema deciding each feature's
-type instead of the values of the batch at hand, so every batch gets the same column types: numeric features
-become float64, boolean features booleans, categorical features text, exactly as in training (stripped, missing
-markers missing, numbers as their category text). Columns the model does not use are copied through as text
-(stripped, missing markers missing) from text formats, so a column cannot change type half-way through a file;
-Parquet columns keep their types. Problems raise :class:`~fasttrack.errors.SchemaValidationError` naming the
-column, like ``prepare_features``.
+cannot be streamed) and then handed out in batches too. :class:`fasttrack.features.arrow.ArrowDriver` turns
+each batch into the model's input.
 """
 
 from __future__ import annotations
 
 import csv
 import io
-import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, TypeAlias
+from typing import Any, Literal
 
-import numpy as np
 import orjson
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 
 from fasttrack.data import object_store
-from fasttrack.data.schema import FeatureSchema, Schema
+from fasttrack.data.arrays import Batch, python_values
 from fasttrack.data.sniff import (
     BOM,
-    DEFAULT_MISSING_MARKERS,
     SNIFF_BYTES,
     binary_kind,
     first_line,
@@ -47,7 +35,8 @@ from fasttrack.data.sniff import (
     sniff_delimiter,
     stem_suffix,
 )
-from fasttrack.errors import DataError, SchemaValidationError, Violation
+from fasttrack.errors import DataError
+from fasttrack.features.rules import DEFAULT_RULES
 
 #: Rows per batch unless told otherwise: a few tens of MB of Arrow data for typical tables.
 DEFAULT_BATCH_ROWS = 100_000
@@ -55,11 +44,6 @@ _MIN_BLOCK = 16 << 10
 # pyarrow's streaming CSV reader reads up to 32 blocks ahead on a background thread, however slowly batches
 # are consumed: small blocks, gathered into batches of batch_rows rows, keep that readahead at 32 MB.
 _MAX_BLOCK = 1 << 20
-_NUMERIC_DTYPES = ("int", "uint", "float", "Int", "UInt", "Float")
-#: A batch of rows: a record batch, or a table of several chunks (see :class:`BatchStream`).
-Batch: TypeAlias = pa.RecordBatch | pa.Table
-#: A column of a batch.
-Column: TypeAlias = pa.Array | pa.ChunkedArray
 
 
 # ------------------------------------------------------------------------------------------------- reading
@@ -412,343 +396,18 @@ def _records_batch(records: list[dict[str, Any]], keys: list[str], columns: list
 
 def _json_column(values: list[Any]) -> pa.Array:
     """JSON values as an Arrow array: their own type when uniform and flat, else their text."""
-    try:
-        array = pa.array(values)
-    except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError):
-        return pa.array([_json_text(v) for v in values], pa.string())
-    if pa.types.is_nested(array.type) or pa.types.is_null(array.type):
+    array = python_values(values)
+    if array is None or pa.types.is_nested(array.type) or pa.types.is_null(array.type):
         return pa.array([_json_text(v) for v in values], pa.string())
     return array
 
 
 def _json_text(value: Any) -> str | None:
+    """A value of a mixed JSON column as text: text as it is, scalars as the feature rules write them (``3.0`` is
+    ``"3"``, so a category reads the same from a file as from a request), lists and objects as their JSON text."""
     if value is None or isinstance(value, str):
         return value
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int | float):
-        return repr(value)
-    return orjson.dumps(value).decode()
-
-
-# ------------------------------------------------------------------------------ Arrow arrays, pandas-free
-# pyarrow imports pandas (a quarter of a second) the first time pa.array(), pa.scalar() or Array.to_numpy()
-# converts anything, to check whether it is a pandas object. Batch scoring never has pandas objects, so the
-# arrays and scalars of the scoring path are made from buffers and read back through buffers instead.
-def arrow_array(values: np.ndarray[Any, Any], missing: np.ndarray[Any, Any] | None = None) -> pa.Array:
-    """A numeric or boolean numpy array as an Arrow array (null where ``missing`` is true)."""
-    values = np.ascontiguousarray(values)
-    if values.dtype == np.bool_:
-        data = pa.py_buffer(np.packbits(values, bitorder="little"))
-        kind: pa.DataType = pa.bool_()
-    else:
-        data, kind = pa.py_buffer(values), pa.from_numpy_dtype(values.dtype)
-    validity = None
-    if missing is not None and missing.any():
-        validity = pa.py_buffer(np.packbits(~missing, bitorder="little"))
-    return pa.Array.from_buffers(kind, len(values), [validity, data])
-
-
-def arrow_strings(values: Sequence[str]) -> pa.Array:
-    """Text as an Arrow string array."""
-    encoded = [value.encode() for value in values]
-    offsets = np.zeros(len(encoded) + 1, dtype=np.int32)
-    np.cumsum([len(value) for value in encoded], out=offsets[1:])
-    return pa.Array.from_buffers(
-        pa.string(), len(encoded), [None, pa.py_buffer(offsets), pa.py_buffer(b"".join(encoded))]
-    )
-
-
-def arrow_scalar(value: float | str | None, kind: pa.DataType) -> pa.Scalar:
-    """A float, text or null scalar of type ``kind``."""
-    if value is None:
-        return pa.nulls(1, kind)[0]
-    if isinstance(value, str):
-        return arrow_strings([value])[0]
-    number = arrow_array(np.asarray([value], dtype=np.float64))
-    return (number if kind == pa.float64() else number.cast(kind))[0]
-
-
-_NAN = arrow_scalar(np.nan, pa.float64())
-_FALSE = arrow_array(np.asarray([False]))[0]
-_ZERO_ONE = arrow_array(np.asarray([0.0, 1.0]))
-
-
-def float_values(column: Column) -> np.ndarray[Any, Any]:
-    """A numeric column's values as a float64 numpy array, NaN where missing."""
-    return _numpy_values(column, pa.float64(), np.float64, _NAN)
-
-
-def int_values(column: Column, null: int) -> np.ndarray[Any, Any]:
-    """An integer column's values as an int32 numpy array, ``null`` where missing."""
-    # Dictionary indices from Parquet may be narrower than int32 (pandas' categories: int8): the cast widens them.
-    return _numpy_values(column, pa.int32(), np.int32, arrow_array(np.asarray([null], dtype=np.int32))[0])
-
-
-def _numpy_values(column: Column, kind: pa.DataType, dtype: type[Any], fill: pa.Scalar) -> np.ndarray[Any, Any]:
-    """``column`` cast to ``kind``, nulls replaced by ``fill``, as a numpy view of its data (one copy at most)."""
-    if column.type != kind:
-        column = column.cast(kind)
-    if column.null_count:
-        column = pc.fill_null(column, fill)
-    if isinstance(column, pa.ChunkedArray):
-        column = column.combine_chunks() if column.num_chunks != 1 else column.chunk(0)
-    data = column.buffers()[1]
-    if data is None:  # no rows
-        return np.empty(0, dtype=dtype)
-    size = np.dtype(dtype).itemsize
-    return np.frombuffer(data, dtype=dtype, count=len(column), offset=column.offset * size)
-
-
-# --------------------------------------------------------------------------------------------- normalising
-@dataclass
-class CategoricalColumn:
-    """A categorical feature's values as ``codes`` into the distinct ``categories`` (-1: missing)."""
-
-    codes: np.ndarray[Any, Any]
-    categories: list[str]
-
-    def values(self, missing: Any) -> np.ndarray[Any, Any]:
-        """The values as an object array of ``str``, with ``missing`` for missing ones."""
-        table = np.empty(len(self.categories) + 1, dtype=object)
-        table[:] = [*self.categories, missing]
-        return table[self.codes]  # type: ignore[no-any-return]  # -1 picks ``missing``, the last entry
-
-    def mapped(self, table: np.ndarray[Any, Any], missing: Any) -> np.ndarray[Any, Any]:
-        """The values through ``table`` (one entry per category), with ``missing`` for missing ones."""
-        return np.append(table, np.asarray([missing], dtype=table.dtype))[self.codes]  # type: ignore[no-any-return]
-
-    def arrow(self) -> pa.DictionaryArray:
-        """The values as an Arrow dictionary array of text (nulls missing)."""
-        indices = arrow_array(self.codes.astype(np.int32), missing=self.codes < 0)
-        return pa.DictionaryArray.from_arrays(indices, arrow_strings(self.categories))
-
-
-@dataclass
-class ScoringBatch:
-    """One normalised batch: the columns to write out and the model's feature values.
-
-    ``table`` holds the input's columns (features typed by the schema, other columns as described in the
-    module docstring). ``numeric`` maps numeric and boolean features to float64 arrays (NaN missing);
-    ``categorical`` maps categorical features to :class:`CategoricalColumn`. Features absent from the input
-    are in neither (all missing).
-    """
-
-    table: pa.Table
-    numeric: dict[str, np.ndarray[Any, Any]]
-    categorical: dict[str, CategoricalColumn]
-
-    @property
-    def rows(self) -> int:
-        """Rows in the batch."""
-        return int(self.table.num_rows)
-
-
-class BatchNormalizer:
-    """Turns raw batches with the given ``columns`` into :class:`ScoringBatch` es for ``schema``.
-
-    Raises :class:`~fasttrack.errors.SchemaValidationError` at once when a feature the training data always
-    had is absent, and for each batch with values of the wrong type or infinite numbers.
-    """
-
-    def __init__(self, schema: Schema, columns: Sequence[str], *, missing_markers: Sequence[str] | None = None):
-        self.schema = schema
-        self.columns = list(columns)
-        markers = DEFAULT_MISSING_MARKERS if missing_markers is None else missing_markers
-        self._markers = {m.strip().lower() for m in markers}
-        self._marker_set = arrow_strings(sorted(self._markers))
-        self._features = {f.name: f for f in schema.features}
-        absent = [f.name for f in schema.features if f.name not in set(self.columns) and not f.nullable]
-        if absent:
-            raise SchemaValidationError([Violation(name, "required column is missing") for name in absent])
-
-    def normalize(self, batch: Batch) -> ScoringBatch:
-        """One raw batch, normalised; every problem in it raised at once."""
-        arrays: list[Column] = []
-        numeric: dict[str, np.ndarray[Any, Any]] = {}
-        categorical: dict[str, CategoricalColumn] = {}
-        violations: list[Violation] = []
-        for name, array in zip(self.columns, batch.columns, strict=True):
-            feature = self._features.get(name)
-            if feature is None:
-                arrays.append(self._passthrough(array))
-            elif feature.kind == "categorical":
-                column = self._categorical(array, feature)
-                categorical[name] = column
-                arrays.append(column.arrow())
-            else:
-                values, problems = self._numeric(array, feature)
-                violations += [Violation(name, p) for p in problems]
-                numbers = float_values(values)
-                numeric[name] = numbers
-                if feature.kind == "boolean":
-                    arrays.append(pc.cast(values, pa.bool_()))
-                else:
-                    arrays.append(values)
-        if violations:
-            raise SchemaValidationError(violations)
-        table = pa.Table.from_arrays(arrays, names=self.columns)
-        return ScoringBatch(table=table, numeric=numeric, categorical=categorical)
-
-    # -- one column per kind -------------------------------------------------------------------------------
-    def _text(self, array: Column) -> Column:
-        """Text stripped of surrounding spaces, with empty text and missing markers made missing."""
-        if pa.types.is_dictionary(array.type):
-            array = _decoded(array)
-        if not (pa.types.is_string(array.type) or pa.types.is_large_string(array.type)):
-            array = pc.cast(array, pa.string())
-        stripped = pc.utf8_trim_whitespace(array)
-        marker = pc.is_in(pc.utf8_lower(stripped), value_set=self._marker_set)
-        return pc.if_else(marker, arrow_scalar(None, stripped.type), stripped)
-
-    def _passthrough(self, array: Column) -> Column:
-        if pa.types.is_string(array.type) or pa.types.is_large_string(array.type):
-            return self._text(array)
-        return array
-
-    def _numeric(self, array: Column, feature: FeatureSchema) -> tuple[Column, list[str]]:
-        """float64 values (null missing) of a numeric or boolean feature, and what was wrong."""
-        boolean = feature.kind == "boolean"
-        kind = array.type
-        if pa.types.is_dictionary(kind):
-            array, kind = _decoded(array), array.type.value_type
-        if pa.types.is_null(kind):
-            return pa.nulls(len(array), pa.float64()), []
-        if pa.types.is_boolean(kind) or pa.types.is_integer(kind) or pa.types.is_floating(kind):
-            values = pc.cast(array, pa.float64())
-            if boolean and not pa.types.is_boolean(kind):
-                bad = pc.fill_null(pc.invert(pc.is_in(values, value_set=_ZERO_ONE)), _FALSE)
-                return self._reject(array, values, bad, "expected true or false (or 0/1)")
-            return self._finite(values)
-        if not boolean:
-            try:  # clean numbers (the usual case) convert at once; anything else takes the careful path below
-                return self._finite(pc.cast(array, pa.float64()))
-            except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-                pass
-        text = self._text(array)
-        if boolean:
-            lower = pc.utf8_lower(text)
-            flags = pc.if_else(
-                pc.equal(lower, arrow_scalar("true", pa.string())),
-                arrow_scalar(1.0, pa.float64()),
-                pc.if_else(
-                    pc.equal(lower, arrow_scalar("false", pa.string())),
-                    arrow_scalar(0.0, pa.float64()),
-                    arrow_scalar(None, pa.float64()),
-                ),
-            )
-            # 0/1 written as numbers count too: cleaning turns such a column into numbers.
-            numbers = self._parse_numbers(text)
-            zero_one = pc.is_in(numbers, value_set=_ZERO_ONE)
-            flags = pc.coalesce(flags, pc.if_else(zero_one, numbers, arrow_scalar(None, pa.float64())))
-            bad = pc.and_(pc.is_valid(text), pc.is_null(flags))
-            return self._reject(array, flags, bad, "expected true or false")
-        numbers = self._parse_numbers(text)
-        bad = pc.and_(pc.is_valid(text), pc.is_null(numbers))
-        return self._reject(array, numbers, bad, "expected a number")
-
-    @staticmethod
-    def _parse_numbers(text: Column) -> Column:
-        """Text as float64; text that is not a number becomes null (the fast path raises nothing)."""
-        try:
-            return pc.cast(text, pa.float64())
-        except pa.ArrowInvalid:
-            parsed = [_float_or_none(v) for v in text.to_pylist()]
-            missing = np.asarray([v is None for v in parsed], dtype=bool)
-            numbers = np.asarray([math.nan if v is None else v for v in parsed], dtype=np.float64)
-            return arrow_array(numbers, missing=missing)
-
-    def _reject(self, raw: Column, values: Column, bad: Column, expected: str) -> tuple[Column, list[str]]:
-        count = pc.sum(bad).as_py() or 0
-        if not count:
-            return self._finite(values)
-        shown_values = pc.unique(pc.utf8_trim_whitespace(pc.cast(pc.filter(raw, bad), pa.string()))).to_pylist()
-        shown = ", ".join(repr(v) for v in shown_values[:3]) + (", ..." if len(shown_values) > 3 else "")
-        problems = [f"{expected}, got {shown} ({count} rows)"]
-        return values, problems
-
-    @staticmethod
-    def _finite(values: Column) -> tuple[Column, list[str]]:
-        """The values with NaN made missing (``"nan"`` is a missing marker), and a problem per infinity."""
-        nan = pc.is_nan(values)
-        if pc.any(nan).as_py():
-            values = pc.if_else(nan, arrow_scalar(None, pa.float64()), values)
-        infinite = pc.sum(pc.is_inf(values)).as_py() or 0
-        return values, ([f"{infinite} infinite values"] if infinite else [])
-
-    def _categorical(self, array: Column, feature: FeatureSchema) -> CategoricalColumn:
-        dictionary, indices = _dictionary_encoded(array)
-        numeric_categories = feature.dtype.startswith(_NUMERIC_DTYPES)
-        # Normalise the distinct values only (a few, however many rows), merging those that become equal.
-        position: dict[str, int] = {}
-        remap = [
-            -1
-            if (category := self._category(value, numeric_categories)) is None
-            else position.setdefault(category, len(position))
-            for value in dictionary.to_pylist()
-        ]
-        remap.append(-1)  # where nulls point
-        codes = np.asarray(remap, dtype=np.intp)[int_values(indices, len(remap) - 1)]
-        return CategoricalColumn(codes=codes, categories=list(position))
-
-    def _category(self, value: Any, numeric_categories: bool) -> str | None:
-        """One distinct value as the category text training saw (``None``: missing)."""
-        if value is None:
-            return None
-        if isinstance(value, str):
-            text = value.strip()
-            if not text or text.lower() in self._markers:
-                return None
-            if numeric_categories:
-                return _number_text(text) or text
-            return text
-        if isinstance(value, bool):
-            return "true" if value else "false"
-        if isinstance(value, float):
-            return None if math.isnan(value) else str(value).removesuffix(".0")
-        return str(value)
-
-
-def _decoded(array: Column) -> Column:
-    """A dictionary column as the plain column of its values."""
-    return pc.cast(array, array.type.value_type)
-
-
-def _dictionary_encoded(array: Column) -> tuple[pa.Array, Column]:
-    """A column's distinct values and, per row, the index of its value among them (null: missing)."""
-    if isinstance(array, pa.ChunkedArray):
-        if pa.types.is_dictionary(array.type):  # chunks may have dictionaries of their own
-            array = _decoded(array)
-        encoded = pc.dictionary_encode(array)
-        if encoded.num_chunks == 0:
-            return pa.nulls(0, array.type), pa.chunked_array([], pa.int32())
-        dictionary = encoded.chunk(0).dictionary
-        if all(chunk.dictionary.equals(dictionary) for chunk in encoded.chunks[1:]):  # pyarrow shares one
-            return dictionary, pa.chunked_array([chunk.indices for chunk in encoded.chunks])
-        array = array.combine_chunks()
-    encoded = array if pa.types.is_dictionary(array.type) else pc.dictionary_encode(array)
-    return encoded.dictionary, encoded.indices
-
-
-def _float_or_none(value: str | None) -> float | None:
-    if value is None:
-        return None
-    try:
-        return float(value)
-    except ValueError:
-        return None
-
-
-def _number_text(text: str) -> str | None:
-    """Numeric text as the category text cleaning gives its number (``"03"`` -> ``"3"``, ``"2.50"`` -> ``"2.5"``)."""
-    try:
-        return str(int(text))
-    except ValueError:
-        pass
-    try:
-        number = float(text)
-    except ValueError:
-        return None
-    if not math.isfinite(number):
-        return None
-    return str(number).removesuffix(".0")
+    if isinstance(value, list | dict):
+        return orjson.dumps(value).decode()
+    text = DEFAULT_RULES.category(value)
+    return text if isinstance(text, str) else None

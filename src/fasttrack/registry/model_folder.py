@@ -26,7 +26,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
 from fasttrack.config import ModelKind, ResolvedTask
-from fasttrack.data.schema import Label, Schema, prepare_features
+from fasttrack.data.schema import Label, Schema
 from fasttrack.errors import ModelLoadError
 
 if TYPE_CHECKING:
@@ -241,6 +241,8 @@ class LoadedModel:
 
     def predict(self, frame: pd.DataFrame) -> list[Any]:
         """Predictions for a frame of raw feature columns, as plain Python values (labels keep their type)."""
+        from fasttrack.features.frames import prepare_features
+
         prepared = prepare_features(frame, self.schema)
         return _to_python(self.pipeline.predict(prepared))
 
@@ -248,6 +250,8 @@ class LoadedModel:
         """Class probabilities per row, keyed by label (as a string, the JSON way)."""
         if not self.is_classifier:
             raise ModelLoadError("this model is a regressor: it has no class probabilities")
+        from fasttrack.features.frames import prepare_features
+
         prepared = prepare_features(frame, self.schema)
         proba = np.asarray(self.pipeline.predict_proba(prepared), dtype=float)
         labels = [str(label) for label in _to_python(self.pipeline.classes_)]

@@ -51,7 +51,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
-from fasttrack.data.schema import category_text
+from fasttrack.features.rules import category_text
 from fasttrack.registry.model_folder import ONNX_FILE, OnnxInfo
 
 if TYPE_CHECKING:

@@ -229,8 +229,8 @@ def _labelled(frame: pd.DataFrame, target: str, source: str) -> tuple[pd.DataFra
 
 
 def _score(model: LoadedModel, frame: pd.DataFrame, version: str, source: str | None) -> dict[str, float]:
-    from fasttrack.data.schema import prepare_features
     from fasttrack.errors import SchemaValidationError
+    from fasttrack.features.frames import prepare_features
     from fasttrack.training.evaluate import evaluate_model
 
     meta = model.metadata

@@ -239,7 +239,7 @@ def _document_the_model(app: FastAPI, manager: ModelManager, settings: Settings)
             schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
             components.update(schema.pop("$defs", {}))
             components[model.__name__] = schema
-        openapi_for(document, current.schema if current else None, settings.max_batch_rows)
+        openapi_for(document, current.schema if current else None, settings.max_batch_rows, settings.extra_fields)
         cache.update(key=key, document=document)
         return document
 

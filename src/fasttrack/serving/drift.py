@@ -26,7 +26,8 @@ from typing import Any, Literal
 
 import numpy as np
 
-from fasttrack.data.schema import CategoricalProfile, NumericProfile, Schema, bin_proportions, category_text
+from fasttrack.data.schema import CategoricalProfile, NumericProfile, Schema, bin_proportions
+from fasttrack.features.rules import category_text
 
 DriftMethod = Literal["psi", "ks", "js"]
 

@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from fasttrack.data.schema import category_text
+from fasttrack.features.rules import category_text
 
 Task = Literal["classification", "regression"]
 FeedbackOutcome = Literal["matched", "unknown", "expired", "duplicate", "invalid"]

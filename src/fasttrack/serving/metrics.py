@@ -135,6 +135,20 @@ class ServerMetrics:
             [*model, "feature"],
             registry=self.registry,
         )
+        self.missing = Counter(
+            "fasttrack_missing_value",
+            "Missing values of a feature the training data always had (served; the model imputes them).",
+            [*model, "feature"],
+            registry=self.registry,
+        )
+        self.ignored = Counter(
+            "fasttrack_ignored_field",
+            "Fields of input records ignored: columns of the training data the model does not use (by name), and "
+            "fields it never saw (field '__unknown__'; ignored by /invocations, refused elsewhere unless "
+            "FASTTRACK_EXTRA_FIELDS=ignore).",
+            [*model, "field"],
+            registry=self.registry,
+        )
         self.model_info = Gauge(
             "fasttrack_model_info",
             "1 for the model version being served, 0 for versions served before.",
@@ -181,12 +195,16 @@ class ServerMetrics:
         labels: Sequence[Any] = (),
         categorical: Sequence[str] = (),
         numeric: Sequence[str] = (),
+        required: Sequence[str] = (),
+        ignored: Sequence[str] = (),
         drift: DriftMonitor | None = None,
         feedback: FeedbackWindow | None = None,
     ) -> ModelMetrics:
         """The metrics of one loaded model version, with every labelled child created up front (zeros show).
 
-        ``categorical`` features get an unseen-category counter, ``numeric`` ones an out-of-range counter.
+        ``categorical`` features get an unseen-category counter, ``numeric`` ones an out-of-range counter,
+        ``required`` ones (the training data always had them) a missing-value counter; ``ignored`` are the field
+        names counted when left out (the training data's other columns and ``__unknown__``).
         ``drift`` and ``feedback`` are the version's live windows, exported at scrape time while it is served.
         """
         return ModelMetrics(
@@ -197,6 +215,8 @@ class ServerMetrics:
             labels=labels,
             categorical=categorical,
             numeric=numeric,
+            required=required,
+            ignored=ignored,
             drift=drift,
             feedback=feedback,
         )
@@ -263,6 +283,8 @@ class ModelMetrics:
         labels: Sequence[Any],
         categorical: Sequence[str],
         numeric: Sequence[str],
+        required: Sequence[str] = (),
+        ignored: Sequence[str] = (),
         drift: DriftMonitor | None = None,
         feedback: FeedbackWindow | None = None,
     ) -> None:
@@ -280,6 +302,8 @@ class ModelMetrics:
         self._values = None if classifier else server.values.labels(model, version)
         self._unseen = {f: server.unseen.labels(model, version, f) for f in categorical}
         self._out_of_range = {f: server.out_of_range.labels(model, version, f) for f in numeric}
+        self._missing = {f: server.missing.labels(model, version, f) for f in required}
+        self._ignored = {f: server.ignored.labels(model, version, f) for f in ignored}
         self._feedback = {o: server.feedback.labels(model, version, o) for o in FEEDBACK_OUTCOMES}
 
     @contextmanager
@@ -308,12 +332,22 @@ class ModelMetrics:
         """Count a request whose input was rejected before reaching the model."""
         self._outcomes["invalid"].inc()
 
-    def inputs(self, unseen: dict[str, int], out_of_range: dict[str, int]) -> None:
-        """Count unusual but valid inputs, per feature."""
-        for feature, count in unseen.items():
-            self._unseen[feature].inc(count)
-        for feature, count in out_of_range.items():
-            self._out_of_range[feature].inc(count)
+    def inputs(
+        self,
+        unseen: Mapping[str, int],
+        out_of_range: Mapping[str, int],
+        missing: Mapping[str, int] | None = None,
+        ignored: Mapping[str, int] | None = None,
+    ) -> None:
+        """Count unusual but valid inputs, per feature, and the fields ignored, per field."""
+        for counters, counts in (
+            (self._unseen, unseen),
+            (self._out_of_range, out_of_range),
+            (self._missing, missing),
+            (self._ignored, ignored),
+        ):
+            for name, count in (counts or {}).items():
+                counters[name].inc(count)
 
     def feedback(self, counts: Mapping[FeedbackOutcome, int]) -> None:
         """Count the outcomes of one ``/feedback`` batch (outcome -> how many labels had it)."""

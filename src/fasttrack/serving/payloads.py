@@ -1,17 +1,20 @@
 """Typed request and response bodies of the HTTP API, and the OpenAPI description built from the loaded model.
 
 The features a model takes are only known once it is loaded, so the request schema of ``/predict`` is made from
-the training schema (:func:`record_model`, with an example from the training data) and patched into the OpenAPI
-document by :func:`openapi_for`. The Open Inference Protocol (V2) bodies are parsed with these models too.
+the training schema and the feature rules (:mod:`fasttrack.features.openapi`, with an example from the training
+data) and patched into the OpenAPI document by :func:`openapi_for`. The Open Inference Protocol (V2) bodies are
+parsed with these models too.
 """
 
 from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, create_model
+from pydantic import BaseModel, ConfigDict, Field
 
-from fasttrack.data.schema import FeatureSchema, Label, Schema
+from fasttrack.config import ExtraFields
+from fasttrack.data.schema import Label, Schema
+from fasttrack.features.openapi import describe, query_type, record_schema
 
 # ------------------------------------------------------------------------------------------------- /predict
 RECORD_SCHEMA = "PredictionRecord"
@@ -354,42 +357,17 @@ class V2ErrorOut(BaseModel):
 
 
 # ---------------------------------------------------------------------------------------------------- OpenAPI
-_JSON_TYPE = {"numeric": float, "boolean": bool, "categorical": str}
 #: The V2 tensor type of each feature kind.
 V2_DATATYPES = {"numeric": "FP64", "boolean": "BOOL", "categorical": "BYTES"}
 
 
-def _description(feature: FeatureSchema) -> str:
-    if feature.kind == "numeric" and feature.min is not None and feature.max is not None:
-        detail = f"a number; {feature.min:g} to {feature.max:g} in training"
-    elif feature.kind == "categorical":
-        cats = feature.categories or []
-        shown = ", ".join(cats[:10]) + (", ..." if len(cats) > 10 else "")
-        detail = f"a category; seen in training: {shown}" if cats else "a category"
-    else:
-        detail = "true or false" if feature.kind == "boolean" else "a number"
-    return detail + ("; may be null or left out" if feature.nullable else "")
+def openapi_for(
+    document: dict[str, Any], schema: Schema | None, max_batch_rows: int, extra: ExtraFields = "refuse"
+) -> dict[str, Any]:
+    """Patch the OpenAPI document with the served model's features (or a generic record while none is loaded).
 
-
-def record_model(schema: Schema) -> type[BaseModel]:
-    """A pydantic model of one input record of ``schema`` (for docs): the real features, an example from training."""
-    fields: dict[str, Any] = {}
-    for feature in schema.features:
-        python_type: Any = _JSON_TYPE[feature.kind]
-        kwargs: dict[str, Any] = {"title": feature.name, "description": _description(feature)}
-        if feature.example is not None:
-            kwargs["examples"] = [feature.example]
-        if feature.nullable:
-            fields[feature.name] = (python_type | None, Field(None, **kwargs))
-        else:
-            fields[feature.name] = (python_type, Field(..., **kwargs))
-    example: dict[str, Any] = dict(schema.example_record())
-    config = ConfigDict(extra="forbid", json_schema_extra={"examples": [example]})
-    return create_model(RECORD_SCHEMA, __config__=config, **fields)
-
-
-def openapi_for(document: dict[str, Any], schema: Schema | None, max_batch_rows: int) -> dict[str, Any]:
-    """Patch the OpenAPI document with the served model's features (or a generic record while none is loaded)."""
+    The record's schema is generated from the feature rules (:func:`fasttrack.features.openapi.record_schema`).
+    """
     components = document.setdefault("components", {}).setdefault("schemas", {})
     if schema is None:
         components[RECORD_SCHEMA] = {
@@ -400,9 +378,7 @@ def openapi_for(document: dict[str, Any], schema: Schema | None, max_batch_rows:
         }
         example: dict[str, Any] = {"feature_1": 5.3, "feature_2": 2.1}
     else:
-        model_schema = record_model(schema).model_json_schema(ref_template="#/components/schemas/{model}")
-        components.update(model_schema.pop("$defs", {}))
-        components[RECORD_SCHEMA] = model_schema
+        components[RECORD_SCHEMA] = record_schema(schema, extra=extra, title=RECORD_SCHEMA)
         example = schema.example_record()
     ref = {"$ref": f"#/components/schemas/{RECORD_SCHEMA}"}
     paths = document.get("paths", {})
@@ -433,8 +409,8 @@ def openapi_for(document: dict[str, Any], schema: Schema | None, max_batch_rows:
                 "name": f.name,
                 "in": "query",
                 "required": not f.nullable,
-                "description": _description(f),
-                "schema": {"type": {"numeric": "number", "boolean": "boolean", "categorical": "string"}[f.kind]},
+                "description": describe(f),
+                "schema": {"type": query_type(f)},
                 **({"example": f.example} if f.example is not None else {}),
             }
             for f in schema.features

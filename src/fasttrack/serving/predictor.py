@@ -1,9 +1,9 @@
 """The data plane: a loaded model that validates records against its training schema and predicts. No HTTP here.
 
-:meth:`Predictor.predict` is the hot path. Validation is one small loop over the schema's features per record
-(no pandas): it names every bad field and why, converts each value to the model's input type, and counts the
-valid but unusual values (categories never seen in training, numbers outside the training range). The result is
-one array per feature, which the model's :class:`~fasttrack.serving.backends.Backend` turns into predictions.
+:meth:`Predictor.predict` is the hot path. Records are validated by the feature contract's record driver
+(:class:`~fasttrack.features.records.RecordDriver`: one small loop per record, no pandas), which names every bad
+field and why, converts each value to the model's input and counts the valid but unusual values; the result is one
+array per feature, which the model's :class:`~fasttrack.serving.backends.Backend` turns into predictions.
 
 Each predictor also owns its version's live monitoring windows: :meth:`Predictor.predict` appends every validated
 batch (inputs and predictions) to the :class:`~fasttrack.serving.drift.DriftMonitor` and remembers every prediction
@@ -18,15 +18,15 @@ import logging
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from functools import cached_property
 from time import perf_counter
-from typing import Any, Final
+from typing import Any
 
 import numpy as np
 
-from fasttrack.config import Settings
-from fasttrack.data.schema import MAX_STORED_CATEGORIES, FeatureSchema, Label, Schema
-from fasttrack.errors import BadRequestError, ConfigError, ModelLoadError, SchemaValidationError, Violation
+from fasttrack.config import ExtraFields, Settings
+from fasttrack.data.schema import FeatureSchema, Label, Schema
+from fasttrack.errors import BadRequestError, ConfigError, ModelLoadError, SchemaValidationError
+from fasttrack.features.records import UNKNOWN_FIELD, ModelInput, RecordDriver
 from fasttrack.registry.model_folder import LoadedModel, ModelMetadata, load_model_folder
 from fasttrack.registry.tracking import ResolvedModel, resolve_model
 from fasttrack.serving.backends import Backend, select_backend
@@ -35,36 +35,6 @@ from fasttrack.serving.feedback import FeedbackWindow
 from fasttrack.serving.metrics import ModelMetrics, ServerMetrics
 
 log = logging.getLogger(__name__)
-
-Record = Mapping[str, Any]
-
-#: Problems reported per request; a batch with more stops there (fix these first).
-MAX_DETAILS: Final = 100
-_ABSENT: Final = object()
-#: The validation loop's fast path takes integers below this in size (exact as floats, never an overflow).
-_EXACT_INT: Final = 2**53
-_REPR_LIMIT: Final = 60
-
-
-@dataclass(frozen=True)
-class ModelInput:
-    """Validated input, and the unusual values counted per feature.
-
-    ``values`` holds one list per feature of the converted values (``None`` for missing), as validation makes
-    them; :attr:`columns` the arrays a backend takes (see ``backends``), built on first use. Requests whose model
-    call is shared (:class:`Coalescer`) join their lists, so the arrays are built once per call, not per request.
-    """
-
-    values: dict[str, list[Any]]
-    rows: int
-    unseen: dict[str, int] = field(default_factory=dict)
-    out_of_range: dict[str, int] = field(default_factory=dict)
-    kinds: Mapping[str, str] = field(default_factory=dict, repr=False)
-
-    @cached_property
-    def columns(self) -> dict[str, np.ndarray]:
-        """One array per feature: ``float64`` with NaN for missing, or ``object`` with ``np.nan`` (categorical)."""
-        return {name: _column(self.kinds.get(name, "numeric"), values) for name, values in self.values.items()}
 
 
 @dataclass(frozen=True)
@@ -90,25 +60,6 @@ class PredictionBatch:
         return [dict(zip(classes, row, strict=True)) for row in self.probabilities.tolist()]
 
 
-@dataclass(frozen=True)
-class _Spec:
-    """One feature, flattened for the validation loop."""
-
-    name: str
-    kind: str
-    nullable: bool
-    low: float | None
-    high: float | None
-    categories: frozenset[str] | None
-    #: ``kind`` as flags, for the validation loop's fast path (derived, never passed).
-    numeric: bool = field(init=False)
-    categorical: bool = field(init=False)
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "numeric", self.kind == "numeric")
-        object.__setattr__(self, "categorical", self.kind == "categorical")
-
-
 class Predictor:
     """A model ready to serve: validates records against the training schema, predicts, records metrics."""
 
@@ -130,8 +81,7 @@ class Predictor:
         self.backend: Backend = backend if backend is not None else select_backend(model, monitoring.engine)
         self.is_classifier = model.is_classifier
         self.features = {f.name: f for f in self.schema.features}
-        self._specs = [_spec(f) for f in self.schema.features]
-        self._kinds = {s.name: s.kind for s in self._specs}
+        self.records = RecordDriver(self.schema)
         self._classes = None if self.backend.classes is None else [str(c) for c in self.backend.classes]
         try:
             self.drift = DriftMonitor(
@@ -158,8 +108,10 @@ class Predictor:
             self.version,
             classifier=self.is_classifier,
             labels=self.metadata.labels or (),
-            categorical=[s.name for s in self._specs if s.categories is not None],
-            numeric=[s.name for s in self._specs if s.low is not None],
+            categorical=[f.name for f in self.schema.features if f.known_categories() is not None],
+            numeric=[f.name for f in self.schema.features if f.kind == "numeric" and f.min is not None],
+            required=[f.name for f in self.schema.features if not f.nullable],
+            ignored=[*self.schema.training_columns, UNKNOWN_FIELD],
             drift=self.drift,
             feedback=self.feedback,
         )
@@ -192,78 +144,22 @@ class Predictor:
         return self.backend.classes
 
     # ------------------------------------------------------------------------------------------- validation
-    def validate(self, records: Sequence[Any], *, text: bool = False) -> ModelInput:
-        """Check every record against the schema and build the model's columns; raises naming every problem.
+    def validate(self, records: Sequence[Any], *, extra: ExtraFields = "refuse") -> ModelInput:
+        """Check every record against the schema and build the model's input; raises naming every problem.
 
-        Errors: not an object, an unknown field, a required field missing or null (a feature nullable in
-        training may be either), a value of the wrong type, NaN or infinite numbers, an empty batch. With
-        ``text`` (query strings, CSV), numbers and booleans may also come as text and are parsed.
+        See :class:`~fasttrack.features.records.RecordDriver`: ``extra`` refuses or ignores fields the model
+        never saw (the training data's other columns are always ignored).
         """
-        count = len(records)
-        if count == 0:
-            raise SchemaValidationError([Violation("body", "empty batch: send at least one record")])
-        specs = self._specs
-        known = self.features
-        known_names = known.keys()
-        values: list[list[Any]] = [[None] * count for _ in specs]
-        unseen = {s.name: 0 for s in specs if s.categories is not None}
-        outside = {s.name: 0 for s in specs if s.low is not None}
-        violations: list[Violation] = []
-        single = count == 1
-        for row, record in enumerate(records):
-            where = "" if single else f"[{row}]."
-            if not isinstance(record, Mapping):
-                violations.append(Violation(where.rstrip(".") or "body", f"expected an object, got {_show(record)}"))
-                continue
-            if not record.keys() <= known_names:
-                unknown = [key for key in record if key not in known][:MAX_DETAILS]
-                violations.extend(Violation(f"{where}{key}", "unknown field") for key in unknown)
-            for column, spec in enumerate(specs):
-                value = record.get(spec.name, _ABSENT)
-                # Fast path for what JSON clients send most (the rules of _convert, inlined): a finite float
-                # or a whole number for a number, non-blank text for a category. Anything else takes _convert.
-                kind = type(value)
-                if spec.numeric and (kind is float or (kind is int and -_EXACT_INT < value < _EXACT_INT)):
-                    number = float(value)
-                    if number - number == 0.0:  # finite (inf - inf and NaN - NaN are NaN)
-                        values[column][row] = number
-                        if spec.low is not None and spec.high is not None and not spec.low <= number <= spec.high:
-                            outside[spec.name] += 1
-                        continue
-                elif spec.categorical and kind is str:
-                    category = value.strip()
-                    if category:
-                        values[column][row] = category
-                        if spec.categories is not None and category not in spec.categories:
-                            unseen[spec.name] += 1
-                        continue
-                converted, problem = _convert(spec, value, text)
-                if problem is not None:
-                    violations.append(Violation(f"{where}{spec.name}", problem))
-                    continue
-                values[column][row] = converted
-                if converted is None:  # missing
-                    continue
-                if spec.categories is not None and converted not in spec.categories:
-                    unseen[spec.name] += 1
-                elif spec.low is not None and spec.high is not None and not spec.low <= converted <= spec.high:
-                    outside[spec.name] += 1
-            if len(violations) >= MAX_DETAILS:
-                violations = [*violations[:MAX_DETAILS], Violation("body", "more problems not shown; fix these first")]
-                break
-        if violations:
-            raise SchemaValidationError(violations)
-        return ModelInput(
-            values={spec.name: column for spec, column in zip(specs, values, strict=True)},
-            rows=count,
-            unseen={k: v for k, v in unseen.items() if v},
-            out_of_range={k: v for k, v in outside.items() if v},
-            kinds=self._kinds,
-        )
+        return self.records.validate(records, extra=extra)
 
     # ------------------------------------------------------------------------------------------- prediction
     def predict(
-        self, records: Sequence[Any], *, probabilities: bool = False, text: bool = False, single: bool = False
+        self,
+        records: Sequence[Any],
+        *,
+        probabilities: bool = False,
+        single: bool = False,
+        extra: ExtraFields = "refuse",
     ) -> PredictionBatch:
         """Validate and predict a batch of records, in order, recording metrics (see :meth:`validate`).
 
@@ -271,30 +167,35 @@ class Predictor:
         ``single`` (one record answered as one prediction) gives it a plain id, otherwise row ``i`` of the batch
         has the id ``{base}-{i}`` (see :class:`PredictionBatch`).
         """
-        return self._answer(self._accept(records, probabilities, text), probabilities, single)
+        return self._answer(self._accept(records, probabilities, extra), probabilities, single)
 
     async def predict_together(
-        self, records: Sequence[Any], *, probabilities: bool = False, text: bool = False, single: bool = False
+        self,
+        records: Sequence[Any],
+        *,
+        probabilities: bool = False,
+        single: bool = False,
+        extra: ExtraFields = "refuse",
     ) -> PredictionBatch:
         """:meth:`predict` for the event loop: requests validated in the same loop iteration share one model call.
 
         Same checks, answers, metrics and windows as :meth:`predict`; the model call, and the appending to the
         monitoring windows, are shared (see :class:`Coalescer`). For small batches: the model runs on the event loop.
         """
-        model_input = self._accept(records, probabilities, text)
+        model_input = self._accept(records, probabilities, extra)
         return await self._coalescer.infer(model_input, probabilities, single)
 
-    def _accept(self, records: Sequence[Any], probabilities: bool, text: bool) -> ModelInput:
+    def _accept(self, records: Sequence[Any], probabilities: bool, extra: ExtraFields) -> ModelInput:
         """Validated input, with its unusual values counted; a rejected request is counted as invalid."""
         if probabilities and not self.is_classifier:
             self.metrics.invalid()
             raise BadRequestError("probabilities apply to classifiers; this model is a regressor")
         try:
-            model_input = self.validate(records, text=text)
+            model_input = self.records.validate(records, extra=extra)
         except SchemaValidationError:
             self.metrics.invalid()
             raise
-        self.metrics.inputs(model_input.unseen, model_input.out_of_range)
+        self.metrics.inputs(model_input.unseen, model_input.out_of_range, model_input.missing, model_input.ignored)
         return model_input
 
     def _answer(self, model_input: ModelInput, probabilities: bool, single: bool) -> PredictionBatch:
@@ -489,88 +390,6 @@ class Coalescer:
             each.answer.set_result(self._predictor._answer(each.model_input, each.probabilities, each.single))
         except Exception as exc:
             each.answer.set_exception(exc)
-
-
-def _spec(feature: FeatureSchema) -> _Spec:
-    categories = None
-    if feature.kind == "categorical" and feature.categories and len(feature.categories) < MAX_STORED_CATEGORIES:
-        categories = frozenset(feature.categories)
-    numeric = feature.kind == "numeric"
-    return _Spec(
-        name=feature.name,
-        kind=feature.kind,
-        nullable=feature.nullable,
-        low=feature.min if numeric else None,
-        high=feature.max if numeric else None,
-        categories=categories,
-    )
-
-
-def _show(value: Any) -> str:
-    shown = repr(value)
-    return shown if len(shown) <= _REPR_LIMIT else shown[: _REPR_LIMIT - 3] + "..."
-
-
-def _convert(spec: _Spec, value: Any, text: bool) -> tuple[Any, str | None]:
-    """One value as the model input type (``None`` for missing), or the reason it is not acceptable."""
-    if value is None or value is _ABSENT or (text and type(value) is str and not value.strip()):
-        if spec.nullable:
-            return None, None
-        reason = "field required" if value is _ABSENT else "must not be null" if value is None else "must not be empty"
-        return None, reason
-    kind = type(value)
-    if spec.kind == "numeric":
-        if kind is float:
-            number = value
-        elif kind is int:
-            try:
-                number = float(value)
-            except OverflowError:
-                return None, f"number too large: {_show(value)}"
-        elif text and kind is str:
-            try:
-                number = float(value)
-            except ValueError:
-                return None, f"expected a number, got {_show(value)}"
-        else:
-            return None, f"expected a number, got {_show(value)}"
-        if not math.isfinite(number):
-            return None, f"expected a finite number, got {number}"
-        return number, None
-    if spec.kind == "boolean":
-        if kind is bool:
-            return (1.0 if value else 0.0), None
-        if (kind is int or kind is float) and value in (0, 1):
-            return float(value), None
-        if text and kind is str:
-            flag = value.strip().lower()
-            if flag in ("true", "1"):
-                return 1.0, None
-            if flag in ("false", "0"):
-                return 0.0, None
-        return None, f"expected true or false, got {_show(value)}"
-    # categorical
-    if kind is str:
-        category = value.strip()
-        if not category:
-            return (None, None) if spec.nullable else (None, "must not be empty")
-        return category, None
-    if kind is int:
-        return str(value), None
-    if kind is float:
-        if not math.isfinite(value):
-            return None, f"expected a category (text), got {value}"
-        # 3.0 from a JSON client means the category "3" that integer training data had.
-        return str(value).removesuffix(".0"), None
-    return None, f"expected a category (text), got {_show(value)}"
-
-
-def _column(kind: str, values: list[Any]) -> np.ndarray:
-    if kind == "categorical":
-        column = np.empty(len(values), dtype=object)
-        column[:] = [np.nan if v is None else v for v in values]
-        return column
-    return np.array([math.nan if v is None else v for v in values], dtype=np.float64)
 
 
 def _describe_feature(feature: FeatureSchema) -> dict[str, Any]:

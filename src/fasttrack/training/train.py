@@ -21,8 +21,9 @@ from sklearn.model_selection import KFold, StratifiedKFold, train_test_split
 from sklearn.pipeline import Pipeline
 
 from fasttrack.config import ResolvedTask, TrainConfig
-from fasttrack.data.schema import Schema, prepare_features
+from fasttrack.data.schema import Schema
 from fasttrack.errors import ConfigError, DataError
+from fasttrack.features.frames import prepare_features
 from fasttrack.training.evaluate import (
     Evaluation,
     compute_metrics,

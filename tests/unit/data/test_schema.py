@@ -1,7 +1,8 @@
-"""Task and schema inference, reference profiles, model input preparation and validation against a schema."""
+"""The schema model: what it records, its JSON round trip, and schemas written before it recorded more."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -9,485 +10,56 @@ import pandas as pd
 import pytest
 
 from fasttrack.data.clean import clean
-from fasttrack.data.ingest import read_table
-from fasttrack.data.schema import (
-    CategoricalProfile,
-    NumericProfile,
-    Schema,
-    bin_proportions,
-    categorical_profile,
-    category_text,
-    infer_schema,
-    infer_task,
-    numeric_profile,
-    prepare_features,
-    validate,
-)
-from fasttrack.errors import DataError, SchemaValidationError, Violation
+from fasttrack.data.describe import infer_schema
+from fasttrack.data.schema import MAX_STORED_CATEGORIES, FeatureSchema, Schema
+from fasttrack.features.rules import DEFAULT_MISSING_MARKERS
 
 
 @pytest.fixture
-def training() -> pd.DataFrame:
-    """A small cleaned training frame with every feature kind, missing values and a text target."""
-    rng = np.random.default_rng(0)
-    n = 200
-    age = rng.integers(1, 80, n).astype("float64")
-    age[:10] = np.nan
-    return pd.DataFrame(
+def schema() -> Schema:
+    raw = pd.DataFrame(
         {
-            "age": age,
-            "rooms": rng.integers(1, 6, n),
-            "income": rng.normal(50.0, 10.0, n),
-            "colour": pd.Series(["red"] * 120 + ["blue"] * 60 + ["green"] * 16 + ["pink"] * 4, dtype="str"),
-            "member": np.arange(n) % 3 == 0,
-            "y": pd.Series(["no", "yes"] * (n // 2), dtype="str"),
+            "id": range(1, 41),
+            "constant": ["same"] * 40,
+            "colour": ["red", "blue"] * 20,
+            "x": np.arange(40) / 4,
+            "y": [0, 1] * 20,
         }
     )
+    frame, report = clean(raw, "y")
+    return infer_schema(frame, "y", dropped_columns=report.dropped_columns, missing_markers=["?", "-"])
 
 
-@pytest.fixture
-def schema(training: pd.DataFrame) -> Schema:
-    return infer_schema(training, "y")
+def test_the_schema_records_the_columns_cleaning_dropped_and_the_markers(schema: Schema) -> None:
+    assert schema.feature_names == ["colour", "x"]
+    assert list(schema.dropped_columns) == ["id", "constant"]
+    assert schema.dropped_columns["id"].startswith("identifier")
+    assert schema.training_columns == ["id", "constant", "y"]
+    assert schema.missing_markers == ["?", "-"]
 
 
-# --- infer_task -----------------------------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    ("values", "task"),
-    [
-        (pd.Series(["a", "b", "a"]), "classification"),
-        (pd.Series([True, False, True]), "classification"),
-        (pd.Series([0, 1, 1, 0, 1]), "classification"),
-        (pd.Series([0.0, 1.0, np.nan, 1.0]), "classification"),
-        (pd.Series([1, 2, 3] * 20), "classification"),
-        (pd.Series([1, 2, 3] * 6), "regression"),
-        (pd.Series(np.arange(1000) % 25), "regression"),
-        (pd.Series([0.5, 1.5, 0.5, 1.5]), "regression"),
-        (pd.Series(np.linspace(0, 1, 100)), "regression"),
-        (pd.Series(["3", "1"], dtype="category"), "classification"),
-    ],
-    ids=[
-        "text",
-        "bool",
-        "binary-int",
-        "binary-float",
-        "3-classes-60-rows",
-        "3-values-18-rows",
-        "25-values",
-        "halves",
-        "continuous",
-        "categorical",
-    ],
-)
-def test_infer_task(values: pd.Series, task: str) -> None:
-    assert infer_task(values) == task
-
-
-# --- infer_schema: features -----------------------------------------------------------------------------------
-
-
-def test_features_in_frame_order_without_the_target(schema: Schema, training: pd.DataFrame) -> None:
-    assert schema.feature_names == ["age", "rooms", "income", "colour", "member"]
-    assert schema.n_rows == len(training)
-    assert [f.kind for f in schema.features] == ["numeric", "numeric", "numeric", "categorical", "boolean"]
-    assert [f.dtype for f in schema.features] == ["float64", "int64", "float64", "str", "bool"]
-
-
-def test_numeric_feature(schema: Schema, training: pd.DataFrame) -> None:
-    age = schema.feature("age")
-    assert age.nullable
-    assert age.missing_ratio == pytest.approx(0.05)
-    assert age.min == training["age"].min()
-    assert age.max == training["age"].max()
-    assert age.integer
-    assert age.example == float(round(training["age"].median()))
-    income = schema.feature("income")
-    assert not income.nullable
-    assert not income.integer
-    assert income.missing_ratio == 0.0
-    assert income.categories is None
-    assert income.example == pytest.approx(training["income"].median(), rel=1e-3)
-
-
-def test_categorical_feature(schema: Schema) -> None:
-    colour = schema.feature("colour")
-    assert colour.categories == ["red", "blue", "green", "pink"]
-    assert colour.frequent_categories == ["red", "blue", "green"]  # pink is seen 4 < 5 times
-    assert colour.example == "red"
-    assert colour.min is None
-    assert colour.max is None
-
-
-def test_frequent_categories_respect_both_thresholds(training: pd.DataFrame) -> None:
-    colour = infer_schema(training, "y", max_categories=2, min_category_count=1).feature("colour")
-    assert colour.frequent_categories == ["red", "blue"]
-    colour = infer_schema(training, "y", min_category_count=61).feature("colour")
-    assert colour.frequent_categories == ["red"]
-
-
-def test_category_ties_are_ordered_by_value() -> None:
-    frame = pd.DataFrame({"c": ["b", "c", "a", "c", "b", "a", "d"], "y": [0, 1] * 3 + [0]})
-    assert infer_schema(frame, "y").feature("c").categories == ["a", "b", "c", "d"]
-
-
-def test_stored_categories_are_capped() -> None:
-    frame = pd.DataFrame({"c": [f"v{i:04d}" for i in range(1200)] * 2, "y": [0, 1] * 1200})
-    feature = infer_schema(frame, "y").feature("c")
-    assert feature.categories is not None
-    assert len(feature.categories) == 1000
-    assert feature.frequent_categories == []
-
-
-def test_boolean_feature(schema: Schema) -> None:
-    member = schema.feature("member")
-    assert member.example is False
-    assert member.min is None
-    assert isinstance(member.profile, CategoricalProfile)
-    assert set(member.profile.frequencies) == {"true", "false"}
-    assert member.profile.frequencies["true"] == pytest.approx(67 / 200)
-
-
-def test_numeric_profiles_are_quantile_bins_summing_to_one(schema: Schema, training: pd.DataFrame) -> None:
-    for name in ["age", "rooms", "income"]:
-        profile = schema.feature(name).profile
-        assert isinstance(profile, NumericProfile)
-        assert len(profile.edges) == len(profile.proportions) + 1
-        assert sum(profile.proportions) == pytest.approx(1.0)
-        assert profile.edges[0] == training[name].min()
-        assert profile.edges[-1] == training[name].max()
-    income = schema.feature("income").profile
-    assert isinstance(income, NumericProfile)
-    assert len(income.proportions) == 10
-    assert income.proportions == pytest.approx([0.1] * 10)
-    age = schema.feature("age").profile
-    assert isinstance(age, NumericProfile)
-    assert age.missing == pytest.approx(0.05)
-
-
-def test_profile_bins_argument(training: pd.DataFrame) -> None:
-    profile = infer_schema(training, "y", profile_bins=4).feature("income").profile
-    assert isinstance(profile, NumericProfile)
-    assert profile.proportions == pytest.approx([0.25] * 4)
-
-
-def test_categorical_profile_keeps_the_top_categories_and_sums_the_rest() -> None:
-    values = pd.Series(["a"] * 5 + ["b"] * 3 + ["c", "d"] + [None] * 2)
-    profile = categorical_profile(values, top=2)
-    assert list(profile.frequencies) == ["a", "b"]
-    assert profile.frequencies["a"] == pytest.approx(0.5)
-    assert profile.other == pytest.approx(0.2)
-    assert profile.missing == pytest.approx(2 / 12)
-    assert sum(profile.frequencies.values()) + profile.other == pytest.approx(1.0)
-
-
-@pytest.mark.parametrize(
-    ("values", "bins", "edges", "proportions"),
-    [
-        ([5.0, 5.0, 5.0], 10, [5.0, 5.0], [1.0]),
-        ([0, 0, 0, 0, 0, 0, 0, 0, 10, 20], 2, [0.0, 0.0, 20.0], [0.8, 0.2]),
-        ([0, 0, 0, 0, 0, 0, 0, 0, 10, 20], 10, [0.0, 0.0, 2.0, 11.0, 20.0], [0.8, 0.0, 0.1, 0.1]),
-        ([1, 2, 3, 4], 2, [1.0, 2.5, 4.0], [0.5, 0.5]),
-        ([np.nan, np.nan], 10, [], []),
-    ],
-    ids=["constant", "mostly-zero", "mostly-zero-10-bins", "two-bins", "all-missing"],
-)
-def test_numeric_profile_edge_cases(
-    values: list[float], bins: int, edges: list[float], proportions: list[float]
-) -> None:
-    profile = numeric_profile(np.array(values, dtype="float64"), bins=bins)
-    assert profile.edges == pytest.approx(edges)
-    assert profile.proportions == pytest.approx(proportions)
-
-
-def test_bin_proportions_apply_reference_edges_with_open_outer_bins() -> None:
-    profile = NumericProfile(edges=[0.0, 10.0, 20.0, 30.0], proportions=[0.3, 0.3, 0.4])
-    values = pd.Series([-100.0, 0.0, 10.0, 10.5, 20.0, 25.0, 1000.0, np.nan])
-    assert bin_proportions(profile, values) == pytest.approx([3 / 7, 2 / 7, 2 / 7])
-    assert bin_proportions(profile, np.array([np.nan])) == [0.0, 0.0, 0.0]
-    assert bin_proportions(NumericProfile(edges=[], proportions=[]), np.array([1.0])) == []
-
-
-def test_bin_proportions_reproduce_the_reference_on_the_training_data(training: pd.DataFrame) -> None:
-    profile = numeric_profile(training["age"], bins=10)
-    assert bin_proportions(profile, training["age"]) == profile.proportions
-
-
-# --- infer_schema: target -------------------------------------------------------------------------------------
-
-
-def test_classification_target(schema: Schema) -> None:
-    target = schema.target
-    assert target.name == "y"
-    assert target.task == "classification"
-    assert target.labels == ["no", "yes"]
-    assert target.dtype == "str"
-    assert isinstance(target.profile, CategoricalProfile)
-    assert target.profile.frequencies == {"no": 0.5, "yes": 0.5}
-
-
-def test_regression_target(training: pd.DataFrame) -> None:
-    schema = infer_schema(training, "income")
-    assert schema.target.task == "regression"
-    assert schema.target.labels is None
-    assert schema.target.min == training["income"].min()
-    assert schema.target.max == training["income"].max()
-    assert isinstance(schema.target.profile, NumericProfile)
-    assert "y" in schema.feature_names
-
-
-def test_explicit_task_overrides_the_guess(training: pd.DataFrame) -> None:
-    assert infer_schema(training, "rooms").target.task == "classification"
-    assert infer_schema(training, "rooms", task="regression").target.task == "regression"
-
-
-@pytest.mark.parametrize(
-    ("labels", "kind"),
-    [
-        (["b", "a", "b"], str),
-        ([2, 0, 1, 2], int),
-        ([1.0, 0.0, 1.0], float),
-        ([True, False, True], bool),
-    ],
-)
-def test_labels_keep_their_type_through_json(tmp_path: Path, labels: list[object], kind: type) -> None:
-    frame = pd.DataFrame({"x": np.arange(len(labels)) * 1.5, "y": labels})
-    schema = infer_schema(frame, "y", task="classification")
-    assert schema.target.labels == sorted(set(labels))  # type: ignore[type-var]
-    path = tmp_path / "schema.json"
-    schema.save(path)
-    loaded = Schema.load(path)
-    assert loaded == schema
-    assert loaded.target.labels is not None
-    assert all(type(label) is kind for label in loaded.target.labels)
-
-
-def test_schema_json_round_trip(tmp_path: Path, schema: Schema) -> None:
+def test_round_trip(tmp_path: Path, schema: Schema) -> None:
     path = tmp_path / "schema.json"
     schema.save(path)
     assert Schema.load(path) == schema
     assert not list(tmp_path.glob(".*.tmp"))
 
 
-@pytest.mark.parametrize(
-    ("frame", "task", "message"),
-    [
-        (pd.DataFrame({"x": [1, 2, 3], "y": ["a", "a", None]}), "auto", r"target 'y' has only one class: 'a'"),
-        (pd.DataFrame({"x": [1, 2], "y": [None, None]}), "auto", r"target 'y' has no values"),
-        (pd.DataFrame({"y": [0, 1]}), "auto", r"no feature columns left besides the target 'y'"),
-        (pd.DataFrame({"x": [1, 2]}), "auto", r"target column 'y' not found; columns are: x"),
-        (pd.DataFrame({"x": [1, 2], "y": ["a", "b"]}), "regression", r"target 'y' is not numeric \(str\)"),
-        (pd.DataFrame({"x": [1.0, np.inf], "y": [0, 1]}), "auto", r"feature 'x' has 1 infinite values"),
-    ],
-    ids=["one-class", "no-rows", "no-features", "no-target", "text-regression", "infinite"],
-)
-def test_infer_schema_errors(frame: pd.DataFrame, task: str, message: str) -> None:
-    with pytest.raises(DataError, match=message):
-        infer_schema(frame, "y", task=task)  # type: ignore[arg-type]
+def test_a_schema_written_before_version_2_reads_with_defaults(tmp_path: Path, schema: Schema) -> None:
+    old = schema.model_dump(mode="json", exclude={"dropped_columns", "missing_markers"})
+    old["version"] = 1
+    path = tmp_path / "schema.json"
+    path.write_text(json.dumps(old), encoding="utf-8")
+    loaded = Schema.load(path)
+    assert loaded.dropped_columns == {}
+    assert loaded.missing_markers == list(DEFAULT_MISSING_MARKERS)
+    assert loaded.training_columns == ["y"]
 
 
-# --- prepare_features -----------------------------------------------------------------------------------------
-
-
-def test_prepare_features_gives_the_model_input_dtypes(schema: Schema, training: pd.DataFrame) -> None:
-    prepared = prepare_features(training, schema)
-    assert prepared.columns.tolist() == schema.feature_names
-    assert [str(t) for t in prepared.dtypes] == ["float64", "float64", "float64", "object", "float64"]
-    assert prepared["member"].tolist()[:3] == [1.0, 0.0, 0.0]
-    assert all(type(v) is str for v in prepared["colour"])
-    assert prepared["age"].isna().sum() == 10
-
-
-def test_prepare_features_converts_what_clients_send(schema: Schema) -> None:
-    frame = pd.DataFrame(
-        {
-            "extra": ["ignored", "too"],
-            "member": ["TRUE", " false"],
-            "colour": [None, " blue "],
-            "income": ["12.5", ""],
-            "rooms": [3, 4],
-            "age": pd.Series([1, None], dtype="Int64"),
-        },
-        index=[5, 6],
-    )
-    prepared = prepare_features(frame, schema)
-    assert prepared.columns.tolist() == schema.feature_names
-    assert prepared.index.tolist() == [5, 6]
-    assert prepared["member"].tolist() == [1.0, 0.0]
-    assert prepared["colour"].dtype == object
-    assert prepared["colour"].iloc[1] == "blue"
-    assert prepared["colour"].iloc[0] is np.nan  # noqa: PLW0177 - the very object sklearn's imputer expects
-    assert prepared["income"].iloc[0] == 12.5
-    assert np.isnan(prepared["income"].iloc[1])
-    assert np.isnan(prepared["age"].iloc[1])
-
-
-@pytest.mark.parametrize(
-    ("value", "text"),
-    [
-        ("red", "red"),
-        ("  red ", "red"),
-        ("", None),
-        ("  ", None),
-        (None, None),
-        (float("nan"), None),
-        (True, "true"),
-        (np.bool_(False), "false"),
-        (3, "3"),
-        (3.0, "3"),
-        (np.float32(3.0), "3"),
-        (np.int64(3), "3"),
-        (2.5, "2.5"),
-        (1e16, "1e+16"),
-    ],
-)
-def test_category_text_of_one_value(value: object, text: str | None) -> None:
-    assert category_text(value) == text
-
-
-def test_category_text_is_what_prepare_features_gives_a_column() -> None:
-    frame = pd.DataFrame({"code": ["3", "1", "3", "2"], "x": [1.0, 2.0, 3.0, 4.0], "y": [0, 1, 0, 1]})
-    schema = infer_schema(frame, "y")
-    for sent in ([3.0, 2.5, 1e16, np.nan], [" a ", "", "b", None], [True, False, True, False], [3, 1, 2, 10**6]):
-        prepared = prepare_features(pd.DataFrame({"code": sent, "x": [1.0] * 4}), schema)
-        expected = [None if pd.isna(v) else v for v in prepared["code"]]
-        assert [category_text(v) for v in sent] == expected, sent
-
-
-def test_prepare_features_categorical_numbers_become_text() -> None:
-    frame = pd.DataFrame({"code": ["3", "1", "3", "2"], "x": [1.0, 2.0, 3.0, 4.0], "y": [0, 1, 0, 1]})
-    schema = infer_schema(frame, "y")
-    for sent in (pd.Series([3, 1]), pd.Series([3.0, np.nan])):
-        prepared = prepare_features(pd.DataFrame({"code": sent, "x": [1.0, 2.0]}), schema)
-        assert prepared["code"].iloc[0] == "3"
-        assert type(prepared["code"].iloc[0]) is str
-
-
-def test_prepare_features_fills_an_absent_nullable_feature(schema: Schema, training: pd.DataFrame) -> None:
-    prepared = prepare_features(training.drop(columns=["age"]), schema)
-    assert prepared["age"].isna().all()
-    assert prepared["age"].dtype == "float64"
-
-
-def test_prepare_features_collects_every_violation(schema: Schema) -> None:
-    frame = pd.DataFrame(
-        {
-            "age": ["1", "abc", "abc", "x"],
-            "income": [1.0, np.inf, 2.0, 3.0],
-            "colour": ["red"] * 4,
-            "member": ["yes", "true", "no", "false"],
-        }
-    )
-    with pytest.raises(SchemaValidationError) as caught:
-        prepare_features(frame, schema)
-    assert caught.value.violations == [
-        Violation("age", "expected a number, got 'abc', 'x' (3 rows)"),
-        Violation("rooms", "required column is missing"),
-        Violation("income", "1 infinite values"),
-        Violation("member", "expected true or false, got 'yes', 'no' (2 rows)"),
-    ]
-
-
-def test_prepare_features_boolean_from_numbers(schema: Schema, training: pd.DataFrame) -> None:
-    prepared = prepare_features(training.assign(member=[1, 0] * 100), schema)
-    assert prepared["member"].tolist()[:2] == [1.0, 0.0]
-    with pytest.raises(SchemaValidationError, match=r"member: expected true or false \(or 0/1\), got '2' \(100 rows\)"):
-        prepare_features(training.assign(member=[1, 2] * 100), schema)
-
-
-# --- validate -------------------------------------------------------------------------------------------------
-
-
-def test_validate_training_data_is_clean(schema: Schema, training: pd.DataFrame) -> None:
-    result = validate(training, schema)
-    assert result.ok
-    assert result.errors == []
-    assert result.warnings == []
-    result.raise_for_errors()
-
-
-def test_validate_sorts_problems_into_errors_and_warnings(schema: Schema) -> None:
-    frame = pd.DataFrame(
-        {
-            "age": [1.0, 200.0, -5.0, np.nan],
-            "income": [50.0, np.nan, np.inf, 40.0],
-            "colour": ["red", "mauve", "teal", "mauve"],
-            "member": [True, False, True, False],
-            "surprise": [1, 2, 3, 4],
-            "y": ["no", "yes", "no", "yes"],
-        }
-    )
-    result = validate(frame, schema)
-    assert not result.ok
-    assert result.errors == [
-        Violation("rooms", "required column is missing"),
-        Violation("income", "1 infinite values"),
-    ]
-    assert result.warnings == [
-        Violation(
-            "age", f"2 values outside the training range [{schema.feature('age').min}, {schema.feature('age').max}]"
-        ),
-        Violation("income", "1 missing values; the training data had none (the model imputes them)"),
-        Violation("colour", "2 categories never seen in training: 'mauve', 'teal' (3 rows)"),
-        Violation("surprise", "unknown column, ignored"),
-    ]
-    with pytest.raises(SchemaValidationError) as caught:
-        result.raise_for_errors()
-    assert caught.value.violations == result.errors
-
-
-def test_validate_wrong_types_are_errors(schema: Schema, training: pd.DataFrame) -> None:
-    result = validate(training.assign(rooms=["3"] * 199 + ["many"]), schema)
-    assert result.errors == [Violation("rooms", "expected a number, got 'many' (1 rows)")]
-    # The bad value is reported once, not again as a missing value.
-    assert result.warnings == []
-
-
-def test_validate_absent_nullable_column_is_a_warning(schema: Schema, training: pd.DataFrame) -> None:
-    result = validate(training.drop(columns=["age"]), schema)
-    assert result.ok
-    assert result.warnings == [Violation("age", "column is missing; its values are treated as missing")]
-
-
-# --- the real data sets ---------------------------------------------------------------------------------------
-
-
-@pytest.mark.datasets
-def test_titanic_schema(datasets_dir: Path) -> None:
-    frame, _ = clean(read_table(datasets_dir / "titanic.csv"), "Survived")
-    schema = infer_schema(frame, "Survived")
-    assert schema.target.task == "classification"
-    assert schema.target.labels == [0, 1]
-    assert "Name" not in schema.feature_names
-    assert schema.feature("Age").missing_ratio == pytest.approx(0.199, abs=0.001)
-    assert schema.feature("Sex").categories == ["male", "female"]
-    assert schema.feature("Pclass").integer
-    assert validate(frame, schema).ok
-    assert prepare_features(frame, schema).shape == (891, len(schema.features))
-
-
-@pytest.mark.datasets
-def test_housing_schema(datasets_dir: Path) -> None:
-    frame, _ = clean(read_table(datasets_dir / "housing.csv"), "median_house_value")
-    schema = infer_schema(frame, "median_house_value")
-    assert schema.target.task == "regression"
-    assert schema.target.max == 500001.0
-    assert schema.feature("total_bedrooms").missing_ratio == pytest.approx(207 / 20640)
-    assert schema.feature("ocean_proximity").frequent_categories == [
-        "<1H OCEAN",
-        "INLAND",
-        "NEAR OCEAN",
-        "NEAR BAY",
-        "ISLAND",
-    ]
-
-
-@pytest.mark.datasets
-def test_penguins_schema(datasets_dir: Path) -> None:
-    frame, _ = clean(read_table(datasets_dir / "penguins.json"), "Species")
-    schema = infer_schema(frame, "Species")
-    assert schema.target.labels == ["Adelie", "Chinstrap", "Gentoo"]
-    sex = schema.feature("Sex")
-    assert sex.categories == ["MALE", "FEMALE", "."]
-    assert sex.frequent_categories == ["MALE", "FEMALE"]
-    assert schema.feature("Body Mass (g)").kind == "numeric"
+def test_known_categories_only_when_every_one_was_stored() -> None:
+    few = FeatureSchema(name="c", kind="categorical", dtype="str", nullable=False, missing_ratio=0, categories=["a"])
+    assert few.known_categories() == frozenset({"a"})
+    many = few.model_copy(update={"categories": [str(i) for i in range(MAX_STORED_CATEGORIES)]})
+    assert many.known_categories() is None
+    number = FeatureSchema(name="n", kind="numeric", dtype="float64", nullable=False, missing_ratio=0)
+    assert number.known_categories() is None

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from fasttrack.config import Settings, TrainConfig, get_settings
-from fasttrack.data.schema import infer_schema
+from fasttrack.data.describe import infer_schema
 from fasttrack.training.train import TrainResult, train
 
 

@@ -11,8 +11,9 @@ import pandas as pd
 import pytest
 
 from fasttrack.config import Settings, TrainConfig
+from fasttrack.data.describe import infer_schema
 from fasttrack.data.ingest import ingest
-from fasttrack.data.schema import infer_schema, prepare_features
+from fasttrack.features.frames import prepare_features
 from fasttrack.registry import onnx as fx
 from fasttrack.registry import tracking
 from fasttrack.registry.model_folder import ONNX_FILE, load_model_folder

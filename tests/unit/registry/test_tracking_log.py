@@ -10,7 +10,7 @@ import pytest
 from mlflow import MlflowClient
 
 from fasttrack.config import Settings, TrainConfig
-from fasttrack.data.schema import infer_schema
+from fasttrack.data.describe import infer_schema
 from fasttrack.registry import onnx as fx
 from fasttrack.registry import tracking
 from fasttrack.training.train import TrainResult, train

@@ -11,8 +11,8 @@ import pandas as pd
 import pytest
 
 from fasttrack.config import Settings, get_settings
-from fasttrack.data.schema import prepare_features
 from fasttrack.errors import ConfigError, ModelLoadError
+from fasttrack.features.frames import prepare_features
 from fasttrack.registry.model_folder import LoadedModel
 from fasttrack.serving.backends import OnnxBackend, SklearnBackend, select_backend
 from fasttrack.serving.predictor import Predictor

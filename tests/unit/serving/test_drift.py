@@ -8,7 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from fasttrack.data.schema import CategoricalProfile, NumericProfile, Schema, infer_schema, numeric_profile
+from fasttrack.data.describe import infer_schema, numeric_profile
+from fasttrack.data.schema import CategoricalProfile, NumericProfile, Schema
 from fasttrack.serving.drift import (
     DEFAULT_PSI_THRESHOLD,
     PREDICTION,

@@ -109,3 +109,24 @@ def test_not_ready_has_mlflows_shape(serve_app: AppClient, settings: Settings, g
             assert response.json()["error_code"] == "TEMPORARILY_UNAVAILABLE"
         finally:
             release.set()
+
+
+def test_csv_reads_missing_markers_as_fasttrack_predict_does(client: TestClient) -> None:
+    # NA in a numeric column is missing, as it is in a file scored with `fasttrack predict` (it was a 400).
+    marked = client.post(
+        "/invocations", content="feature_1,feature_2\n5.3,NA\n1.0, ? \n", headers={"Content-Type": "text/csv"}
+    )
+    empty = client.post(
+        "/invocations", content="feature_1,feature_2\n5.3,\n1.0,\n", headers={"Content-Type": "text/csv"}
+    )
+    assert marked.status_code == 200, marked.text
+    assert marked.json() == empty.json()
+
+
+def test_columns_the_model_never_saw_are_ignored_as_mlflow_does(client: TestClient) -> None:
+    records = [{"feature_1": 5.3, "feature_2": 2.1, "comment": "x"}, {"feature_1": 1, "feature_2": 6, "label": "n"}]
+    response = client.post("/invocations", json={"dataframe_records": records})
+    assert response.json() == EXPECTED
+    metrics = client.get("/metrics").text
+    assert 'fasttrack_ignored_field_total{field="__unknown__",model="sample",version="1"} 1.0' in metrics
+    assert 'fasttrack_ignored_field_total{field="label",model="sample",version="1"} 1.0' in metrics

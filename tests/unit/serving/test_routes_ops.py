@@ -127,9 +127,11 @@ def test_openapi_names_the_real_features_with_a_training_example(
     with serve_app(settings, mixed) as (client, _):
         document = client.get("/openapi.json").json()
     record = document["components"]["schemas"]["PredictionRecord"]
-    assert set(record["properties"]) == {"amount", "colour", "member"}
+    # The features, then the training data's other column (the target), accepted and ignored.
+    assert list(record["properties"]) == ["amount", "colour", "member", "label"]
     assert record["required"] == ["colour", "member"]  # amount had missing values in training
-    assert record["properties"]["colour"]["type"] == "string"
+    assert record["additionalProperties"] is False
+    assert {"type": "string", "description": "a category"} in record["properties"]["colour"]["anyOf"]
     example = record["examples"][0]
     assert example["colour"] in ("red", "green", "blue") and isinstance(example["amount"], float)
     body = document["paths"]["/predict"]["post"]["requestBody"]["content"]["application/json"]
@@ -159,7 +161,7 @@ def test_openapi_before_a_model_is_loaded(serve_app: AppClient, settings: Settin
             release.set()
         manager.wait_ready(60)
         loaded = client.get("/openapi.json").json()["components"]["schemas"]["PredictionRecord"]
-        assert set(loaded["properties"]) == {"feature_1", "feature_2"}
+        assert set(loaded["properties"]) == {"feature_1", "feature_2", "label"}
 
 
 def test_workers_take_connections_only_once_loaded(serve_app: AppClient, settings: Settings) -> None:

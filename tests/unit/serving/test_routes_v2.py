@@ -159,3 +159,24 @@ def test_bad_binary_parts(client: TestClient) -> None:
     assert "bad inference-header-content-length" in v2_error(
         client.post("/v2/models/sample/infer", content=body, headers=headers), 400
     )
+
+
+def test_training_columns_are_ignored_and_unknown_ones_follow_the_setting(
+    serve_app: AppClient, settings: Settings, classifier: Predictor
+) -> None:
+    with_target = {**TWO_ROWS, "inputs": [*TWO_ROWS["inputs"], tensor("label", ["a", "b"], "BYTES")]}
+    unknown = {**TWO_ROWS, "inputs": [*TWO_ROWS["inputs"], tensor("colour", ["a", "b"], "BYTES")]}
+    with serve_app(settings, classifier) as (client, _):
+        assert client.post("/v2/models/sample/infer", json=with_target).status_code == 200
+        refused = client.post("/v2/models/sample/infer", json=unknown)
+        assert refused.status_code == 422
+        assert "colour: unknown field" in refused.json()["error"]
+    with serve_app(settings.model_copy(update={"extra_fields": "ignore"}), classifier) as (client, _):
+        assert client.post("/v2/models/sample/infer", json=unknown).status_code == 200
+
+
+def test_text_tensors_are_read_like_any_text(client: TestClient) -> None:
+    # BYTES tensors hold text: numbers as text are numbers, markers are missing (the same rules as a CSV file).
+    as_text = {"inputs": [tensor("feature_1", ["5.3", "1.0"], "BYTES"), tensor("feature_2", ["2.1", "NA"], "BYTES")]}
+    response = client.post("/v2/models/sample/infer", json=as_text)
+    assert response.status_code == 200, response.text

@@ -10,8 +10,10 @@ import pandas as pd
 import pytest
 
 from fasttrack.config import CLASSIFICATION_METRICS, REGRESSION_METRICS
-from fasttrack.data.schema import Schema, TargetSchema, infer_schema, prepare_features
+from fasttrack.data.describe import infer_schema
+from fasttrack.data.schema import Schema, TargetSchema
 from fasttrack.errors import ConfigError, DataError
+from fasttrack.features.frames import prepare_features
 from fasttrack.training.pipeline import build_pipeline
 from fasttrack.training.train import EXAMPLE_ROWS, TrainResult, _cross_validate, train
 

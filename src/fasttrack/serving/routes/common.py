@@ -16,7 +16,7 @@ from fastapi import Depends, Request
 from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
-from fasttrack.config import Settings
+from fasttrack.config import ExtraFields, Settings
 from fasttrack.errors import (
     BadRequestError,
     FastTrackError,
@@ -195,15 +195,15 @@ async def predict_rows(
     records: Sequence[Any],
     *,
     probabilities: bool = False,
-    text: bool = False,
     single: bool = False,
+    extra: ExtraFields = "refuse",
 ) -> PredictionBatch:
     """Predict on the event loop for small batches (sharing model calls with concurrent requests: see
     ``Coalescer``), in the thread pool for big ones (``single``: one record answered as one prediction, whose id
-    is plain rather than ``{base}-0``)."""
+    is plain rather than ``{base}-0``; ``extra``: refuse or ignore fields the model never saw)."""
     if len(records) <= INLINE_ROWS:
-        return await predictor.predict_together(records, probabilities=probabilities, text=text, single=single)
-    return await run_in_threadpool(predictor.predict, records, probabilities=probabilities, text=text, single=single)
+        return await predictor.predict_together(records, probabilities=probabilities, single=single, extra=extra)
+    return await run_in_threadpool(predictor.predict, records, probabilities=probabilities, single=single, extra=extra)
 
 
 def check_rows(count: int, settings: Settings) -> None:

@@ -3,7 +3,9 @@
 JSON bodies hold exactly one of ``dataframe_split``, ``dataframe_records``, ``instances`` or ``inputs`` (and
 optionally ``params``, ignored); ``text/csv`` bodies are a header row and data rows. The answer is
 ``{"predictions": [...]}``; errors have MLflow's shape ``{"error_code": "BAD_REQUEST", "message": "..."}``
-(the app's error handler gives every error under this path that shape). Records are validated like ``/predict``.
+(the app's error handler gives every error under this path that shape). Records are validated like ``/predict``,
+except that fields the model never saw are ignored (and counted), as ``mlflow models serve`` ignores extra
+columns.
 ``X-Prediction-Id`` carries the batch's base id for ``POST /feedback`` (row ``i``'s id is ``{base}-{i}``).
 """
 
@@ -65,16 +67,17 @@ async def invocations(request: Request, predictor: PredictorDep, settings: Setti
     """Score a batch sent in one of MLflow's formats (JSON) or as CSV (``text/csv``)."""
     mime = media_type(request)
     if mime == "text/csv":
-        records, text = _csv_records(await read_body(request, settings.max_body_bytes)), True
+        records: list[Any] = _csv_records(await read_body(request, settings.max_body_bytes))
     elif is_json(mime):
-        records, text = mlflow_records(parse_json(await read_body(request, settings.max_body_bytes))), False
+        records = mlflow_records(parse_json(await read_body(request, settings.max_body_bytes)))
     else:
         raise UnsupportedMediaTypeError(
             f"This predictor only supports the following content types: ['text/csv', 'application/json']. "
             f"Got {request.headers.get('content-type')!r}."
         )
     check_rows(len(records), settings)
-    batch = await predict_rows(predictor, records, text=text)
+    # Fields the model never saw are ignored (and counted), as MLflow's scoring server ignores extra columns.
+    batch = await predict_rows(predictor, records, extra="ignore")
     return json_response({"predictions": batch.values}, headers=prediction_headers(predictor, batch))
 
 

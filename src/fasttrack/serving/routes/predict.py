@@ -91,14 +91,16 @@ async def predict_body(
     """
     parsed = parse_json(body)
     if isinstance(parsed, dict):
-        batch = await predict_rows(predictor, [parsed], probabilities=probabilities, single=True)
+        batch = await predict_rows(
+            predictor, [parsed], probabilities=probabilities, single=True, extra=settings.extra_fields
+        )
         return _content(batch, True, ids), prediction_headers(predictor, batch)
     if not isinstance(parsed, list):
         raise BadRequestError(
             f"expected a JSON object (one record) or an array of records, got {type(parsed).__name__}"
         )
     check_rows(len(parsed), settings)
-    batch = await predict_rows(predictor, parsed, probabilities=probabilities)
+    batch = await predict_rows(predictor, parsed, probabilities=probabilities, extra=settings.extra_fields)
     return _content(batch, False, ids), prediction_headers(predictor, batch)
 
 
@@ -122,9 +124,12 @@ async def predict(
 ) -> Response:
     """Predict one record (a JSON object of feature values) or a batch (a JSON array of such objects).
 
-    Values are checked against the training schema: an unknown field, a missing required field, a value of the
-    wrong type, NaN or infinity, or an empty batch answer 422 naming each field and why. The prediction id is in
-    `X-Prediction-Id` (a batch's base id: row i's id is `{base}-{i}`), and in the body with `?ids=true`.
+    Values are checked against the training schema: a field the model never saw (unless
+    `FASTTRACK_EXTRA_FIELDS=ignore`), an absent field the training data always had, a value its feature cannot
+    take, or an empty batch answer 422 naming each field and why. Columns of the training data the model does
+    not use (identifiers, the target) are ignored, so a row of the training file is accepted as it is. The
+    prediction id is in `X-Prediction-Id` (a batch's base id: row i's id is `{base}-{i}`), and in the body with
+    `?ids=true`.
     """
     require_json(request)
     body = await read_body(request, settings.max_body_bytes)
@@ -139,11 +144,15 @@ async def predict(
     summary="Predict one record given as query parameters",
 )
 async def predict_query(
-    request: Request, predictor: PredictorDep, probabilities: ProbabilitiesQuery = False, ids: IdsQuery = False
+    request: Request,
+    predictor: PredictorDep,
+    settings: SettingsDep,
+    probabilities: ProbabilitiesQuery = False,
+    ids: IdsQuery = False,
 ) -> Response:
     """Predict one record from the query string, e.g. ``GET /predict?x=3.1`` or ``?feature_1=5.3&feature_2=2.1``.
 
-    Values are text and parsed by each feature's type; an empty value means missing.
+    Values are text, read by each feature's kind like any other text (an empty value is missing).
     """
     record: dict[str, str] = {}
     repeated: list[Violation] = []
@@ -155,5 +164,7 @@ async def predict_query(
         record[key] = value
     if repeated:
         raise SchemaValidationError(repeated)
-    batch = await predict_rows(predictor, [record], probabilities=probabilities, text=True, single=True)
+    batch = await predict_rows(
+        predictor, [record], probabilities=probabilities, single=True, extra=settings.extra_fields
+    )
     return _answer(batch, True, ids, prediction_headers(predictor, batch))

@@ -195,7 +195,7 @@ async def _infer(predictor: Predictor, request: Request, settings: Settings) -> 
         raise BadRequestError(f"unknown outputs {unknown}; this model has {available}")
     records = _records(inference.inputs, binary)
     check_rows(len(records), settings)
-    batch = await predict_rows(predictor, records, probabilities=PREDICT_PROBA in wanted, text=True)
+    batch = await predict_rows(predictor, records, probabilities=PREDICT_PROBA in wanted, extra=settings.extra_fields)
     rows = len(batch.values)
     outputs: list[dict[str, Any]] = []
     for name in wanted:
