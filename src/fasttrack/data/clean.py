@@ -117,20 +117,6 @@ def clean(
     return frame, report
 
 
-def normalize(frame: pd.DataFrame, options: CleanOptions | None = None) -> tuple[pd.DataFrame, CleanReport]:
-    """The row-preserving part of :func:`clean`, for data to score rather than to train on.
-
-    Strips column names and text values, turns missing markers into missing values and text columns of numbers
-    or ``true``/``false`` into numbers or booleans, exactly as training data was cleaned; no row or column is
-    dropped, so predictions line up with the input rows.
-    """
-    options = options or CleanOptions()
-    report = CleanReport(rows_in=len(frame), columns_in=frame.shape[1])
-    frame = _normalize_values(_strip_names(frame, report), options, report)
-    report.rows_out, report.columns_out = frame.shape
-    return frame, report
-
-
 def _normalize_values(frame: pd.DataFrame, options: CleanOptions, report: CleanReport) -> pd.DataFrame:
     rules = Rules(options.missing_markers)
     return pd.DataFrame({col: _clean_values(frame[col], col, rules, report) for col in frame.columns})

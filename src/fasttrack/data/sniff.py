@@ -1,8 +1,8 @@
 """Telling what an input file is before reading it: its format from its name, binary content, CSV delimiters.
 
 Shared by :mod:`fasttrack.data.ingest` (whole files into pandas) and :mod:`fasttrack.data.stream` (files in
-batches, for scoring), with the text values that mean missing. Only the standard library is imported here, so
-that ``fasttrack predict`` opens a local file without importing pandas or fsspec, which batch scoring never needs.
+batches, for scoring). Only the standard library is imported here, so that ``fasttrack predict`` opens a local
+file without importing pandas or fsspec, which batch scoring never needs.
 """
 
 from __future__ import annotations
@@ -25,8 +25,6 @@ EXTENSIONS = {
     "pq": "parquet",
 }
 DELIMITERS = (",", ";", "\t", "|")
-#: Text values that mean "missing" unless a config says otherwise (compared case-insensitively, stripped).
-DEFAULT_MISSING_MARKERS = ("", "?", "NA", "N/A", "null", "None", "nan")
 BOM = b"\xef\xbb\xbf"
 SNIFF_BYTES = 64 * 1024
 SNIFF_RECORDS = 20
