@@ -41,8 +41,8 @@ import pandas as pd
 
 from fasttrack.config import TrainConfig
 from fasttrack.data.describe import infer_schema
+from fasttrack.export.check import export_to_folder
 from fasttrack.registry.model_folder import DataLineage, metadata_for, save_model_folder
-from fasttrack.registry.onnx import export_to_folder
 from fasttrack.training.train import train
 
 SEED = 7

@@ -269,3 +269,61 @@ def asgi_scope(
         "client": ("10.0.0.1", 40000),
         "server": ("testserver", 80),
     }
+
+
+# ------------------------------------------------------------------ small models of every kind, for ONNX tests
+# Small models: the point is the conversion, not the fit.
+PARAMS: dict[str, dict[str, Any]] = {
+    "linear": {},
+    "random_forest": {"n_estimators": 15, "max_depth": 6},
+    "hist_gradient_boosting": {"max_iter": 25},
+    "xgboost": {"n_estimators": 25, "max_depth": 3},
+}
+TASKS = ("binary", "multiclass", "regression")
+
+
+def kinds_frame(task: str, rows: int = 400, seed: int = 0) -> Any:
+    """Numeric (with gaps), boolean, and two categorical (with gaps and two rare categories) features; the
+    target ``y`` for ``task``: binary (yes/no), multiclass (0, 1, 2) or regression."""
+    import numpy as np
+    import pandas as pd
+
+    rng = np.random.default_rng(seed)
+    a = rng.normal(0, 1, rows)
+    a[rng.random(rows) < 0.1] = np.nan
+    b = rng.normal(5, 2, rows)
+    flag = rng.random(rows) < 0.4
+    colour = rng.choice(["red", "green", "blue", "rare1", "rare2"], rows, p=[0.4, 0.3, 0.28, 0.01, 0.01])
+    colour = colour.astype(object)
+    colour[rng.random(rows) < 0.1] = None
+    size = rng.choice(["S", "M", "L"], rows)
+    signal = np.nan_to_num(a) - (b - 5) / 2 + flag + (colour == "red") + (size == "L") + rng.normal(0, 0.3, rows)
+    frame = pd.DataFrame({"a": a, "b": b, "flag": flag, "colour": colour, "size": size})
+    if task == "regression":
+        frame["y"] = signal * 10 + 100
+    elif task == "binary":
+        frame["y"] = np.where(signal > 0.5, "yes", "no")
+    else:
+        frame["y"] = np.digitize(signal, [0.0, 1.2]).astype(int)  # integer labels 0, 1, 2
+    return frame
+
+
+def fit(model: str, task: str, **overrides: Any) -> Any:
+    """A small model of ``model``'s kind for ``task`` (binary, multiclass or regression) on :func:`kinds_frame`."""
+    from fasttrack.config import TrainConfig
+    from fasttrack.data.describe import infer_schema
+    from fasttrack.training.train import train
+
+    frame = kinds_frame(task)
+    resolved = "regression" if task == "regression" else "classification"
+    values: dict[str, Any] = {
+        "data": "memory://mixed.csv",
+        "target": "y",
+        "name": "mixed",
+        "model": model,
+        "task": resolved,
+        "params": PARAMS[model],
+        "cv_folds": 0,
+    }
+    values.update(overrides)
+    return train(frame, TrainConfig.model_validate(values), infer_schema(frame, "y", resolved))

@@ -64,7 +64,7 @@ STAGES = [
     ),
     (
         "ONNX export + agreement check",
-        "fasttrack.registry.onnx",
+        "fasttrack.export.check",
         "export_to_folder",
         "log_training: run, params, metrics, tags, artifacts",
     ),

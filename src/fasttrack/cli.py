@@ -406,10 +406,10 @@ def evaluate(
 ) -> None:
     """Score a model on labelled data and compare with the metrics it was registered with."""
     from fasttrack.data.clean import CleanOptions
-    from fasttrack.features.frames import prepare_features
     from fasttrack.registry.model_folder import load_model_folder
     from fasttrack.registry.tracking import resolve_model
-    from fasttrack.training.evaluate import evaluate_model
+    from fasttrack.runtime.select import open_runtime
+    from fasttrack.training.evaluate import evaluate_runtime
 
     _check_source(data, sql, db)
     settings = get_settings()
@@ -423,11 +423,9 @@ def evaluate(
             data, sql, db, target=meta.target, options=CleanOptions(drop_identifiers=False, drop_constant=False)
         )
         step("scoring")
-        features = prepare_features(ingested.frame, loaded.schema)
-        y = ingested.frame[meta.target]
-        metrics = evaluate_model(loaded.pipeline, features, y, task=meta.task, labels=meta.labels)
+        metrics = evaluate_runtime(open_runtime(loaded), ingested.frame, ingested.frame[meta.target])
     table = Table(
-        title=f"{meta.name} v{resolved.version or '?'} on {len(features)} rows of {ingested.source}",
+        title=f"{meta.name} v{resolved.version or '?'} on {len(ingested.frame)} rows of {ingested.source}",
         title_justify="left",
     )
     for column in ("metric", "this data", "at registration"):

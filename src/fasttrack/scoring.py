@@ -36,25 +36,15 @@ import pyarrow.parquet as pq
 
 from fasttrack.config import Engine
 from fasttrack.data.arrays import Batch, arrow_array, arrow_strings
-from fasttrack.data.schema import Schema
 from fasttrack.data.stream import DEFAULT_BATCH_ROWS, BatchStream, open_batches
-from fasttrack.errors import ConfigError, DataError, ModelLoadError
-from fasttrack.features.arrow import ArrowDriver, CategoricalColumn, ScoringBatch
-from fasttrack.registry.onnx import MISSING_CATEGORY
+from fasttrack.errors import ConfigError, DataError
+from fasttrack.features.arrow import ArrowDriver, ScoringBatch
 
 if TYPE_CHECKING:
     from fasttrack.registry.model_folder import LoadedModel
-    from fasttrack.registry.onnx import OnnxModel
 
 log = logging.getLogger(__name__)
 
-#: Rows per ONNX Runtime call in batch scoring: as many as keep the graph's widest intermediate tensor (about
-#: one float per numeric feature and per category) near RUN_FLOATS floats, a size that stays in the CPU cache,
-#: within RUN_ROWS_MIN..RUN_ROWS_MAX. Measured: the sample's 2-feature logistic model runs fastest with 64 k
-#: rows per call (per-call overhead), the adult-like one-hot pipeline (~110 columns) with 2 k (cache misses).
-RUN_FLOATS = 1 << 18
-RUN_ROWS_MIN = 1 << 10
-RUN_ROWS_MAX = 1 << 16
 PREDICTION = "prediction"
 PROBABILITY_PREFIX = "probability_"
 OUTPUT_FORMATS = {
@@ -123,7 +113,7 @@ def score_file(
     # The input is opened and read on a thread of its own from the start, while the model loads (ONNX Runtime's
     # import and session take a few tenths of a second); the model's problems are still reported first.
     with _small_pages(), _ReadAhead(source, batch_rows=batch_rows, format=format) as reading:
-        predictor = _predictor(model, engine)
+        predictor = _BatchModel(model, engine)
         if probabilities and not predictor.is_classifier:
             raise ConfigError("--probabilities applies to classifiers; this model is a regressor")
         stream = reading.open()
@@ -137,8 +127,8 @@ def score_file(
             with _BackgroundWriter(_writer(fmt, tmp)) as writer:
                 for batch, position in reading:
                     scoring = normalizer.normalize(batch)
-                    predicted, proba = predictor.predict(scoring)
-                    writer.write(_output_table(scoring, predicted, proba if probabilities else None, predictor.labels))
+                    predicted, proba = predictor.predict(scoring, probabilities)
+                    writer.write(_output_table(scoring, predicted, proba, predictor.labels))
                     rows += scoring.rows
                     batches += 1
                     if progress is not None:
@@ -195,165 +185,44 @@ def _prctl() -> Any:
 
 
 # --------------------------------------------------------------------------------------------- predicting
-class _Predictor:
-    name: Literal["onnx", "sklearn"]
-    schema: Schema
-    is_classifier: bool
-    labels: list[Any]
+class _BatchModel:
+    """A model folder's runtime for files (:func:`~fasttrack.runtime.select.open_runtime` with ``batch``), and
+    its predictions as the output's ``prediction`` column."""
 
-    def predict(self, batch: ScoringBatch) -> tuple[pa.Array, np.ndarray[Any, Any] | None]:
-        """The ``prediction`` column and, for classifiers, probabilities ``[rows, len(labels)]``."""
-        raise NotImplementedError
+    def __init__(self, model: LoadedModel | Path, engine: Engine) -> None:
+        from fasttrack.registry.model_folder import LoadedModel, load_model_folder
+        from fasttrack.runtime.select import open_runtime
 
+        folder = model if isinstance(model, LoadedModel) else load_model_folder(model)
+        self.runtime = open_runtime(folder, engine, batch=True)
+        self.name = self.runtime.name
+        self.schema = folder.schema
+        self.is_classifier = self.runtime.labels is not None
+        self.labels: list[Any] = list(self.runtime.labels or [])
+        self._dictionary = _label_array(self.labels) if self.is_classifier else None
 
-def _predictor(model: LoadedModel | Path, engine: Engine) -> _Predictor:
-    from fasttrack.registry.model_folder import (
-        EXTRA_DIR,
-        ONNX_FILE,
-        SCHEMA_FILE,
-        LoadedModel,
-        find_extra,
-        load_model_folder,
-        read_metadata,
-    )
-    from fasttrack.registry.onnx import OnnxModel
-
-    if engine not in ("auto", "onnx", "sklearn"):
-        raise ConfigError(f"unknown engine {engine!r}; use auto, onnx or sklearn")
-    if isinstance(model, LoadedModel):
-        metadata, folder = model.metadata, model.path
-    else:
-        metadata, folder = read_metadata(model), Path(model)
-    if engine != "sklearn":
-        path = folder / EXTRA_DIR / ONNX_FILE
-        if metadata.onnx is not None and metadata.onnx.status == "ok" and path.is_file():
-            schema = model.schema if isinstance(model, LoadedModel) else Schema.load(find_extra(folder, SCHEMA_FILE))
-            # Category codes need the graph rewritten (with the onnx package, ~0.1 s to import): only when
-            # there are categorical inputs to rewrite.
-            codes = any(feature.kind == "categorical" for feature in schema.features)
-            try:
-                onnx_model = OnnxModel.load(path, schema, metadata.labels, categorical_codes=codes)
-                return _OnnxPredictor(onnx_model, metadata.task)
-            except Exception as exc:  # onnxruntime's own exception types
-                if engine == "onnx":
-                    raise ModelLoadError(f"{path}: cannot load the ONNX model ({exc})") from None
-                log.warning("%s: cannot load the ONNX model (%s); scoring with scikit-learn", path, exc)
-        elif engine == "onnx":
-            info = metadata.onnx
-            why = f"its export {info.status}: {info.reason}" if info is not None else "it predates ONNX export"
-            raise ConfigError(f"this model has no ONNX graph to score with ({why}); use --engine sklearn")
-    return _SklearnPredictor(model if isinstance(model, LoadedModel) else load_model_folder(folder))
-
-
-class _OnnxPredictor(_Predictor):
-    def __init__(self, model: OnnxModel, task: str) -> None:
-        self.name = "onnx"
-        self.model = model
-        self.schema = model.schema
-        self.is_classifier = task == "classification"
-        self.labels = list(model.labels) if self.is_classifier else []
-        self.dictionary = _label_array(model.label_values) if self.is_classifier else None
-        self.run_rows = run_rows(model)
-
-    def _categorical(self, name: str, column: CategoricalColumn | None, rows: int) -> np.ndarray[Any, Any]:
-        codes = self.model.category_codes
-        if codes is None:  # text inputs
-            return column.values(MISSING_CATEGORY) if column else np.full(rows, MISSING_CATEGORY, object)
-        lookup = codes[name]
-        missing = lookup.get(MISSING_CATEGORY, -1)
-        if column is None:
-            return np.full(rows, missing, np.int64)
-        # One dictionary lookup per distinct category of the batch, then integer indexing for the rows.
-        table = np.asarray([lookup.get(category, -1) for category in column.categories], dtype=np.int64)
-        return column.mapped(table, missing)
-
-    def predict(self, batch: ScoringBatch) -> tuple[pa.Array, np.ndarray[Any, Any] | None]:
-        rows = batch.rows
-        feeds: dict[str, np.ndarray[Any, Any]] = {}
-        for feature in self.model.schema.features:
-            name = feature.name
-            if feature.kind == "categorical":
-                values = self._categorical(name, batch.categorical.get(name), rows)
-            else:
-                numbers = batch.numeric.get(name)
-                values = numbers.astype(np.float32) if numbers is not None else np.full(rows, np.nan, np.float32)
-            feeds[name] = values.reshape(-1, 1)
-        # ONNX Runtime works through the batch in slices sized for the CPU cache (see RUN_FLOATS); its memory
-        # arena then holds one slice's buffers.
-        step = self.run_rows
-        slices = [
-            {name: values[start : start + step] for name, values in feeds.items()}
-            for start in range(0, max(rows, 1), step)
-        ]
-        if not self.is_classifier:
-            values = np.concatenate([self.model.run(part)[0] for part in slices])
-            return arrow_array(values), None
-        # Label codes make a dictionary-encoded column: no Python object per row.
-        outputs = [self.model.run_codes(part) for part in slices]
-        codes = np.concatenate([c for c, _ in outputs])
-        proba = np.concatenate([p for _, p in outputs])
-        return pa.DictionaryArray.from_arrays(arrow_array(codes.astype(np.int32)), self.dictionary), proba
-
-
-def _label_array(labels: np.ndarray[Any, Any]) -> pa.Array:
-    """The labels as an Arrow array (text and numbers without pa.array, which imports pandas: see
-    :func:`~fasttrack.data.stream.arrow_array`)."""
-    values = labels.tolist()
-    if all(isinstance(value, str) for value in values):
-        return arrow_strings(values)
-    if labels.dtype.kind in "biuf":
-        return arrow_array(labels)
-    return pa.array(values)
-
-
-def run_rows(model: OnnxModel) -> int:
-    """Rows per ONNX Runtime call for ``model``: a power of two near ``RUN_FLOATS / width`` (see RUN_FLOATS).
-
-    The width is the number of columns the graph's preprocessing makes: one per numeric feature, one per
-    category (plus one) of each categorical feature.
-    """
-    width = 0
-    for feature in model.schema.features:
-        if feature.kind != "categorical":
-            width += 1
-        elif model.category_codes is not None and feature.name in model.category_codes:
-            width += len(model.category_codes[feature.name]) + 1
+    def predict(self, batch: ScoringBatch, probabilities: bool) -> tuple[pa.Array, np.ndarray[Any, Any] | None]:
+        """The ``prediction`` column and, when asked (classifiers), probabilities ``[rows, len(labels)]``."""
+        prediction = self.runtime.predict(batch.features(), batch.rows, probabilities=probabilities)
+        if prediction.codes is not None and self._dictionary is not None:
+            # Label codes make a dictionary-encoded column: no Python object per row.
+            column = pa.DictionaryArray.from_arrays(arrow_array(prediction.codes.astype(np.int32)), self._dictionary)
+        elif prediction.values.dtype.kind in "biuf":
+            column = arrow_array(prediction.values)
         else:
-            width += len(feature.categories or ()) + 1
-    rows = RUN_FLOATS // max(width, 1)
-    return min(max(1 << (rows.bit_length() - 1) if rows else 0, RUN_ROWS_MIN), RUN_ROWS_MAX)
+            column = pa.array(prediction.values.tolist())
+        return column, prediction.probabilities
 
 
-class _SklearnPredictor(_Predictor):
-    def __init__(self, model: LoadedModel) -> None:
-        self.name = "sklearn"
-        self.model = model
-        self.schema = model.schema
-        self.is_classifier = model.is_classifier
-        self.labels = list(model.metadata.labels or [])
-
-    def predict(self, batch: ScoringBatch) -> tuple[pa.Array, np.ndarray[Any, Any] | None]:
-        import pandas as pd
-
-        from fasttrack.training.evaluate import align_proba
-
-        rows = batch.rows
-        columns: dict[str, Any] = {}
-        for feature in self.model.schema.features:
-            name = feature.name
-            if feature.kind == "categorical":
-                column = batch.categorical.get(name)
-                columns[name] = column.values(np.nan) if column else np.full(rows, np.nan, object)
-            else:
-                numbers = batch.numeric.get(name)
-                columns[name] = numbers if numbers is not None else np.full(rows, np.nan)
-        frame = pd.DataFrame(columns)
-        pipeline = self.model.pipeline
-        labels = pa.array(np.asarray(pipeline.predict(frame)))
-        if not self.model.is_classifier or not hasattr(pipeline, "predict_proba"):
-            return labels, None
-        proba = align_proba(np.asarray(pipeline.predict_proba(frame)), list(pipeline.classes_), self.labels)
-        return labels, proba
+def _label_array(labels: list[Any]) -> pa.Array:
+    """The labels as an Arrow array (text and numbers without pa.array, which imports pandas: see
+    :mod:`fasttrack.data.arrays`)."""
+    if all(isinstance(value, str) for value in labels):
+        return arrow_strings(labels)
+    values = np.asarray(labels)
+    if values.dtype.kind in "biuf":
+        return arrow_array(values)
+    return pa.array(labels)
 
 
 def _output_table(

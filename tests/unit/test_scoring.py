@@ -20,11 +20,11 @@ import pytest
 
 from fasttrack.config import Settings, TrainConfig
 from fasttrack.data import arrays
-from fasttrack.data.clean import normalize
 from fasttrack.data.describe import infer_schema
 from fasttrack.data.ingest import read_table
 from fasttrack.data.stream import open_batches
 from fasttrack.errors import ConfigError, DataError, ModelLoadError, SchemaValidationError
+from fasttrack.export.check import export_to_folder
 from fasttrack.features.arrow import ArrowDriver
 from fasttrack.features.frames import prepare_features
 from fasttrack.registry import tracking
@@ -35,21 +35,16 @@ from fasttrack.registry.model_folder import (
     metadata_for,
     save_model_folder,
 )
-from fasttrack.registry.onnx import export_to_folder
+from fasttrack.runtime.onnx import RUN_FLOATS, RUN_ROWS_MAX, RUN_ROWS_MIN, OnnxRuntime, run_rows
 from fasttrack.scoring import (
     _PR_GET_THP_DISABLE,
-    RUN_FLOATS,
-    RUN_ROWS_MAX,
-    RUN_ROWS_MIN,
     Engine,
+    _BatchModel,
     _CsvWriter,
     _label_array,
-    _OnnxPredictor,
     _prctl,
-    _predictor,
     _small_pages,
     _whole_numbers,
-    run_rows,
     score_file,
 )
 from fasttrack.training.train import TrainResult, train
@@ -122,8 +117,7 @@ def messy_input(rows: int = ROWS, seed: int = 1) -> pd.DataFrame:
 
 def expected_predictions(model: LoadedModel, path: Path) -> tuple[list[Any], np.ndarray[Any, Any] | None]:
     """What the in-memory path (read whole, clean, prepare, predict) gives."""
-    frame, _ = normalize(read_table(path))
-    features = prepare_features(frame, model.schema)
+    features = prepare_features(read_table(path), model.schema)  # the contract reads the raw text too
     labels = model.pipeline.predict(features).tolist()
     if not model.is_classifier:
         return labels, None
@@ -236,7 +230,7 @@ def test_engine_choice(classifier: LoadedModel, tmp_path: Path, monkeypatch: pyt
     no_onnx = classifier.metadata.model_copy(update={"onnx": None})
     monkeypatch.setattr(classifier, "metadata", no_onnx)
     assert score_file(classifier, source, tmp_path / "out.csv").engine == "sklearn"
-    with pytest.raises(ConfigError, match="no ONNX graph"):
+    with pytest.raises(ModelLoadError, match="no usable ONNX model"):
         score_file(classifier, source, tmp_path / "out.csv", engine="onnx")
 
 
@@ -336,22 +330,23 @@ def test_the_onnx_path_never_unpickles_and_slices_any_size(classifier: LoadedMod
     with pytest.raises(ModelLoadError, match="cannot load the model"):
         score_file(folder, source, tmp_path / "out.csv", engine="sklearn")
 
-    predictor = _predictor(classifier.path, "onnx")
-    assert RUN_ROWS_MIN <= predictor.run_rows <= RUN_ROWS_MAX
+    predictor = _BatchModel(classifier.path, "onnx")
+    runtime = predictor.runtime
+    assert isinstance(runtime, OnnxRuntime)
+    assert RUN_ROWS_MIN <= runtime.run_rows <= RUN_ROWS_MAX
     normalizer = ArrowDriver(predictor.schema, ["id", "a", "b", "flag", "colour"])
     batch = normalizer.normalize(pa.RecordBatch.from_pandas(messy_input(500), preserve_index=False))
-    labels, proba = predictor.predict(batch)
-    predictor.run_rows = 7  # many small ONNX Runtime calls give the same answers as one
-    small_labels, small_proba = predictor.predict(batch)
+    labels, proba = predictor.predict(batch, True)
+    runtime.run_rows = 7  # many small ONNX Runtime calls give the same answers as one
+    small_labels, small_proba = predictor.predict(batch, True)
     assert small_labels.to_pylist() == labels.to_pylist()
     assert proba is not None and small_proba is not None
     np.testing.assert_array_equal(small_proba, proba)
 
 
 def test_run_rows_follow_the_width_of_the_graph(classifier: LoadedModel) -> None:
-    predictor = _predictor(classifier.path, "onnx")
-    assert isinstance(predictor, _OnnxPredictor)
-    model = predictor.model
+    model = _BatchModel(classifier.path, "onnx").runtime
+    assert isinstance(model, OnnxRuntime)
     colours = model.category_codes["colour"] if model.category_codes else model.schema.features[3].categories
     assert colours
     width = 3 + len(colours) + 1  # a, b, flag; the colours and "unknown"

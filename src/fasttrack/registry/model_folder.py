@@ -21,7 +21,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-import numpy as np
 import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -30,9 +29,6 @@ from fasttrack.data.schema import Label, Schema
 from fasttrack.errors import ModelLoadError
 
 if TYPE_CHECKING:
-    import pandas as pd
-
-    from fasttrack.registry.onnx import OnnxModel
     from fasttrack.training.train import TrainResult
 
 log = logging.getLogger(__name__)
@@ -59,7 +55,7 @@ class DataLineage(BaseModel):
 
 
 class OnnxInfo(BaseModel):
-    """The outcome of exporting the model to ONNX at registration (see :mod:`fasttrack.registry.onnx`).
+    """The outcome of exporting the model to ONNX at registration (see :mod:`fasttrack.export.check`).
 
     ``status`` is ``ok`` when ``extra_files/model.onnx`` exists and agreed with scikit-learn on the held-out
     rows; ``failed`` (conversion raised) and ``disagrees`` (predictions differ) mean the scikit-learn model is
@@ -198,7 +194,6 @@ class LoadedModel:
         self._pipeline: Any = None if isinstance(pipeline, _Deferred) else pipeline
         self._deferred = pipeline if isinstance(pipeline, _Deferred) else None
         self._lock = threading.Lock()
-        self._onnx: OnnxModel | None = None
 
     def __repr__(self) -> str:
         return f"LoadedModel(path={str(self.path)!r}, name={self.metadata.name!r})"
@@ -224,43 +219,6 @@ class LoadedModel:
             return None
         path = self.path / EXTRA_DIR / ONNX_FILE
         return path if path.is_file() else None
-
-    def onnx_model(self) -> OnnxModel | None:
-        """The ONNX Runtime model (opened on first use, then kept), or ``None`` where there is none.
-
-        Raises :class:`~fasttrack.errors.ModelLoadError` when the file exists but ONNX Runtime cannot open it.
-        """
-        if self._onnx is None and self.onnx_path is not None:
-            from fasttrack.registry.onnx import OnnxModel
-
-            try:
-                self._onnx = OnnxModel.load(self.onnx_path, self.schema, self.metadata.labels)
-            except Exception as exc:  # onnxruntime raises its own exception types
-                raise ModelLoadError(f"{self.onnx_path}: cannot load the ONNX model ({exc})") from None
-        return self._onnx
-
-    def predict(self, frame: pd.DataFrame) -> list[Any]:
-        """Predictions for a frame of raw feature columns, as plain Python values (labels keep their type)."""
-        from fasttrack.features.frames import prepare_features
-
-        prepared = prepare_features(frame, self.schema)
-        return _to_python(self.pipeline.predict(prepared))
-
-    def predict_proba(self, frame: pd.DataFrame) -> list[dict[str, float]]:
-        """Class probabilities per row, keyed by label (as a string, the JSON way)."""
-        if not self.is_classifier:
-            raise ModelLoadError("this model is a regressor: it has no class probabilities")
-        from fasttrack.features.frames import prepare_features
-
-        prepared = prepare_features(frame, self.schema)
-        proba = np.asarray(self.pipeline.predict_proba(prepared), dtype=float)
-        labels = [str(label) for label in _to_python(self.pipeline.classes_)]
-        return [dict(zip(labels, map(float, row), strict=True)) for row in proba]
-
-
-def _to_python(values: Any) -> list[Any]:
-    """numpy scalars to Python scalars, so labels and numbers serialise as JSON of their own type."""
-    return np.asarray(values).tolist()  # type: ignore[no-any-return]
 
 
 def find_extra(folder: Path, name: str) -> Path:

@@ -3,8 +3,9 @@
 The champion and the challenger may have been trained on different data, so their registered metrics are not
 comparable. :func:`promote_challenger` scores both on one data set -- by default the challenger's held-out test
 part, which every training run logs as ``reports/holdout.parquet``, or a labelled data set the caller gives --
-with :func:`fasttrack.training.evaluate.evaluate_model`, the scoring path of training itself. The alias moves
-only when the challenger is better on the metric (the challenger's primary metric unless told otherwise) by at
+with :func:`fasttrack.training.evaluate.evaluate_runtime`, through the runtime each version serves with (its
+checked ONNX graph when it has one, so promotion does not unpickle a version it need not). The alias moves only
+when the challenger is better on the metric (the challenger's primary metric unless told otherwise) by at
 least the margin, in the metric's direction; ``force`` moves it regardless. Either way the decision, both scores,
 the metric, the margin and the data are recorded as ``fasttrack.promotion.*`` tags on both versions, so the
 registry keeps the reason every champion is the champion. A server following ``@champion`` sees the alias move.
@@ -230,12 +231,18 @@ def _labelled(frame: pd.DataFrame, target: str, source: str) -> tuple[pd.DataFra
 
 def _score(model: LoadedModel, frame: pd.DataFrame, version: str, source: str | None) -> dict[str, float]:
     from fasttrack.errors import SchemaValidationError
-    from fasttrack.features.frames import prepare_features
-    from fasttrack.training.evaluate import evaluate_model
+    from fasttrack.runtime.select import open_runtime
+    from fasttrack.training.evaluate import evaluate_runtime
 
     meta = model.metadata
+    truth = frame[meta.target]
+    if meta.task == "regression":
+        truth = truth.astype("float64")
+    else:
+        # Plain Python values, as the model's labels are: pandas' string and nullable dtypes would not compare.
+        truth = pd.Series(truth.astype(object).to_numpy(), name=meta.target)
     try:
-        features = prepare_features(frame, model.schema)
+        return evaluate_runtime(open_runtime(model), frame, truth)
     except SchemaValidationError as exc:
         missing = [v.field for v in exc.violations if v.reason == "required column is missing"]
         if missing:
@@ -245,13 +252,6 @@ def _score(model: LoadedModel, frame: pd.DataFrame, version: str, source: str | 
                 "compare on labelled data with both versions' columns (--data FILE)"
             ) from None
         raise DataError(f"version {version} cannot be scored on {source}: {exc}") from None
-    truth = frame[meta.target]
-    if meta.task == "regression":
-        truth = truth.astype("float64")
-    else:
-        # Plain Python values, as the model's labels are: pandas' string and nullable dtypes would not compare.
-        truth = pd.Series(truth.astype(object).to_numpy(), name=meta.target)
-    return evaluate_model(model.pipeline, features, truth, task=meta.task, labels=meta.labels)
 
 
 def _record(mlflow_client: MlflowClient, result: PromotionResult) -> None:

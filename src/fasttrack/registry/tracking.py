@@ -41,7 +41,7 @@ if TYPE_CHECKING:
     from mlflow import MlflowClient
 
     from fasttrack.data.clean import CleanReport
-    from fasttrack.registry.onnx import Reference
+    from fasttrack.runtime.base import Prediction
     from fasttrack.training.train import TrainResult
 
 log = logging.getLogger(__name__)
@@ -314,7 +314,7 @@ def log_training(
     import mlflow.sklearn
     from mlflow.models import infer_signature
 
-    from fasttrack.registry.onnx import export_to_folder, run_tags
+    from fasttrack.export.check import export_to_folder, run_tags
     from fasttrack.training.threads import prediction_threads
 
     # The model's requirements are given explicitly: MLflow must not copy this project's uv files into it.
@@ -337,6 +337,7 @@ def log_training(
                 result.task,
                 result.X_test,
                 staging / "onnx",
+                labels=result.labels,
                 reference=_reference(result),
             )
             with mlflow.start_run(experiment_id=experiment_id, run_name=f"{config.model}") as run:
@@ -407,13 +408,13 @@ def log_training(
                 return _register(mlflow_client, info.model_uri, name, run_id, experiment_id, evaluation)
 
 
-def _reference(result: TrainResult) -> Reference | None:
+def _reference(result: TrainResult) -> Prediction | None:
     """The predictions train() made of the held-out rows, for the ONNX agreement check (``None`` if none)."""
-    from fasttrack.registry.onnx import Reference
+    from fasttrack.runtime.base import Prediction
 
     if result.test_predictions is None:
         return None
-    return Reference(predictions=result.test_predictions, proba=result.test_proba, labels=result.labels)
+    return Prediction(result.test_predictions, result.test_proba)
 
 
 def _log_batch(
@@ -476,13 +477,17 @@ def _check_loadable(model_uri: str, metadata: ModelMetadata) -> None:
     import mlflow
     import pandas as pd
 
+    from fasttrack.features.frames import frame_input
+    from fasttrack.runtime.select import open_runtime
     from fasttrack.training.threads import prediction_threads
 
     with tempfile.TemporaryDirectory(prefix="fasttrack-check-") as tmp:
         local = mlflow.artifacts.download_artifacts(artifact_uri=model_uri, dst_path=tmp)
         loaded = load_model_folder(local)
-        with prediction_threads(len(metadata.input_example)):
-            loaded.predict(pd.DataFrame(metadata.input_example, columns=metadata.features))
+        example = frame_input(pd.DataFrame(metadata.input_example, columns=metadata.features), loaded.schema)
+        example.raise_for_violations()
+        with prediction_threads(example.rows):  # the pickled pipeline itself must load and predict
+            open_runtime(loaded, "sklearn").predict(example.columns, example.rows)
 
 
 def _register(

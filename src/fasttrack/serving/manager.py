@@ -262,7 +262,7 @@ class ModelManager:
             self._swap(candidate)
             self.metrics.reload(candidate.name, candidate.version, "success")
             if previous is None:
-                log.info("serving %s version %s (%s)", candidate.name, candidate.version, candidate.backend.name)
+                log.info("serving %s version %s (%s)", candidate.name, candidate.version, candidate.runtime.name)
             else:
                 log.info("swapped %s version %s in for version %s", candidate.name, candidate.version, previous)
             return self._result("reloaded", candidate=candidate.version)

@@ -3,7 +3,7 @@
 :meth:`Predictor.predict` is the hot path. Records are validated by the feature contract's record driver
 (:class:`~fasttrack.features.records.RecordDriver`: one small loop per record, no pandas), which names every bad
 field and why, converts each value to the model's input and counts the valid but unusual values; the result is one
-array per feature, which the model's :class:`~fasttrack.serving.backends.Backend` turns into predictions.
+array per feature, which the model's :class:`~fasttrack.runtime.base.Runtime` turns into predictions.
 
 Each predictor also owns its version's live monitoring windows: :meth:`Predictor.predict` appends every validated
 batch (inputs and predictions) to the :class:`~fasttrack.serving.drift.DriftMonitor` and remembers every prediction
@@ -29,7 +29,8 @@ from fasttrack.errors import BadRequestError, ConfigError, ModelLoadError, Schem
 from fasttrack.features.records import UNKNOWN_FIELD, ModelInput, RecordDriver
 from fasttrack.registry.model_folder import LoadedModel, ModelMetadata, load_model_folder
 from fasttrack.registry.tracking import ResolvedModel, resolve_model
-from fasttrack.serving.backends import Backend, select_backend
+from fasttrack.runtime.base import Runtime
+from fasttrack.runtime.select import open_runtime
 from fasttrack.serving.drift import DriftMonitor
 from fasttrack.serving.feedback import FeedbackWindow
 from fasttrack.serving.metrics import ModelMetrics, ServerMetrics
@@ -68,7 +69,7 @@ class Predictor:
         model: LoadedModel,
         source: ResolvedModel,
         *,
-        backend: Backend | None = None,
+        runtime: Runtime | None = None,
         metrics: ServerMetrics | None = None,
         settings: Settings | None = None,
     ) -> None:
@@ -78,11 +79,11 @@ class Predictor:
         self.metadata: ModelMetadata = model.metadata
         # Settings (when not given) are the defaults, never the environment: tests build predictors freely.
         monitoring = settings if settings is not None else Settings.model_construct()
-        self.backend: Backend = backend if backend is not None else select_backend(model, monitoring.engine)
+        self.runtime: Runtime = runtime if runtime is not None else open_runtime(model, monitoring.engine)
         self.is_classifier = model.is_classifier
         self.features = {f.name: f for f in self.schema.features}
         self.records = RecordDriver(self.schema)
-        self._classes = None if self.backend.classes is None else [str(c) for c in self.backend.classes]
+        self._classes = None if self.runtime.labels is None else [str(c) for c in self.runtime.labels]
         try:
             self.drift = DriftMonitor(
                 self.schema,
@@ -141,7 +142,7 @@ class Predictor:
     @property
     def labels(self) -> list[Label] | None:
         """Class labels in probability order (classifiers), else ``None``."""
-        return self.backend.classes
+        return self.runtime.labels
 
     # ------------------------------------------------------------------------------------------- validation
     def validate(self, records: Sequence[Any], *, extra: ExtraFields = "refuse") -> ModelInput:
@@ -232,8 +233,14 @@ class Predictor:
         return self._infer(model_input, probabilities and self.is_classifier)
 
     def _infer(self, model_input: ModelInput, probabilities: bool) -> PredictionBatch:
-        values, proba = self.backend.predict(model_input.columns, probabilities=probabilities)
-        return PredictionBatch(values.tolist(), proba, self._classes if proba is not None else None)
+        prediction = self.runtime.predict(model_input.columns, model_input.rows, probabilities=probabilities)
+        values = prediction.values
+        if values.dtype == np.float32:  # ONNX Runtime's regression values: plain Python floats downstream
+            values = values.astype(np.float64)
+        proba = prediction.probabilities
+        if proba is None:
+            return PredictionBatch(values.tolist())
+        return PredictionBatch(values.tolist(), proba.astype(np.float64, copy=False), self._classes)
 
     def check(self) -> None:
         """Predict the model's input example (or the schema's example record) and check the answers make sense.
@@ -279,7 +286,7 @@ class Predictor:
             "task": meta.task,
             "target": meta.target,
             "estimator": meta.model,
-            "backend": self.backend.name,
+            "backend": self.runtime.name,
             "primary_metric": meta.primary_metric,
             "metrics": meta.metrics,
             "baseline_metrics": meta.baseline_metrics,

@@ -34,6 +34,7 @@ from sklearn.metrics import (
 )
 
 from fasttrack.config import ResolvedTask, higher_is_better
+from fasttrack.runtime.base import Runtime, align_proba, natives
 
 
 def compute_metrics(
@@ -96,8 +97,8 @@ def _classification_metrics(
             f"proba must have one row per value and one column per label: expected "
             f"{(truth.shape[0], len(label_list))}, got {scores.shape}"
         )
-    known = set(_native_list(label_list))
-    present = set(_native_list(np.unique(truth).tolist()))
+    known = set(natives(label_list))
+    present = set(natives(np.unique(truth).tolist()))
     if not present <= known:
         # Labels the model never knew (new data with a new class) have no probability column.
         return metrics
@@ -168,17 +169,6 @@ def predict_outputs(
     return predicted, align_proba(raw, classes, labels)
 
 
-def align_proba(proba: np.ndarray[Any, Any], classes: Sequence[Any], labels: Sequence[Any]) -> np.ndarray[Any, Any]:
-    """Reorder probability columns from a model's ``classes`` to ``labels``; absent labels get zeros."""
-    position = {label: i for i, label in enumerate(_native_list(labels))}
-    aligned = np.zeros((proba.shape[0], len(position)), dtype=np.float64)
-    for column, cls in enumerate(_native_list(classes)):
-        if cls not in position:
-            raise ValueError(f"the model predicts class {cls!r}, which is not among the labels {list(labels)!r}")
-        aligned[:, position[cls]] = proba[:, column]
-    return aligned
-
-
 def evaluate_model(
     model: Any,
     X: Any,  # noqa: N803 - sklearn's name for a feature matrix
@@ -197,6 +187,22 @@ def evaluate_model(
     if proba is not None and labels is None:
         labels = list(model.classes_)
     return compute_metrics(task, y, predicted, proba, labels)
+
+
+def evaluate_runtime(runtime: Runtime, frame: pd.DataFrame, truth: npt.ArrayLike) -> dict[str, float]:
+    """Score a registered model's runtime on raw feature columns (``frame``) and the true values.
+
+    The frame becomes the model's input by the feature contract (:func:`fasttrack.features.frames.frame_input`;
+    a value a feature cannot take raises :class:`~fasttrack.errors.SchemaValidationError`) and is predicted by the
+    runtime the model serves with, so ``fasttrack evaluate`` and promotion score what the server would answer.
+    """
+    from fasttrack.features.frames import frame_input
+
+    prepared = frame_input(frame, runtime.schema)
+    prepared.raise_for_violations()
+    classifier = runtime.labels is not None
+    prediction = runtime.predict(prepared.columns, prepared.rows, probabilities=classifier)
+    return compute_metrics(runtime.task, truth, prediction.values, prediction.probabilities, runtime.labels)
 
 
 @dataclass(frozen=True)
@@ -278,7 +284,7 @@ class Evaluation:
             "baseline": {k: float(v) for k, v in self.baseline.items()},
             "cv_folds": self.cv_folds,
             "cv": {k: {"mean": float(mean), "std": float(std)} for k, (mean, std) in self.cv.items()},
-            "labels": _native_list(self.labels) if self.labels is not None else None,
+            "labels": natives(self.labels) if self.labels is not None else None,
             "confusion_matrix": self.confusion_matrix,
             "gate": {"passed": self.gate.passed, "reasons": list(self.gate.reasons)},
             "notes": list(self.notes),
@@ -302,13 +308,8 @@ class Evaluation:
         )
 
 
-def _native_list(values: Sequence[Any]) -> list[Any]:
-    """Values as plain Python scalars (numpy scalars unwrapped), so they hash, compare and serialise alike."""
-    return [v.item() if isinstance(v, np.generic) else v for v in values]
-
-
 def _sorted_union(truth: np.ndarray[Any, Any], predicted: np.ndarray[Any, Any]) -> list[Any]:
-    return _native_list(np.unique(np.concatenate([truth, predicted])).tolist())
+    return natives(np.unique(np.concatenate([truth, predicted])).tolist())
 
 
 def _pair(value: float, other: float) -> tuple[str, str]:

@@ -17,6 +17,8 @@ from fasttrack.registry.model_folder import (
     read_metadata,
     save_model_folder,
 )
+from fasttrack.runtime.model import Model, ModelIdentity
+from fasttrack.runtime.select import open_runtime
 from fasttrack.training.train import TrainResult
 
 
@@ -31,10 +33,10 @@ def test_folder_round_trip_predicts_original_labels(good_result: TrainResult, tm
     folder = save_folder(good_result, tmp_path / "model")
     loaded = load_model_folder(folder)
     frame = pd.DataFrame({"a": [2.0, -2.0], "b": [-2.0, 2.0], "colour": ["red", "purple"]})
-    assert loaded.predict(frame) == ["yes", "no"]
-    probabilities = loaded.predict_proba(frame)
-    assert set(probabilities[0]) == {"no", "yes"}
-    assert probabilities[0]["yes"] > 0.9
+    model = Model(loaded, open_runtime(loaded, "sklearn"), ModelIdentity(str(folder), "toy"))
+    assert model.predict(frame).tolist() == ["yes", "no"]
+    assert model.labels == ["no", "yes"]
+    assert model.predict_proba(frame)[0, 1] > 0.9
     assert loaded.schema == good_result.schema
     assert read_metadata(folder).labels == ["no", "yes"]
 

@@ -32,12 +32,12 @@ def test_an_unexpected_failure_is_a_500_in_shape(
 ) -> None:
     class Broken:
         name = "broken"
-        classes = None
+        labels = None
 
-        def predict(self, columns: Any, *, probabilities: bool = False) -> Any:
+        def predict(self, columns: Any, rows: int, *, probabilities: bool = False) -> Any:
             raise RuntimeError("the model blew up")
 
-    broken = Predictor(classifier.model, classifier.source, backend=Broken())
+    broken = Predictor(classifier.model, classifier.source, runtime=Broken())
     from fastapi.testclient import TestClient
 
     with TestClient(app_module.create_app(settings, predictor=broken), raise_server_exceptions=False) as client:

@@ -17,7 +17,7 @@ import pytest
 
 from fasttrack.config import Settings
 from fasttrack.errors import BadRequestError, SchemaValidationError
-from fasttrack.serving.backends import Backend
+from fasttrack.runtime.base import Prediction, Runtime
 from fasttrack.serving.metrics import ServerMetrics
 from fasttrack.serving.predictor import PredictionBatch, Predictor
 
@@ -26,23 +26,23 @@ OTHER = {"feature_1": 1.0, "feature_2": 6.0}
 POISON = 666.0  # a feature_1 value the failing backend refuses
 
 
-class CountingBackend:
-    """A backend that records the rows of every call, and fails any call holding a row ``poisoned`` picks."""
+class CountingRuntime:
+    """A runtime that records the rows of every call, and fails any call holding a row ``poisoned`` picks."""
 
-    def __init__(self, inner: Backend, poisoned: Callable[[Mapping[str, np.ndarray]], bool] | None = None) -> None:
+    def __init__(self, inner: Runtime, poisoned: Callable[[Mapping[str, np.ndarray]], bool] | None = None) -> None:
         self.inner = inner
         self.name = inner.name
-        self.classes = inner.classes
+        self.task = inner.task
+        self.schema = inner.schema
+        self.labels = inner.labels
         self.poisoned = poisoned
         self.calls: list[int] = []
 
-    def predict(
-        self, columns: Mapping[str, np.ndarray], *, probabilities: bool = False
-    ) -> tuple[np.ndarray, np.ndarray | None]:
-        self.calls.append(len(next(iter(columns.values()))))
+    def predict(self, columns: Mapping[str, np.ndarray], rows: int, *, probabilities: bool = False) -> Prediction:
+        self.calls.append(rows)
         if self.poisoned is not None and self.poisoned(columns):
             raise RuntimeError("the model refuses this row")
-        return self.inner.predict(columns, probabilities=probabilities)
+        return self.inner.predict(columns, rows, probabilities=probabilities)
 
 
 def poison(columns: Mapping[str, np.ndarray]) -> bool:
@@ -52,7 +52,7 @@ def poison(columns: Mapping[str, np.ndarray]) -> bool:
 @dataclass
 class Fresh:
     predictor: Predictor
-    backend: CountingBackend
+    backend: CountingRuntime
     metrics: ServerMetrics
 
     def sample(self, name: str, **labels: str) -> float | None:
@@ -62,12 +62,12 @@ class Fresh:
 
 @pytest.fixture
 def fresh(settings: Settings) -> Callable[..., Fresh]:
-    """``fresh(predictor, poisoned=None)``: a new Predictor on the same model, its backend counted."""
+    """``fresh(predictor, poisoned=None)``: a new Predictor on the same model, its runtime counted."""
 
     def make(of: Predictor, poisoned: Callable[[Mapping[str, np.ndarray]], bool] | None = None) -> Fresh:
-        backend = CountingBackend(of.backend, poisoned)
+        backend = CountingRuntime(of.runtime, poisoned)
         metrics = ServerMetrics()
-        predictor = Predictor(of.model, of.source, backend=backend, metrics=metrics, settings=settings)
+        predictor = Predictor(of.model, of.source, runtime=backend, metrics=metrics, settings=settings)
         return Fresh(predictor, backend, metrics)
 
     return make

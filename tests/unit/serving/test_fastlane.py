@@ -347,15 +347,15 @@ def test_before_a_model_is_loaded_fastapi_answers_503_then_the_lane_takes_over(
 def test_an_unexpected_failure_is_the_routes_500(settings: Settings, classifier: Predictor) -> None:
     class Broken:
         name = "broken"
-        classes: list[Any] | None = None
+        labels: list[Any] | None = None
 
-        def predict(self, columns: Any, *, probabilities: bool = False) -> Any:
+        def predict(self, columns: Any, rows: int, *, probabilities: bool = False) -> Any:
             raise RuntimeError("the model blew up")
 
     answers = []
     for lane in (True, False):
         metrics = ServerMetrics()
-        broken = Predictor(classifier.model, classifier.source, backend=Broken(), metrics=metrics, settings=settings)
+        broken = Predictor(classifier.model, classifier.source, runtime=Broken(), metrics=metrics, settings=settings)
         app = create_app(settings, predictor=broken, metrics=metrics)
         assert isinstance(app, ServingApp)
         spy = counting(app)

@@ -323,7 +323,7 @@ def _metadata(predictor: Predictor) -> dict[str, Any]:
     return {
         "name": predictor.name,
         "versions": [predictor.version],
-        "platform": f"fasttrack-{predictor.backend.name}",
+        "platform": f"fasttrack-{predictor.runtime.name}",
         "inputs": inputs,
         "outputs": outputs,
         "parameters": {"content_type": "pd"},

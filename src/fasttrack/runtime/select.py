@@ -1,0 +1,67 @@
+"""Which runtime predicts for a model folder: the one place an engine is chosen.
+
+``sklearn`` always runs the fitted pipeline; ``onnx`` runs the folder's ``model.onnx`` and refuses a model without
+one that agreed with scikit-learn at registration; ``auto`` runs ONNX when there is such a file and ONNX Runtime
+opens it, else scikit-learn, saying why in the log. The server, batch scoring, ``evaluate`` and promotion all ask
+here, so they choose alike and fail alike (:class:`~fasttrack.errors.ModelLoadError`, one readable line).
+"""
+
+from __future__ import annotations
+
+import logging
+
+from fasttrack.config import Engine
+from fasttrack.errors import ConfigError, ModelLoadError
+from fasttrack.registry.model_folder import LoadedModel
+from fasttrack.runtime.base import Runtime
+
+log = logging.getLogger(__name__)
+
+ENGINES: tuple[Engine, ...] = ("auto", "onnx", "sklearn")
+
+
+def open_runtime(model: LoadedModel, engine: Engine = "auto", *, batch: bool = False) -> Runtime:
+    """The runtime for a loaded model folder (``batch``: ONNX graphs take categories as integer codes and run in
+    cache-sized slices, for files of millions of rows)."""
+    if engine not in ENGINES:
+        raise ConfigError(f"unknown engine {engine!r}; use auto, onnx or sklearn")
+    where = f"{model.metadata.name} ({model.path})"
+    if engine == "sklearn":
+        log.info("%s: predicting with scikit-learn (engine sklearn)", where)
+        return _sklearn(model)
+    if model.onnx_path is None:
+        reason = no_onnx_reason(model)
+        if engine == "onnx":
+            raise ModelLoadError(f"{where} has no usable ONNX model ({reason}); use the sklearn engine")
+        log.info("%s: predicting with scikit-learn: %s", where, reason)
+        return _sklearn(model)
+    from fasttrack.runtime.onnx import OnnxRuntime
+
+    try:
+        runtime = OnnxRuntime.open(
+            model.onnx_path, model.schema, model.metadata.task, model.metadata.labels, categorical_codes=batch
+        )
+    except Exception as exc:  # onnxruntime raises its own exception types; all mean "cannot open"
+        problem = f"{model.onnx_path}: cannot load the ONNX model ({' '.join(str(exc).split())[:300]})"
+        if engine == "onnx":
+            raise ModelLoadError(problem) from None
+        log.warning("%s: predicting with scikit-learn: %s", where, problem)
+        return _sklearn(model)
+    log.info("%s: predicting with ONNX Runtime (model.onnx agreed with scikit-learn at registration)", where)
+    return runtime
+
+
+def no_onnx_reason(model: LoadedModel) -> str:
+    """Why a model folder has no ONNX model that may be used."""
+    info = model.metadata.onnx
+    if info is None:
+        return "it was registered without an ONNX export"
+    if info.status != "ok":
+        return f"its ONNX export {info.status}" + (f": {info.reason}" if info.reason else "")
+    return "extra_files/model.onnx is missing"
+
+
+def _sklearn(model: LoadedModel) -> Runtime:
+    from fasttrack.runtime.sklearn import SklearnRuntime
+
+    return SklearnRuntime(model.pipeline, model.schema, model.metadata.task, model.metadata.labels)
