@@ -50,7 +50,7 @@ builtins.__import__ = _timed_import
 #: (stage, module, attribute, parent stage): parents' times are reported without their children's.
 STAGES = [
     ("check tracking store", "fasttrack.registry.tracking", "check_tracking", None),
-    ("ingest: read + clean", "fasttrack.cli", "_ingest_source", None),
+    ("ingest: read + clean", "fasttrack.api", "_read", None),
     ("schema inference", "fasttrack.data.schema", "infer_schema", None),
     ("train(): split, baseline, test metrics", "fasttrack.training.train", "train", None),
     ("cross-validation", "fasttrack.training.train", "_cross_validate", "train(): split, baseline, test metrics"),
@@ -109,9 +109,9 @@ def main() -> None:
         target = importlib.import_module(module)
         if hasattr(target, attribute):
             setattr(target, attribute, _timed(stage, getattr(target, attribute)))
-    # The Typer app itself, not fasttrack.cli.main: main() ends the process (see cli._exit_now) before the
+    # The Typer app itself, not fasttrack.cli.main: main() ends the process (see cli.entry._exit_now) before the
     # report below could be written; the same exit follows the report instead.
-    from fasttrack.cli import _exit_now, app
+    from fasttrack.cli.entry import _exit_now, app
 
     try:
         app(args=argv, standalone_mode=True)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -247,7 +248,7 @@ class TrainConfig(BaseModel):
 
     @classmethod
     def load(cls, path: str | Path | None = None, **overrides: Any) -> TrainConfig:
-        """Read a YAML config (optional) and apply overrides; ``None`` overrides are ignored."""
+        """Read a YAML config (optional) and apply ``overrides`` (see :meth:`merged`; ``None`` ones are ignored)."""
         values: dict[str, Any] = {}
         if path is not None:
             file = Path(path)
@@ -262,11 +263,37 @@ class TrainConfig(BaseModel):
             if not isinstance(loaded, dict):
                 raise ConfigError(f"config file {file} must hold a mapping of options")
             values.update(loaded)
-        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls._build(_merge(values, overrides))
+
+    def merged(self, **overrides: Any) -> TrainConfig:
+        """This config with ``overrides`` applied; ``None`` overrides are ignored.
+
+        An override replaces the value it names, except that ``params`` and ``thresholds`` are merged key by key,
+        and a data source replaces the other kind (``data`` replaces ``sql`` and ``db``, and the reverse).
+        """
+        return self._build(_merge(self.model_dump(exclude_unset=True), overrides))
+
+    @classmethod
+    def _build(cls, values: dict[str, Any]) -> TrainConfig:
         try:
             return cls(**values)
         except ValidationError as exc:
             raise ConfigError(_first_error(exc)) from None
+
+
+def _merge(values: dict[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
+    """``values`` with ``overrides`` applied as :meth:`TrainConfig.merged` says."""
+    given = {key: value for key, value in overrides.items() if value is not None}
+    merged = dict(values)
+    if "data" in given:
+        merged.pop("sql", None)
+        merged.pop("db", None)
+    if "sql" in given or "db" in given:
+        merged.pop("data", None)
+    for key in ("params", "thresholds"):
+        if isinstance(merged.get(key), dict) and isinstance(given.get(key), dict):
+            given[key] = {**merged[key], **given[key]}
+    return {**merged, **given}
 
 
 def _first_error(exc: ValidationError, prefix: str = "") -> str:

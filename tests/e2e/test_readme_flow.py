@@ -5,13 +5,16 @@ from __future__ import annotations
 import json
 import re
 import shlex
+import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import httpx
+import pandas as pd
 import pytest
 
-from support import REPO, run_cli, serve
+from support import REPO, clean_env, run_cli, serve
 
 pytestmark = pytest.mark.e2e
 
@@ -64,3 +67,34 @@ def test_train_serve_and_call_as_the_readme_shows(tmp_path: Path) -> None:
         wrong = httpx.post(server.url + "/predict", json={"feature_1": "abc", "feature_2": 2.1})
         assert wrong.status_code == 422
         assert wrong.json()["details"] == [{"field": "feature_1", "reason": "expected a number, got 'abc'"}]
+
+
+def readme_python() -> str:
+    """The README's "From Python" example."""
+    match = re.search(r"### \d+\. From Python\n.*?```python\n(.*?)```", README, re.S)
+    assert match, "the README has no From Python example"
+    return match.group(1)
+
+
+def test_the_from_python_example_runs_as_written(tmp_path: Path) -> None:
+    # Run where the README's relative paths hold, without writing into the repository.
+    for folder in ("configs", "data/sample"):
+        shutil.copytree(REPO / folder, tmp_path / folder)
+    ran = subprocess.run(
+        [sys.executable, "-c", readme_python()],
+        cwd=tmp_path,
+        env=clean_env(tmp_path / "home"),
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert ran.returncode == 0, ran.stderr
+    lines = ran.stdout.splitlines()
+    version, run_id, roc_auc = lines[0].split()
+    assert version == "1" and len(run_id) == 32 and 0.5 < float(roc_auc) <= 1
+    assert lines[1].split()[0] in ("promoted", "rejected")
+    assert lines[2] == "['positive']"  # what the README's comment promises
+    scored = pd.read_parquet(tmp_path / "scored.parquet")
+    assert len(scored) == len(pd.read_csv(tmp_path / "data/sample/classification.csv"))
+    assert {"prediction", "probability_negative", "probability_positive"} <= set(scored.columns)

@@ -115,3 +115,26 @@ def test_metric_directions() -> None:
     assert higher_is_better("accuracy") and not higher_is_better("rmse") and not higher_is_better("log_loss")
     with pytest.raises(ConfigError):
         higher_is_better("speed")
+
+
+def test_overrides_merge_params_and_thresholds_key_by_key(tmp_path: Path) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text(
+        "data: d.csv\ntarget: y\nparams: {max_iter: 50, learning_rate: 0.1}\nthresholds: {accuracy: 0.8}\n",
+        encoding="utf-8",
+    )
+    cfg = TrainConfig.load(path, params={"max_iter": 200}, thresholds={"roc_auc": 0.9}, seed=None)
+    assert cfg.params == {"max_iter": 200, "learning_rate": 0.1}
+    assert cfg.thresholds == {"accuracy": 0.8, "roc_auc": 0.9}
+    assert cfg.seed == 42  # a None override leaves the value alone
+    assert cfg.merged(params={"learning_rate": 0.5}).params == {"max_iter": 200, "learning_rate": 0.5}
+
+
+def test_a_source_override_replaces_the_other_kind_of_source(tmp_path: Path) -> None:
+    query = TrainConfig(sql="SELECT * FROM t", db="sqlite:///x.db", target="y", name="t")
+    to_file = query.merged(data="d.csv")
+    assert (to_file.data, to_file.sql, to_file.db) == ("d.csv", None, None)
+    back = to_file.merged(sql="SELECT 1", db="sqlite:///y.db")
+    assert (back.data, back.sql, back.db) == (None, "SELECT 1", "sqlite:///y.db")
+    with pytest.raises(ConfigError, match="sql and db go together"):
+        to_file.merged(sql="SELECT 1")

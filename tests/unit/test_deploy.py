@@ -324,7 +324,7 @@ def dockerignored(path: str) -> bool:
         ("mlruns/0/meta.yaml", True),
         ("src/fasttrack/__pycache__/cli.cpython-311.pyc", True),
         ("data/sample/classification.csv", False),
-        ("src/fasttrack/cli.py", False),
+        ("src/fasttrack/cli/entry.py", False),
         ("uv.lock", False),
     ],
 )

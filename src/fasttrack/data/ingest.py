@@ -25,6 +25,7 @@ import pyarrow.parquet as pq
 
 from fasttrack.data import object_store
 from fasttrack.data.clean import CleanOptions, CleanReport, clean
+from fasttrack.data.schema import Schema
 from fasttrack.data.sniff import (
     BOM,
     SNIFF_BYTES,
@@ -37,7 +38,7 @@ from fasttrack.data.sniff import (
     sniff_delimiter,
     stem_suffix,
 )
-from fasttrack.errors import DataError
+from fasttrack.errors import ConfigError, DataError
 
 
 @dataclass(frozen=True)
@@ -46,6 +47,7 @@ class IngestResult:
 
     ``lineage`` holds what else identifies the source: ``kind`` (``file``, ``url``, ``object`` or ``sql``), an
     object store's ``etag`` and ``version_id``, a SQL source's password-free ``db`` URL and ``query``.
+    ``schema`` is the schema inferred for a target (:func:`fasttrack.ingest` with ``target``), else ``None``.
     """
 
     frame: pd.DataFrame
@@ -53,6 +55,7 @@ class IngestResult:
     source: str
     fingerprint: str
     lineage: dict[str, str] = field(default_factory=dict)
+    schema: Schema | None = None
 
 
 def read_table(
@@ -287,3 +290,27 @@ def _read_json(data: bytes, name: str, *, lines: bool) -> pd.DataFrame:
             raise DataError(f"{name}: the columns do not line up: {first_line(exc)}") from None
         return frame.reset_index(drop=True)
     raise DataError(f"{name}: {expected}; got {type(loaded).__name__}")
+
+
+def save_frame(frame: pd.DataFrame, path: str | Path) -> Path:
+    """Write a frame as its extension says (``.parquet``, ``.csv``, ``.json``, ``.jsonl``), atomically.
+
+    The file appears complete or not at all: it is written beside its final name and renamed into place.
+    """
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix not in (".parquet", ".pq", ".csv", ".jsonl", ".ndjson", ".json"):
+        raise ConfigError(f"cannot write {path}: use .parquet, .csv, .json or .jsonl")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        if suffix in (".parquet", ".pq"):
+            frame.to_parquet(tmp, index=False)
+        elif suffix == ".csv":
+            frame.to_csv(tmp, index=False)
+        else:
+            frame.to_json(tmp, orient="records", lines=suffix != ".json")
+        tmp.replace(path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path

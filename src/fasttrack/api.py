@@ -1,0 +1,605 @@
+"""FastTrack's Python API: the pipeline's stages as plain functions, the same ones the ``fasttrack`` command calls::
+
+    import fasttrack
+
+    trained = fasttrack.train("configs/sample.yaml")
+    model = fasttrack.load(f"models:/{trained.name}@champion")
+    model.predict([{"feature_1": 5.3, "feature_2": 2.1}])
+
+Each function takes the :class:`~fasttrack.config.Settings` to run with (default: :func:`get_settings`, that is the
+``FASTTRACK_*`` environment), raises a :class:`~fasttrack.errors.FastTrackError` subclass with one readable
+sentence for every failure it expects, and prints nothing: progress goes to ``on_step`` when given. Importing this
+module is cheap; each function imports what it needs when called.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from fasttrack.config import Engine, Settings, Task, TrainConfig, get_settings, higher_is_better
+from fasttrack.errors import ConfigError
+
+if TYPE_CHECKING:
+    from fasttrack.data.clean import CleanOptions
+    from fasttrack.data.ingest import IngestResult
+    from fasttrack.registry.promotion import PromotionResult
+    from fasttrack.registry.tracking import TrackedRun, VersionDetails, VersionInfo
+    from fasttrack.runtime.model import Model
+    from fasttrack.scoring import ScoreProgress, ScoreSummary
+    from fasttrack.training.evaluate import GateDecision
+    from fasttrack.training.train import TrainResult
+
+__all__ = [
+    "ModelEvaluation",
+    "TrainOutcome",
+    "describe_version",
+    "evaluate",
+    "ingest",
+    "list_versions",
+    "load",
+    "promote",
+    "score_file",
+    "train",
+]
+
+#: Receives a short description before each long step (the CLI shows them as spinners).
+OnStep = Callable[[str], None]
+
+
+def _silent(_: str) -> None:
+    pass
+
+
+# --------------------------------------------------------------------------------------------------- ingest
+def check_source(data: str | Path | None, sql: str | None, db: str | None) -> None:
+    """Exactly one data source: a file or URL (``data``), or a query (``sql``) with its database (``db``).
+
+    Raises
+    ------
+    ConfigError
+        When both or neither are given, or ``sql`` without ``db`` (or the reverse).
+    """
+    if data and (sql or db):
+        raise ConfigError("give either a data file or an SQL query (sql with db), not both")
+    if (sql or db) and not (sql and db):
+        raise ConfigError("sql and db go together: the query and the database URL it runs on")
+    if not (data or sql):
+        raise ConfigError("no data: give a file or URL, or an SQL query (sql) with its database URL (db)")
+
+
+def ingest(
+    data: str | Path | None = None,
+    *,
+    sql: str | None = None,
+    db: str | None = None,
+    target: str | None = None,
+    task: Task = "auto",
+    drop: Sequence[str] = (),
+    keep: Sequence[str] | None = None,
+    format: str | None = None,
+    options: CleanOptions | None = None,
+) -> IngestResult:
+    """Read and clean a data set, and infer its schema when a target is named.
+
+    Parameters
+    ----------
+    data
+        A CSV, JSON, JSON Lines or Parquet file: a path or a URL (``s3://...``, ``https://...``).
+    sql, db
+        Instead of ``data``: a query and the SQLAlchemy URL of the database it runs on.
+    target
+        The column to predict: rows without it are dropped, and the result carries the inferred schema.
+    task
+        ``auto``, ``classification`` or ``regression``: the schema's task for the target.
+    drop, keep
+        Columns to drop; the only feature columns to keep (the target always stays).
+    format
+        ``csv``, ``json``, ``jsonl`` or ``parquet`` when the name does not say (default: the extension).
+    options
+        Every cleaning option (:class:`~fasttrack.data.clean.CleanOptions`); ``drop`` and ``keep`` add to it.
+
+    Returns
+    -------
+    IngestResult
+        The cleaned ``frame``, the cleaning ``report``, ``source``, ``fingerprint``, ``lineage`` and, with a
+        target, the inferred ``schema`` (the dropped columns and missing markers included).
+
+    Raises
+    ------
+    DataError
+        The source cannot be read or parsed (one line naming the file and the problem).
+    ConfigError
+        No source, two sources, or an unknown format.
+    """
+    from fasttrack.data.clean import CleanOptions
+    from fasttrack.data.describe import infer_schema
+
+    check_source(data, sql, db)
+    base = options or CleanOptions()
+    options = base.model_copy(
+        update={
+            "drop_columns": [*base.drop_columns, *drop],
+            "keep_columns": list(keep) if keep is not None else base.keep_columns,
+        }
+    )
+    result = _read(data, sql, db, target=target, options=options, format=format)
+    if target is None:
+        return result
+    schema = infer_schema(
+        result.frame,
+        target,
+        task,
+        dropped_columns=result.report.dropped_columns,
+        missing_markers=options.missing_markers,
+    )
+    return replace(result, schema=schema)
+
+
+def _read(
+    data: str | Path | None,
+    sql: str | None,
+    db: str | None,
+    *,
+    target: str | None,
+    options: CleanOptions,
+    format: str | None = None,
+) -> IngestResult:
+    """Read and clean a file or URL, or a query's result (exactly one: :func:`check_source`)."""
+    from fasttrack.data.ingest import ingest as read_file
+    from fasttrack.data.ingest import ingest_query
+
+    check_source(data, sql, db)
+    if data:
+        return read_file(data, target=target, options=options, format=format)
+    return ingest_query(str(sql), str(db), target=target, options=options)
+
+
+def _labelled_data(data: str | Path | None, sql: str | None, db: str | None, target: str) -> IngestResult:
+    """Labelled data to score a model on: cleaned like training data, but no column dropped (the model says which
+    columns it needs)."""
+    from fasttrack.data.clean import CleanOptions
+
+    return _read(data, sql, db, target=target, options=CleanOptions(drop_identifiers=False, drop_constant=False))
+
+
+# ---------------------------------------------------------------------------------------------------- train
+@dataclass(frozen=True)
+class TrainOutcome:
+    """What :func:`train` did: the run it recorded and, when the quality gate passed, the registered version.
+
+    ``metrics`` are the test metrics, ``baseline`` the prior/mean baseline's on the same rows, ``cv`` the
+    cross-validation mean and standard deviation per metric. ``version`` is ``None`` when the model was not
+    registered: the gate failed (``gate.reasons`` say why) or registration was not asked for. ``result`` holds
+    the fitted pipeline and the full evaluation; ``data`` the ingested data set and its cleaning report.
+    """
+
+    name: str
+    run_id: str
+    experiment_id: str
+    tracking_uri: str
+    model_uri: str
+    version: str | None
+    aliases: list[str]
+    primary_metric: str
+    metrics: dict[str, float]
+    baseline: dict[str, float]
+    cv: dict[str, tuple[float, float]]
+    gate: GateDecision
+    result: TrainResult = field(repr=False)
+    data: IngestResult = field(repr=False)
+
+    @property
+    def registered(self) -> bool:
+        """Whether the model became a registered version."""
+        return self.version is not None
+
+
+def train(
+    config: TrainConfig | str | Path | None = None,
+    *,
+    register: bool = True,
+    settings: Settings | None = None,
+    on_step: OnStep | None = None,
+    **overrides: Any,
+) -> TrainOutcome:
+    """Ingest, train, evaluate against a baseline, record the run in MLflow, and register a model that passes.
+
+    Parameters
+    ----------
+    config
+        A :class:`~fasttrack.config.TrainConfig`, or the path of a YAML train config (``configs/*.yaml``), or
+        ``None`` to give everything as ``overrides``.
+    register
+        Register the model (as a new version of ``name``) when it passes the quality gate.
+    settings
+        Where to track and register (default: :func:`~fasttrack.config.get_settings`).
+    on_step
+        Called with a short description before each long step.
+    **overrides
+        Any :class:`~fasttrack.config.TrainConfig` field (``data``, ``target``, ``model``, ``params``, ...),
+        applied over ``config`` as :meth:`~fasttrack.config.TrainConfig.merged` says; ``None`` values are ignored.
+
+    Returns
+    -------
+    TrainOutcome
+        The metrics, run id, registered version (``None`` if not registered) and everything behind them.
+
+    Raises
+    ------
+    ConfigError
+        The config is invalid (one line naming the field), or the tracking store cannot be reached.
+    DataError
+        The data cannot be read, or cannot train a model (too few rows, a constant target, ...).
+    """
+    from fasttrack.data.describe import infer_schema
+    from fasttrack.registry.tracking import check_tracking
+    from fasttrack.training.train import train as fit
+
+    step = on_step or _silent
+    cfg = _train_config(config, overrides)
+    cfg.resolved_name()  # a SQL source without a name fails here, before any work
+    settings = settings or get_settings()
+    step("connecting to the tracking store")
+    tracking_uri = check_tracking(settings)
+    step(f"reading {cfg.source}")
+    options = _clean_options(cfg)
+    ingested = _read(cfg.data, cfg.sql, cfg.db, target=cfg.target, options=options)
+    schema = infer_schema(
+        ingested.frame,
+        cfg.target,
+        cfg.task,
+        max_categories=cfg.max_categories,
+        min_category_count=cfg.min_category_count,
+        dropped_columns=ingested.report.dropped_columns,
+        missing_markers=options.missing_markers,
+    )
+    result = fit(ingested.frame, cfg, schema, on_step=step)
+    step("recording the run in MLflow")
+    tracked = _record(result, ingested, settings, register=register)
+    evaluation = result.evaluation
+    return TrainOutcome(
+        name=tracked.name,
+        run_id=tracked.run_id,
+        experiment_id=tracked.experiment_id,
+        tracking_uri=tracking_uri,
+        model_uri=f"models:/{tracked.name}/{tracked.version}" if tracked.version else tracked.model_uri,
+        version=tracked.version,
+        aliases=list(tracked.aliases),
+        primary_metric=evaluation.primary_metric,
+        metrics=dict(evaluation.metrics),
+        baseline=dict(evaluation.baseline),
+        cv=dict(evaluation.cv),
+        gate=evaluation.gate,
+        result=result,
+        data=replace(ingested, schema=schema),
+    )
+
+
+def _train_config(config: TrainConfig | str | Path | None, overrides: Mapping[str, Any]) -> TrainConfig:
+    if isinstance(config, TrainConfig):
+        return config.merged(**overrides)
+    return TrainConfig.load(config, **overrides)
+
+
+def _clean_options(cfg: TrainConfig) -> CleanOptions:
+    from fasttrack.data.clean import CleanOptions
+
+    return CleanOptions(drop_columns=cfg.drop_columns, keep_columns=cfg.keep_columns)
+
+
+def _record(result: TrainResult, ingested: IngestResult, settings: Settings, *, register: bool) -> TrackedRun:
+    """Log the run (with its plots) in MLflow and register the model when the gate passed and ``register``."""
+    import tempfile
+
+    from fasttrack.registry.tracking import log_training
+    from fasttrack.training.plots import save_plots
+
+    with tempfile.TemporaryDirectory(prefix="fasttrack-plots-") as tmp:
+        return log_training(
+            result,
+            settings=settings,
+            source=ingested.source,
+            fingerprint=ingested.fingerprint,
+            lineage=ingested.lineage,
+            clean_report=ingested.report,
+            plots=save_plots(result, Path(tmp)),
+            register=register,
+        )
+
+
+# ----------------------------------------------------------------------------------------------------- load
+def load(uri: str | Path | None = None, *, engine: Engine = "auto", settings: Settings | None = None) -> Model:
+    """A model ready to predict, from the registry or a local model folder.
+
+    Parameters
+    ----------
+    uri
+        ``models:/NAME@ALIAS``, ``models:/NAME/VERSION``, ``models:/NAME`` (latest), ``runs:/RUN/model``, or a
+        model folder; default: ``FASTTRACK_MODEL``, else the default model's champion.
+    engine
+        ``auto`` (ONNX Runtime when the model has a graph that agreed with scikit-learn at registration, else
+        scikit-learn), ``onnx`` or ``sklearn``.
+    settings
+        Where to resolve registered models (default: :func:`~fasttrack.config.get_settings`).
+
+    Returns
+    -------
+    Model
+        ``.predict`` and ``.predict_proba`` on a DataFrame, records (dicts) or an Arrow table; the same input
+        gives the same answer as the server and ``fasttrack predict``.
+
+    Raises
+    ------
+    ModelNotFoundError
+        No such folder, registered model, version or alias.
+    ModelLoadError
+        The model cannot be opened (``engine="onnx"`` for a model without a usable graph, among others).
+    """
+    from fasttrack.registry.model_folder import load_model_folder
+    from fasttrack.registry.tracking import resolve_model
+    from fasttrack.runtime.model import Model, ModelIdentity
+    from fasttrack.runtime.select import open_runtime
+
+    settings = settings or get_settings()
+    resolved = resolve_model(str(uri) if uri is not None else None, settings)
+    folder = load_model_folder(resolved.path)
+    identity = ModelIdentity(
+        uri=resolved.uri, name=resolved.name or folder.metadata.name, version=resolved.version, alias=resolved.alias
+    )
+    return Model(folder, open_runtime(folder, engine), identity)
+
+
+def _model(model: Model | str | Path | None, settings: Settings, engine: Engine = "auto") -> Model:
+    from fasttrack.runtime.model import Model
+
+    return model if isinstance(model, Model) else load(model, engine=engine, settings=settings)
+
+
+# ------------------------------------------------------------------------------------------------- evaluate
+@dataclass(frozen=True)
+class ModelEvaluation:
+    """A model's metrics on a labelled data set, beside the test metrics it was registered with."""
+
+    name: str
+    version: str | None
+    source: str
+    rows: int
+    metrics: dict[str, float]
+    at_registration: dict[str, float]
+
+
+def evaluate(
+    model: Model | str | Path | None = None,
+    data: str | Path | None = None,
+    *,
+    sql: str | None = None,
+    db: str | None = None,
+    settings: Settings | None = None,
+    on_step: OnStep | None = None,
+) -> ModelEvaluation:
+    """Score a model on labelled data, through the runtime it serves with.
+
+    Parameters
+    ----------
+    model
+        A loaded :class:`~fasttrack.runtime.model.Model`, or a URI or folder for :func:`load`.
+    data, sql, db
+        Labelled data holding the model's target column: a file or URL, or a query and its database.
+    settings, on_step
+        As for :func:`train`.
+
+    Returns
+    -------
+    ModelEvaluation
+        The metrics on this data and the test metrics recorded at registration.
+
+    Raises
+    ------
+    SchemaValidationError
+        A value a feature cannot take, or a feature the data lacks (every one named).
+    DataError
+        The data cannot be read, or lacks the target column.
+    """
+    from fasttrack.training.evaluate import evaluate_runtime
+
+    step = on_step or _silent
+    check_source(data, sql, db)
+    settings = settings or get_settings()
+    step("loading the model")
+    loaded = _model(model, settings)
+    step("reading the data")
+    ingested = _labelled_data(data, sql, db, loaded.metadata.target)
+    step("scoring")
+    metrics = evaluate_runtime(loaded.runtime, ingested.frame, ingested.frame[loaded.metadata.target])
+    return ModelEvaluation(
+        name=loaded.name,
+        version=loaded.version,
+        source=ingested.source,
+        rows=len(ingested.frame),
+        metrics=metrics,
+        at_registration=dict(loaded.metadata.metrics),
+    )
+
+
+# -------------------------------------------------------------------------------------------------- promote
+def promote(
+    name: str,
+    challenger: str,
+    *,
+    alias: str = "champion",
+    data: str | Path | None = None,
+    sql: str | None = None,
+    db: str | None = None,
+    margin: float | None = None,
+    metric: str | None = None,
+    force: bool = False,
+    settings: Settings | None = None,
+    on_step: OnStep | None = None,
+) -> PromotionResult:
+    """Compare version ``challenger`` of ``name`` with the version holding ``alias``; move the alias if it wins.
+
+    Parameters
+    ----------
+    name, challenger
+        The registered model and the version that challenges the current holder of ``alias``.
+    alias
+        The alias to move (``champion``).
+    data, sql, db
+        Labelled data to compare on; default: the challenger's held-out test part.
+    margin
+        How much better the challenger must be on ``metric`` (default: ``FASTTRACK_PROMOTION_MARGIN``).
+    metric
+        The metric compared (default: the challenger's primary metric).
+    force
+        Move the alias even when the challenger loses (the decision is recorded as forced).
+    settings, on_step
+        As for :func:`train`.
+
+    Returns
+    -------
+    PromotionResult
+        The ``decision`` (``promoted``, ``rejected``, ``forced``, ``no-champion``, ``already-champion``), its
+        ``reason``, both versions' scores and whether the alias ``moved``; recorded as tags on both versions.
+
+    Raises
+    ------
+    ModelNotFoundError
+        No such model or version.
+    ConfigError
+        An unknown metric, or versions that cannot be compared (different targets or tasks).
+    """
+    from fasttrack.registry.promotion import model_target, promote_challenger
+
+    step = on_step or _silent
+    if metric:
+        higher_is_better(metric)  # an unknown metric fails before any work
+    settings = settings or get_settings()
+    frame, source = None, None
+    if data or sql or db:
+        check_source(data, sql, db)
+        step("reading the comparison data")
+        ingested = _labelled_data(data, sql, db, model_target(settings, name, challenger))
+        frame, source = ingested.frame, ingested.source
+    step(f"comparing version {challenger} with @{alias}")
+    return promote_challenger(
+        settings,
+        name,
+        challenger,
+        alias=alias,
+        margin=margin,
+        metric=metric,
+        force=force,
+        frame=frame,
+        frame_source=source,
+    )
+
+
+def list_versions(name: str | None = None, *, settings: Settings | None = None) -> list[VersionInfo]:
+    """Registered versions (of ``name``, or of every model), newest first, with their aliases and primary metric.
+
+    Raises
+    ------
+    ConfigError
+        The tracking store cannot be reached.
+    """
+    from fasttrack.registry.tracking import list_versions as listed
+
+    return listed(settings or get_settings(), name)
+
+
+def describe_version(name: str, version: str = "champion", *, settings: Settings | None = None) -> VersionDetails:
+    """One registered version (a number or an alias): aliases, run, metrics, data lineage and promotion tags.
+
+    Raises
+    ------
+    ModelNotFoundError
+        No such model, version or alias.
+    """
+    from fasttrack.registry.tracking import describe_version as described
+
+    return described(settings or get_settings(), name, version)
+
+
+# ----------------------------------------------------------------------------------------------- score_file
+def score_file(
+    model: Model | str | Path | None,
+    data: str | Path,
+    output: str | Path,
+    *,
+    probabilities: bool = False,
+    engine: Engine = "auto",
+    batch_rows: int = 100_000,
+    format: str | None = None,
+    settings: Settings | None = None,
+    progress: ScoreProgress | None = None,
+) -> ScoreSummary:
+    """Score a file of any size and write its columns plus ``prediction`` to ``output``, streaming in batches.
+
+    Parameters
+    ----------
+    model
+        A loaded :class:`~fasttrack.runtime.model.Model`, or a URI or folder (resolved as :func:`load` does;
+        from a folder, ONNX scoring never unpickles scikit-learn).
+    data
+        A CSV, JSON, JSON Lines or Parquet file, a path or a URL.
+    output
+        ``.csv``, ``.parquet``, ``.json`` or ``.jsonl``; written only once every row is scored.
+    probabilities
+        Add one ``probability_<label>`` column per class (classifiers).
+    engine
+        ``auto``, ``onnx`` or ``sklearn``, as for :func:`load` (ignored for a loaded ``Model``).
+    batch_rows
+        Rows read, scored and written at a time (memory stays flat as the file grows).
+    format
+        The input's format when its name does not say.
+    settings
+        As for :func:`train`.
+    progress
+        Receives the open input, then the rows scored after each batch.
+
+    Returns
+    -------
+    ScoreSummary
+        Rows and batches scored, the engine used, the output path and the seconds taken.
+
+    Raises
+    ------
+    SchemaValidationError
+        A value a feature cannot take or a missing feature column (named), before anything is written.
+    DataError
+        The input cannot be read; nothing is left at ``output``.
+    """
+    from fasttrack.registry.tracking import resolve_model
+    from fasttrack.runtime.model import Model
+    from fasttrack.scoring import output_format
+    from fasttrack.scoring import score_file as score
+
+    target = Path(output)
+    output_format(target)  # an unusable output name fails before any work
+    if batch_rows < 1:
+        raise ConfigError(f"batch_rows must be at least 1, not {batch_rows}")
+    if isinstance(model, Model):
+        return score(
+            model.folder,
+            data,
+            target,
+            batch_rows=batch_rows,
+            probabilities=probabilities,
+            engine=model.runtime.name,
+            format=format,
+            progress=progress,
+        )
+    folder = resolve_model(str(model) if model is not None else None, settings or get_settings()).path
+    return score(
+        folder,
+        data,
+        target,
+        batch_rows=batch_rows,
+        probabilities=probabilities,
+        engine=engine,
+        format=format,
+        progress=progress,
+    )

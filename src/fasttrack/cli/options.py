@@ -1,0 +1,39 @@
+"""Options several commands share, and parsing of ``key=value`` pairs."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import typer
+
+from fasttrack.errors import ConfigError
+
+SqlOption = Annotated[
+    str | None, typer.Option("--sql", help="SQL query to read the data with, instead of a file (needs --db).")
+]
+DbOption = Annotated[
+    str | None,
+    typer.Option("--db", help="SQLAlchemy URL the --sql query runs on: postgresql://user@host/db, sqlite:///file.db."),
+]
+ModelOption = Annotated[
+    str | None,
+    typer.Option(
+        "--model", "-m", help="Model URI (models:/NAME@ALIAS, models:/NAME/3) or folder; default: FASTTRACK_MODEL."
+    ),
+]
+
+
+def parse_pairs(values: list[str] | None, what: str) -> dict[str, Any]:
+    """``key=value`` pairs; values parsed as YAML scalars (numbers, booleans, null) where they look like them."""
+    import yaml
+
+    parsed: dict[str, Any] = {}
+    for item in values or []:
+        key, sep, raw = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"{what} {item!r} must look like key=value")
+        try:
+            parsed[key.strip()] = yaml.safe_load(raw)
+        except yaml.YAMLError:
+            parsed[key.strip()] = raw
+    return parsed

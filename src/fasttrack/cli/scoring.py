@@ -1,0 +1,40 @@
+"""``fasttrack predict``: score a file of any size with a model, streaming, with a progress bar."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from fasttrack.cli.options import ModelOption
+from fasttrack.cli.render import ScoreBar, out
+from fasttrack.config import Engine
+
+
+def predict(
+    data: Annotated[str, typer.Option(help="Input file or URL (CSV, JSON, JSON Lines, Parquet).")],
+    output: Annotated[Path, typer.Option("--out", help="Output file (.csv, .parquet, .json, .jsonl).")],
+    model: ModelOption = None,
+    probabilities: Annotated[bool, typer.Option(help="Add a probability column per class.")] = False,
+    batch_rows: Annotated[int, typer.Option(min=1, help="Rows read, scored and written at a time.")] = 100_000,
+    engine: Annotated[
+        Engine, typer.Option(help="auto (ONNX Runtime when the model has a checked graph), onnx or sklearn.")
+    ] = "auto",
+) -> None:
+    """Score a file with a model and write the input columns plus ``prediction`` to another file.
+
+    The file is streamed in batches (memory stays flat as it grows) and the output appears only once every
+    row is scored.
+    """
+    import fasttrack
+
+    with ScoreBar(data) as bar:
+        summary = fasttrack.score_file(
+            model, data, output, batch_rows=batch_rows, probabilities=probabilities, engine=engine, progress=bar
+        )
+    rate = summary.rows / summary.seconds if summary.seconds > 0 else 0.0
+    out.print(
+        f"{summary.rows} predictions written to {output} "
+        f"({summary.engine}, {summary.seconds:.1f} s, {rate:,.0f} rows/s)"
+    )

@@ -1,0 +1,45 @@
+"""``fasttrack serve``: serve a model over HTTP and follow the registry."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from fasttrack.cli.options import ModelOption
+from fasttrack.config import Engine, get_settings
+
+
+def serve(
+    model: ModelOption = None,
+    host: Annotated[str | None, typer.Option(help="Interface to bind (default 127.0.0.1).")] = None,
+    port: Annotated[int | None, typer.Option(help="Port (default 8000).")] = None,
+    workers: Annotated[int | None, typer.Option(help="Worker processes (default 1).")] = None,
+    reload_interval: Annotated[
+        float | None, typer.Option(help="Seconds between registry checks for a new version (default 10; 0 = off).")
+    ] = None,
+    access_log: Annotated[
+        bool | None, typer.Option("--access-log/--no-access-log", help="One JSON log line per request (default off).")
+    ] = None,
+    engine: Annotated[
+        Engine | None,
+        typer.Option(help="Inference engine: auto (ONNX when the model has a checked model.onnx), onnx or sklearn."),
+    ] = None,
+) -> None:
+    """Serve a model over HTTP: /predict, MLflow's /invocations, the V2 protocol, /metrics; follows the registry.
+
+    The model is resolved before the port is bound (an unknown model fails at once) and loaded in the
+    background; SIGTERM drains in-flight requests before exiting.
+    """
+    from fasttrack.serving.app import run
+
+    settings = get_settings(
+        model=model,
+        host=host,
+        port=port,
+        workers=workers,
+        reload_interval=reload_interval,
+        access_log=access_log,
+        engine=engine,
+    )
+    run(settings)
