@@ -156,7 +156,7 @@ def train_serving_models(home: Path) -> None:
 
     from fasttrack.config import TrainConfig
     from fasttrack.data.describe import infer_schema
-    from fasttrack.registry.tracking import log_training
+    from fasttrack.registry.runs import log_training
     from fasttrack.training.train import train
 
     settings = serving_settings(home)
@@ -211,7 +211,7 @@ def register_broken(home: Path, name: str, folder: Path, *, how: str = "pickle",
     import shutil
 
     from fasttrack.config import Settings
-    from fasttrack.registry.tracking import resolve_model
+    from fasttrack.registry.resolve import resolve_model
 
     original = resolve_model("models:/sample/1", Settings(home=home, tracking_uri=f"sqlite:///{home / 'mlflow.db'}"))
     shutil.copytree(original.path, folder)

@@ -49,23 +49,24 @@ builtins.__import__ = _timed_import
 
 #: (stage, module, attribute, parent stage): parents' times are reported without their children's.
 STAGES = [
-    ("check tracking store", "fasttrack.registry.tracking", "check_tracking", None),
+    ("check tracking store", "fasttrack.registry.store", "check_tracking", None),
     ("ingest: read + clean", "fasttrack.api", "_read", None),
     ("schema inference", "fasttrack.data.schema", "infer_schema", None),
     ("train(): split, baseline, test metrics", "fasttrack.training.train", "train", None),
     ("cross-validation", "fasttrack.training.train", "_cross_validate", "train(): split, baseline, test metrics"),
     ("plots", "fasttrack.training.plots", "save_plots", None),
-    ("log_training: run, params, metrics, tags, artifacts", "fasttrack.registry.tracking", "log_training", None),
+    ("log_training: run, params, metrics, tags, artifacts", "fasttrack.registry.runs", "log_training", None),
+    # log_training's steps, as the names it calls them by in fasttrack.registry.runs.
     (
         "MLflow store open (new DB: create + migrate)",
-        "fasttrack.registry.tracking",
+        "fasttrack.registry.runs",
         "client",
         "log_training: run, params, metrics, tags, artifacts",
     ),
     (
         "ONNX export + agreement check",
-        "fasttrack.export.check",
-        "export_to_folder",
+        "fasttrack.registry.runs",
+        "export_onnx",
         "log_training: run, params, metrics, tags, artifacts",
     ),
     (
@@ -76,11 +77,16 @@ STAGES = [
     ),
     (
         "load-back check of the stored model",
-        "fasttrack.registry.tracking",
-        "_check_loadable",
+        "fasttrack.registry.runs",
+        "_check_stored",
         "log_training: run, params, metrics, tags, artifacts",
     ),
-    ("registration", "fasttrack.registry.tracking", "_register", "log_training: run, params, metrics, tags, artifacts"),
+    (
+        "registration",
+        "fasttrack.registry.runs",
+        "register_version",
+        "log_training: run, params, metrics, tags, artifacts",
+    ),
 ]
 FIT = "fit (Pipeline.fit on the training part)"
 spent: dict[str, float] = {}

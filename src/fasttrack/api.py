@@ -26,7 +26,8 @@ if TYPE_CHECKING:
     from fasttrack.data.clean import CleanOptions
     from fasttrack.data.ingest import IngestResult
     from fasttrack.registry.promotion import PromotionResult
-    from fasttrack.registry.tracking import TrackedRun, VersionDetails, VersionInfo
+    from fasttrack.registry.runs import TrackedRun
+    from fasttrack.registry.versions import VersionDetails, VersionInfo
     from fasttrack.runtime.model import Model
     from fasttrack.scoring import ScoreProgress, ScoreSummary
     from fasttrack.training.evaluate import GateDecision
@@ -235,7 +236,7 @@ def train(
         The data cannot be read, or cannot train a model (too few rows, a constant target, ...).
     """
     from fasttrack.data.describe import infer_schema
-    from fasttrack.registry.tracking import check_tracking
+    from fasttrack.registry.store import check_tracking
     from fasttrack.training.train import train as fit
 
     step = on_step or _silent
@@ -294,7 +295,7 @@ def _record(result: TrainResult, ingested: IngestResult, settings: Settings, *, 
     """Log the run (with its plots) in MLflow and register the model when the gate passed and ``register``."""
     import tempfile
 
-    from fasttrack.registry.tracking import log_training
+    from fasttrack.registry.runs import log_training
     from fasttrack.training.plots import save_plots
 
     with tempfile.TemporaryDirectory(prefix="fasttrack-plots-") as tmp:
@@ -339,7 +340,7 @@ def load(uri: str | Path | None = None, *, engine: Engine = "auto", settings: Se
         The model cannot be opened (``engine="onnx"`` for a model without a usable graph, among others).
     """
     from fasttrack.registry.model_folder import load_model_folder
-    from fasttrack.registry.tracking import resolve_model
+    from fasttrack.registry.resolve import resolve_model
     from fasttrack.runtime.model import Model, ModelIdentity
     from fasttrack.runtime.select import open_runtime
 
@@ -505,7 +506,7 @@ def list_versions(name: str | None = None, *, settings: Settings | None = None) 
     ConfigError
         The tracking store cannot be reached.
     """
-    from fasttrack.registry.tracking import list_versions as listed
+    from fasttrack.registry.versions import list_versions as listed
 
     return listed(settings or get_settings(), name)
 
@@ -518,7 +519,7 @@ def describe_version(name: str, version: str = "champion", *, settings: Settings
     ModelNotFoundError
         No such model, version or alias.
     """
-    from fasttrack.registry.tracking import describe_version as described
+    from fasttrack.registry.versions import describe_version as described
 
     return described(settings or get_settings(), name, version)
 
@@ -572,7 +573,7 @@ def score_file(
     DataError
         The input cannot be read; nothing is left at ``output``.
     """
-    from fasttrack.registry.tracking import resolve_model
+    from fasttrack.registry.resolve import resolve_model
     from fasttrack.runtime.model import Model
     from fasttrack.scoring import output_format
     from fasttrack.scoring import score_file as score

@@ -27,7 +27,7 @@ from fasttrack.errors import ConfigError, DataError, ModelLoadError, SchemaValid
 from fasttrack.export.check import export_to_folder
 from fasttrack.features.arrow import ArrowDriver
 from fasttrack.features.frames import prepare_features
-from fasttrack.registry import tracking
+from fasttrack.registry import cache
 from fasttrack.registry.model_folder import (
     DataLineage,
     LoadedModel,
@@ -393,8 +393,8 @@ def test_predict_imports_only_what_it_needs(tmp_path: Path, monkeypatch: pytest.
     result = train(frame, config, infer_schema(frame, "y", "classification"))
     home = tmp_path / "home"
     settings = Settings(home=home, tracking_uri=None)
-    cache = tracking._cache_folder(settings, tracking._version_key(settings, "numeric", "4"))
-    save_model(result, cache)
+    cached = cache.folder_for(settings, cache.version_key(settings, "numeric", "4"))
+    save_model(result, cached)
     source = tmp_path / "in.csv"
     messy_input(100).drop(columns=["colour"]).to_csv(source, index=False)
     heavy = ["mlflow", "sklearn", "onnx", "skl2onnx", "matplotlib"]

@@ -24,8 +24,11 @@ import pandas as pd
 
 from fasttrack.config import CLASSIFICATION_METRICS, REGRESSION_METRICS, Settings, higher_is_better
 from fasttrack.errors import ConfigError, DataError
+from fasttrack.registry.errors import registry_errors
+from fasttrack.registry.layout import CHAMPION, HOLDOUT_ARTIFACT
 from fasttrack.registry.model_folder import LoadedModel, load_model_folder, read_metadata
-from fasttrack.registry.tracking import CHAMPION, HOLDOUT_ARTIFACT, client, registry_errors, resolve_model
+from fasttrack.registry.resolve import resolve_model
+from fasttrack.registry.store import client
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient

@@ -276,7 +276,7 @@ def run(settings: Settings) -> None:
     gc.disable()  # start-up allocates a million objects to keep: no collection until settle_heap freezes them
     import uvicorn
 
-    from fasttrack.registry.tracking import resolve_model
+    from fasttrack.registry.resolve import resolve_model
 
     configure_logging(settings)
     resolved = resolve_model(settings.model, settings)

@@ -32,7 +32,7 @@ from typing import Any, Literal
 
 from fasttrack.config import Settings
 from fasttrack.errors import FastTrackError, ModelLoadError
-from fasttrack.registry.tracking import ResolvedModel, default_model_uri, resolve_model
+from fasttrack.registry.resolve import ResolvedModel, default_model_uri, resolve_model
 from fasttrack.serving.feedback import FeedbackItem, FeedbackResult
 from fasttrack.serving.metrics import ModelMetrics, ServerMetrics
 from fasttrack.serving.predictor import Predictor

@@ -28,7 +28,7 @@ from fasttrack.data.schema import FeatureSchema, Label, Schema
 from fasttrack.errors import BadRequestError, ConfigError, ModelLoadError, SchemaValidationError
 from fasttrack.features.records import UNKNOWN_FIELD, ModelInput, RecordDriver
 from fasttrack.registry.model_folder import LoadedModel, ModelMetadata, load_model_folder
-from fasttrack.registry.tracking import ResolvedModel, resolve_model
+from fasttrack.registry.resolve import ResolvedModel, resolve_model
 from fasttrack.runtime.base import Runtime
 from fasttrack.runtime.select import open_runtime
 from fasttrack.serving.drift import DriftMonitor

@@ -38,7 +38,7 @@ def regression_server(model_home: Path) -> Iterator[Server]:
 @pytest.fixture(scope="session")
 def mixed_server(model_home: Path) -> Iterator[Server]:
     """The every-feature-kind classifier, served from a local model folder (no registry involved)."""
-    from fasttrack.registry.tracking import resolve_model
+    from fasttrack.registry.resolve import resolve_model
 
     folder = resolve_model("models:/mixed/1", serving_settings(model_home)).path
     with serve("--model", str(folder), home=model_home) as server:

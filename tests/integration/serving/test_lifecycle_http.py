@@ -38,7 +38,7 @@ def test_an_unknown_model_fails_at_once_with_one_line(model_home: Path) -> None:
 
 @pytest.mark.parametrize("workers", ["1", "2"])
 def test_a_model_that_cannot_load_stops_the_server(model_home: Path, tmp_path: Path, workers: str) -> None:
-    from fasttrack.registry.tracking import resolve_model
+    from fasttrack.registry.resolve import resolve_model
 
     folder = tmp_path / "broken-model"
     shutil.copytree(resolve_model("models:/sample/1", serving_settings(model_home)).path, folder)

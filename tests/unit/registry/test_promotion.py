@@ -11,8 +11,9 @@ import pytest
 from fasttrack.config import Settings, TrainConfig, get_settings
 from fasttrack.data.describe import infer_schema
 from fasttrack.errors import ConfigError, DataError, ModelNotFoundError
-from fasttrack.registry import promotion, tracking
+from fasttrack.registry import promotion, runs, versions
 from fasttrack.registry.promotion import decide, promote_challenger
+from fasttrack.registry.store import client as registry_client
 from fasttrack.training.train import TrainResult, train
 
 NAME = "toy"
@@ -72,15 +73,15 @@ def store(tmp_path_factory: pytest.TempPathFactory, good_result: TrainResult) ->
             patch.delenv(var, raising=False)
         settings = get_settings(home=tmp_path_factory.mktemp("promotion") / "home")
         for result in (good_result, weak_result(make_frame())):
-            tracking.log_training(result, settings=settings, source="memory://toy.csv", fingerprint="f" * 64)
+            runs.log_training(result, settings=settings, source="memory://toy.csv", fingerprint="f" * 64)
         yield settings
 
 
 @pytest.fixture
 def settings(store: Settings) -> Settings:
     """The shared store with version 1 as the champion again and no promotion tags left from other tests."""
-    client = tracking.client(store)
-    tracking.promote(store, NAME, "1")
+    client = registry_client(store)
+    versions.promote(store, NAME, "1")
     for version in ("1", "2"):
         for key in client.get_model_version(NAME, version).tags:
             if key.startswith(promotion.TAG_PREFIX):
@@ -89,11 +90,11 @@ def settings(store: Settings) -> Settings:
 
 
 def champion(settings: Settings) -> str:
-    return str(tracking.client(settings).get_model_version_by_alias(NAME, "champion").version)
+    return str(registry_client(settings).get_model_version_by_alias(NAME, "champion").version)
 
 
 def tags(settings: Settings, version: str) -> dict[str, str]:
-    found = tracking.client(settings).get_model_version(NAME, version).tags
+    found = registry_client(settings).get_model_version(NAME, version).tags
     return {k.removeprefix(promotion.TAG_PREFIX): v for k, v in found.items() if k.startswith(promotion.TAG_PREFIX)}
 
 
@@ -123,8 +124,8 @@ def test_a_worse_challenger_is_rejected_and_the_decision_recorded(settings: Sett
 def test_the_default_data_is_the_challengers_held_out_part(settings: Settings) -> None:
     # Scored on the challenger's own test part, the challenger's score is the test metric it was registered with.
     result = promote_challenger(settings, NAME, "2")
-    run_id = tracking.client(settings).get_model_version(NAME, "2").run_id
-    registered = tracking.client(settings).get_run(run_id).data.metrics["test_roc_auc"]
+    run_id = registry_client(settings).get_model_version(NAME, "2").run_id
+    registered = registry_client(settings).get_run(run_id).data.metrics["test_roc_auc"]
     assert result.challenger.score == pytest.approx(registered)
 
 
@@ -139,7 +140,7 @@ def test_force_promotes_a_loser_and_a_better_challenger_wins(settings: Settings)
 
 
 def test_the_margin_comes_from_the_settings_unless_given(settings: Settings) -> None:
-    tracking.promote(settings, NAME, "2")
+    versions.promote(settings, NAME, "2")
     demanding = settings.model_copy(update={"promotion_margin": 0.9})
     assert promote_challenger(demanding, NAME, "1").decision == "rejected"
     assert tags(settings, "1")["margin"] == "0.9"
@@ -163,7 +164,7 @@ def test_comparison_on_given_data(settings: Settings) -> None:
 
 
 def test_no_champion_and_already_champion(settings: Settings) -> None:
-    client = tracking.client(settings)
+    client = registry_client(settings)
     client.delete_registered_model_alias(NAME, "champion")
     first = promote_challenger(settings, NAME, "2")
     assert first.decision == "no-champion" and champion(settings) == "2"
@@ -173,10 +174,10 @@ def test_no_champion_and_already_champion(settings: Settings) -> None:
 
 
 def test_another_alias_is_compared_with_its_own_holder(settings: Settings) -> None:
-    tracking.promote(settings, NAME, "2", alias="staging")
+    versions.promote(settings, NAME, "2", alias="staging")
     result = promote_challenger(settings, NAME, "1", alias="staging")
     assert result.decision == "promoted"
-    assert str(tracking.client(settings).get_model_version_by_alias(NAME, "staging").version) == "1"
+    assert str(registry_client(settings).get_model_version_by_alias(NAME, "staging").version) == "1"
     assert champion(settings) == "1"
 
 
@@ -202,9 +203,9 @@ def test_versions_of_different_tasks_are_not_compared(settings: Settings, tmp_pa
         {"data": "memory://toy.csv", "target": "label", "name": NAME, "model": "linear", "cv_folds": 0}
     )
     regression = train(frame, config, infer_schema(frame, "label", "regression"))
-    run = tracking.log_training(regression, settings=settings, source="memory://toy.csv", fingerprint="f" * 64)
+    run = runs.log_training(regression, settings=settings, source="memory://toy.csv", fingerprint="f" * 64)
     try:
         with pytest.raises(ConfigError, match="cannot be compared"):
             promote_challenger(settings, NAME, str(run.version))
     finally:
-        tracking.client(settings).delete_model_version(NAME, str(run.version))
+        registry_client(settings).delete_model_version(NAME, str(run.version))

@@ -13,7 +13,7 @@ from fastapi.testclient import TestClient
 
 from fasttrack.config import Settings
 from fasttrack.errors import ConfigError
-from fasttrack.registry.tracking import ResolvedModel
+from fasttrack.registry.resolve import ResolvedModel
 from fasttrack.serving.manager import ModelManager
 from fasttrack.serving.metrics import ServerMetrics
 from fasttrack.serving.predictor import Predictor

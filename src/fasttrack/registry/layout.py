@@ -1,0 +1,17 @@
+"""What FastTrack writes where in MLflow: the alias it serves, the tags and artifacts a run and a version carry.
+
+One place for the names that recording a run, registering a version, promoting and describing one all read or
+write (docs/architecture.md, "Tracking layout", shows the whole layout).
+"""
+
+from __future__ import annotations
+
+#: The alias a server follows by default, and the one a first registered version gets.
+CHAMPION = "champion"
+#: Version tags: the metric promotion compares, and its value on the version's own held-out rows.
+TAG_PRIMARY = "fasttrack.primary_metric"
+TAG_PRIMARY_VALUE = "fasttrack.primary_metric_value"
+#: Run tags of the training data's lineage: ``fasttrack.data.source``, ``.fingerprint``, ``.rows``, ``.etag``, ...
+TAG_DATA_PREFIX = "fasttrack.data."
+#: The training run's held-out test part (features and target), for champion/challenger comparisons.
+HOLDOUT_ARTIFACT = "reports/holdout.parquet"

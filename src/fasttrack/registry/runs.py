@@ -1,0 +1,343 @@
+"""Training runs in MLflow: every run recorded with its config, metrics, lineage and artifacts, and its model.
+
+Registration is the last step and the only one that makes a model servable: the model is logged, downloaded back
+from the store and checked (by default: loaded, and its input example predicted), and only then registered. A run
+killed half-way leaves at most an unregistered logged model, never a registered version that cannot be loaded.
+
+Recording runs no model of its own: the ONNX export and the check are steps given to :func:`log_training`
+(``onnx``, ``check``), with :func:`export_onnx` and :func:`predicts_input_example` as the defaults.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import tempfile
+import warnings
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from fasttrack.config import Settings
+from fasttrack.registry.cache import download_artifacts
+from fasttrack.registry.errors import registry_errors
+from fasttrack.registry.layout import HOLDOUT_ARTIFACT, TAG_DATA_PREFIX
+from fasttrack.registry.model_folder import (
+    DataLineage,
+    ModelMetadata,
+    OnnxInfo,
+    library_versions,
+    load_model_folder,
+    metadata_for,
+    write_extra_files,
+)
+from fasttrack.registry.store import client, is_embedded
+from fasttrack.registry.versions import register_version
+
+if TYPE_CHECKING:
+    import pandas as pd
+    from mlflow import MlflowClient
+
+    from fasttrack.data.clean import CleanReport
+    from fasttrack.runtime.base import Prediction
+    from fasttrack.training.train import TrainResult
+
+#: A check of a logged model before it is registered: given the model folder as downloaded back from the store,
+#: and its metadata; raises (a ``FastTrackError``) when the model must not be registered.
+LoadCheck = Callable[[Path, ModelMetadata], None]
+
+# MLflow refuses longer tag values.
+_MAX_TAG_CHARS = 5000
+_LINEAGE_FIELDS = frozenset({"source", "fingerprint", "rows", "columns"})
+
+
+@dataclass(frozen=True)
+class TrackedRun:
+    """What :func:`log_training` did: the run, the logged model and, when registered, its version."""
+
+    run_id: str
+    experiment_id: str
+    model_uri: str
+    name: str
+    version: str | None = None
+    aliases: list[str] = field(default_factory=list)
+
+    @property
+    def registered(self) -> bool:
+        """Whether the model became a registered version."""
+        return self.version is not None
+
+
+@dataclass(frozen=True)
+class OnnxExport:
+    """An ONNX export to store with the model: its outcome, and the graph file when it was checked and agreed."""
+
+    info: OnnxInfo
+    file: Path | None
+
+
+def export_onnx(result: TrainResult, folder: Path) -> OnnxExport:
+    """The default export step: the pipeline as ONNX in ``folder``, checked against scikit-learn on the held-out
+    rows (against the predictions ``train()`` made of them). It never fails the run (see ``fasttrack.export.check``)."""
+    from fasttrack.export.check import export_to_folder
+
+    info, file = export_to_folder(
+        result.pipeline,
+        result.schema,
+        result.task,
+        result.X_test,
+        folder,
+        labels=result.labels,
+        reference=_reference(result),
+    )
+    return OnnxExport(info=info, file=file)
+
+
+def predicts_input_example(folder: Path, metadata: ModelMetadata) -> None:
+    """The default check before registration: the stored model folder loads and predicts its input example."""
+    import pandas as pd
+
+    from fasttrack.features.frames import frame_input
+    from fasttrack.runtime.select import open_runtime
+    from fasttrack.training.threads import prediction_threads
+
+    loaded = load_model_folder(folder)
+    example = frame_input(pd.DataFrame(metadata.input_example, columns=metadata.features), loaded.schema)
+    example.raise_for_violations()
+    with prediction_threads(example.rows):  # the pickled pipeline itself must load and predict
+        open_runtime(loaded, "sklearn").predict(example.columns, example.rows)
+
+
+def log_training(
+    result: TrainResult,
+    *,
+    settings: Settings,
+    source: str,
+    fingerprint: str,
+    clean_report: CleanReport | None = None,
+    plots: list[Path] | None = None,
+    register: bool = True,
+    lineage: Mapping[str, str] | None = None,
+    onnx: OnnxExport | None = None,
+    check: LoadCheck | None = None,
+) -> TrackedRun:
+    """Record a training run in MLflow and, if its quality gate passed and ``register`` is set, register it.
+
+    The run gets the config as params; test, baseline and cross-validation metrics; the data fingerprint,
+    source, git commit and library versions as tags; the evaluation, cleaning report, schema and plots as
+    artifacts; and the model itself (an MLflow sklearn model with FastTrack's metadata and schema inside).
+    ``lineage`` (e.g. an object's ``etag`` and ``version_id``, a query's ``db`` and ``query``) is added to the
+    ``fasttrack.data.*`` tags and the model's ``data`` record; the held-out test part is logged as
+    ``reports/holdout.parquet`` so that promotion can score a champion on the same rows.
+
+    ``onnx`` is the export stored with the model (made here by :func:`export_onnx` when not given); ``check``
+    runs on the stored copy before registration (default :func:`predicts_input_example`).
+    """
+    import mlflow
+    import mlflow.sklearn
+    from mlflow.models import infer_signature
+
+    from fasttrack.export.check import run_tags
+    from fasttrack.training.threads import prediction_threads
+
+    # The model's requirements are given explicitly: MLflow must not copy this project's uv files into it.
+    os.environ.setdefault("MLFLOW_UV_AUTO_DETECT", "false")
+    os.environ.setdefault("MLFLOW_LOG_UV_FILES", "false")
+    config = result.config
+    name = config.resolved_name()
+    evaluation = result.evaluation
+    with registry_errors(f"recording the run of model {name!r}"):
+        mlflow_client = client(settings)
+        experiment_id = _experiment_id(mlflow_client, name, settings)
+        commit = git_commit()
+        with tempfile.TemporaryDirectory(prefix="fasttrack-") as tmp:
+            staging = Path(tmp)
+            # Exported before the run starts, so that its tags join the run's one batch.
+            exported = onnx if onnx is not None else export_onnx(result, staging / "onnx")
+            with mlflow.start_run(experiment_id=experiment_id, run_name=f"{config.model}") as run:
+                run_id = run.info.run_id
+                tags = {
+                    "fasttrack.task": result.task,
+                    "fasttrack.model": config.model,
+                    "fasttrack.data.source": source,
+                    "fasttrack.data.fingerprint": fingerprint,
+                    "fasttrack.data.rows": str(result.train_rows + result.test_rows),
+                    **{TAG_DATA_PREFIX + k: str(v)[:_MAX_TAG_CHARS] for k, v in (lineage or {}).items() if v},
+                    "fasttrack.gate": "passed" if evaluation.gate.passed else "failed",
+                    **(
+                        {"fasttrack.gate.reasons": " | ".join(evaluation.gate.reasons)}
+                        if evaluation.gate.reasons
+                        else {}
+                    ),
+                    **({"mlflow.source.git.commit": commit} if commit else {}),
+                    **{f"fasttrack.version.{k}": v for k, v in library_versions().items()},
+                    **run_tags(exported.info),
+                }
+                _log_batch(mlflow_client, run_id, params=_params(result), tags=tags, metrics=_metrics(result))
+                metadata = metadata_for(
+                    result,
+                    name=name,
+                    data=DataLineage(
+                        source=source,
+                        fingerprint=fingerprint,
+                        rows=result.train_rows + result.test_rows,
+                        columns=len(result.schema.features) + 1,
+                        **{k: v for k, v in (lineage or {}).items() if k not in _LINEAGE_FIELDS},
+                    ),
+                    run_id=run_id,
+                    git_commit=commit,
+                    onnx=exported.info,
+                )
+                extras = write_extra_files(staging / "extras", metadata, result.schema)
+                extras += [exported.file] if exported.file else []
+                reports = staging / "reports"
+                reports.mkdir()
+                (reports / "evaluation.json").write_text(json.dumps(evaluation.to_dict(), indent=2), "utf-8")
+                if clean_report is not None:
+                    (reports / "clean_report.json").write_text(clean_report.model_dump_json(indent=2), "utf-8")
+                _holdout(result).to_parquet(staging / HOLDOUT_ARTIFACT, index=False)
+                mlflow.log_artifacts(str(reports), artifact_path="reports")
+                for plot in plots or []:
+                    mlflow.log_artifact(str(plot), artifact_path="plots")
+                # prediction_threads: the input example is predicted here and, to validate it, in log_model.
+                with warnings.catch_warnings(), prediction_threads(len(result.input_example)):
+                    # MLflow warns about integer columns and input example conversions we already handle.
+                    warnings.simplefilter("ignore")
+                    signature = infer_signature(result.input_example, result.pipeline.predict(result.input_example))
+                    info = mlflow.sklearn.log_model(
+                        result.pipeline,
+                        name="model",
+                        signature=signature,
+                        input_example=result.input_example,
+                        pip_requirements=_pip_requirements(result.pipeline),
+                        extra_files=[str(p) for p in extras],
+                        metadata={"fasttrack_format": metadata.format_version},
+                        # skops would need an allow-list of every type in the pipeline; the folder loader reads
+                        # cloudpickle, and only from this project's own registry or a folder the operator names.
+                        serialization_format=mlflow.sklearn.SERIALIZATION_FORMAT_CLOUDPICKLE,
+                    )
+                if not (register and evaluation.gate.passed):
+                    return TrackedRun(run_id=run_id, experiment_id=experiment_id, model_uri=info.model_uri, name=name)
+                _check_stored(info.model_uri, metadata, check or predicts_input_example)
+                primary = evaluation.primary_metric
+                registered = register_version(
+                    mlflow_client,
+                    info.model_uri,
+                    name,
+                    run_id,
+                    primary_metric=primary,
+                    value=evaluation.metrics[primary],
+                )
+                return TrackedRun(
+                    run_id=run_id,
+                    experiment_id=experiment_id,
+                    model_uri=info.model_uri,
+                    name=name,
+                    version=registered.version,
+                    aliases=registered.aliases,
+                )
+
+
+def _check_stored(model_uri: str, metadata: ModelMetadata, check: LoadCheck) -> None:
+    """Download the logged model from the store, as a server would get it, and run ``check`` on that copy."""
+    with tempfile.TemporaryDirectory(prefix="fasttrack-check-") as tmp:
+        check(download_artifacts(model_uri, Path(tmp)), metadata)
+
+
+def git_commit() -> str | None:
+    """The current git commit, when running inside a git checkout."""
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5, check=True
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out or None
+
+
+def _experiment_id(mlflow_client: MlflowClient, name: str, settings: Settings) -> str:
+    experiment = mlflow_client.get_experiment_by_name(name)
+    if experiment is not None:
+        return str(experiment.experiment_id)
+    location = settings.artifact_root() if is_embedded(settings.resolved_tracking_uri(), settings) else None
+    return str(mlflow_client.create_experiment(name, artifact_location=location))
+
+
+def _pip_requirements(pipeline: Any) -> list[str]:
+    from importlib.metadata import version
+
+    from fasttrack.training.estimators import uses_xgboost
+
+    versions = library_versions()
+    names = ["scikit-learn", "numpy", "pandas", "cloudpickle"]
+    # By type: the pipeline's repr renders every category list of the preprocessing (tens of milliseconds).
+    if uses_xgboost(_final_estimator(pipeline)):
+        names.append("xgboost-cpu")
+    return [f"{n}=={versions[n] if n in versions else version(n)}" for n in names]
+
+
+def _final_estimator(pipeline: Any) -> Any:
+    return pipeline.steps[-1][1] if hasattr(pipeline, "steps") else pipeline
+
+
+def _reference(result: TrainResult) -> Prediction | None:
+    """The predictions train() made of the held-out rows, for the ONNX agreement check (``None`` if none)."""
+    from fasttrack.runtime.base import Prediction
+
+    if result.test_predictions is None:
+        return None
+    return Prediction(result.test_predictions, result.test_proba)
+
+
+def _log_batch(
+    mlflow_client: MlflowClient,
+    run_id: str,
+    *,
+    params: Mapping[str, Any],
+    tags: Mapping[str, Any],
+    metrics: Mapping[str, float],
+) -> None:
+    """Params, tags and metrics in one ``log_batch``: one transaction (or request) instead of one per kind.
+
+    Values are recorded exactly as ``mlflow.log_params`` / ``set_tags`` / ``log_metrics`` record them (text
+    for params and tags; metrics at step 0, now). MLflow splits the batch where the store's limits require.
+    """
+    import time
+
+    from mlflow.entities import Metric, Param, RunTag
+
+    now = int(time.time() * 1000)
+    mlflow_client.log_batch(
+        run_id,
+        metrics=[Metric(key, value, now, 0, run_id=run_id) for key, value in metrics.items()],
+        params=[Param(key, str(value)) for key, value in params.items()],
+        tags=[RunTag(key, str(value)) for key, value in tags.items()],
+    )
+
+
+def _holdout(result: TrainResult) -> pd.DataFrame:
+    """The held-out test part as one frame: the prepared features and the target column."""
+    return result.X_test.assign(**{result.schema.target.name: result.y_test.to_numpy()})
+
+
+def _params(result: TrainResult) -> dict[str, Any]:
+    config = result.config.model_dump(mode="json")
+    params = {k: v for k, v in config.items() if k not in ("params", "thresholds") and v is not None}
+    params.update({f"param.{k}": v for k, v in result.config.params.items()})
+    params.update({f"threshold.{k}": v for k, v in result.config.thresholds.items()})
+    params["resolved_task"] = result.task
+    params["primary_metric"] = result.evaluation.primary_metric
+    return {k: (json.dumps(v) if isinstance(v, list | dict) else v) for k, v in params.items()}
+
+
+def _metrics(result: TrainResult) -> dict[str, float]:
+    evaluation = result.evaluation
+    metrics = {f"test_{k}": v for k, v in evaluation.metrics.items()}
+    metrics.update({f"baseline_{k}": v for k, v in evaluation.baseline.items()})
+    for k, (mean, std) in evaluation.cv.items():
+        metrics[f"cv_{k}_mean"] = mean
+        metrics[f"cv_{k}_std"] = std
+    metrics["fit_seconds"] = result.fit_seconds
+    return metrics

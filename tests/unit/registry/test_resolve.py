@@ -1,0 +1,79 @@
+"""Model URIs resolved to local folders against a real embedded MLflow store."""
+
+from __future__ import annotations
+
+import pytest
+from mlflow import MlflowClient
+
+from fasttrack.config import Settings
+from fasttrack.errors import ModelNotFoundError
+from fasttrack.registry import resolve, runs, versions
+from fasttrack.registry.model_folder import load_model_folder
+from fasttrack.registry.store import client
+from fasttrack.training.train import TrainResult
+
+
+def log(result: TrainResult, settings: Settings) -> runs.TrackedRun:
+    return runs.log_training(result, settings=settings, source="memory://toy.csv", fingerprint="f" * 64)
+
+
+@pytest.mark.parametrize(
+    ("uri", "version"),
+    [("models:/toy@champion", "1"), ("models:/toy/2", "2"), ("models:/toy", "2"), ("models:/toy@challenger", "2")],
+)
+def test_resolve_model_uris(good_result: TrainResult, settings: Settings, uri: str, version: str) -> None:
+    log(good_result, settings)
+    log(good_result, settings)
+    versions.promote(settings, "toy", "2", alias="challenger")
+    resolved = resolve.resolve_model(uri, settings)
+    assert (resolved.name, resolved.version) == ("toy", version)
+    loaded = load_model_folder(resolved.path)
+    assert loaded.metadata.labels == ["no", "yes"] and loaded.onnx_path is not None
+    assert resolve.resolve_model(uri, settings).path == resolved.path  # cached, not downloaded again
+
+
+def test_champion_falls_back_to_latest_when_unset(good_result: TrainResult, settings: Settings) -> None:
+    log(good_result, settings)
+    client(settings).delete_registered_model_alias("toy", "champion")
+    assert resolve.resolve_model("models:/toy@champion", settings).version == "1"
+
+
+@pytest.mark.parametrize(
+    ("uri", "message"),
+    [
+        ("models:/nothing@champion", "no registered model 'nothing'"),
+        ("models:/nothing/3", "resolving models:/nothing/3"),
+        ("not/a/folder", "neither a folder nor a model URI"),
+        ("models:/a/b/c", "cannot parse model URI"),
+    ],
+)
+def test_unknown_models_are_reported(settings: Settings, uri: str, message: str) -> None:
+    with pytest.raises(ModelNotFoundError, match=message):
+        resolve.resolve_model(uri, settings)
+
+
+def test_an_unset_alias_other_than_champion_is_not_found(good_result: TrainResult, settings: Settings) -> None:
+    log(good_result, settings)
+    with pytest.raises(ModelNotFoundError, match=r"resolving models:/toy@staging: .*alias staging"):
+        resolve.resolve_model("models:/toy@staging", settings)
+
+
+def test_tracking_uri_environment_is_honoured(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "sqlite:////tmp/elsewhere.db")
+    assert settings.resolved_tracking_uri() == "sqlite:////tmp/elsewhere.db"
+
+
+def test_a_cached_version_resolves_without_the_registry(
+    good_result: TrainResult, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    log(good_result, settings)
+    first = resolve.resolve_model("models:/toy/1", settings)
+
+    def offline(settings: Settings) -> MlflowClient:
+        raise AssertionError("the registry was asked")
+
+    monkeypatch.setattr(resolve, "client", offline)
+    again = resolve.resolve_model("models:/toy/1", settings)  # an explicit version is immutable: the cache answers
+    assert (again.path, again.name, again.version, again.alias) == (first.path, "toy", "1", None)
+    with pytest.raises(AssertionError, match="registry was asked"):
+        resolve.resolve_model("models:/toy@champion", settings)  # an alias may have moved: always asked
