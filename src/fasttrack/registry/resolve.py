@@ -1,24 +1,33 @@
 """Model URIs to local model folders: ``models:/NAME@ALIAS``, ``models:/NAME/VERSION``, any MLflow URI, a folder.
 
-Registered versions are downloaded once into the local cache (:mod:`fasttrack.registry.cache`); a local folder,
-and an explicit version already in the cache, resolve without MLflow: no import, no call to the tracking store.
+Registered versions are fetched once into the local cache (:mod:`fasttrack.registry.cache`). A local folder, and
+an explicit version already in the cache, resolve without the tracking store. On the embedded store, ``models:/``
+URIs resolve without MLflow at all (``import mlflow`` is over a second and 150 MB of a server's start-up): the
+registry tables are read with ``sqlite3`` and a version not cached yet is copied from its local artifact folder
+(:mod:`fasttrack.registry.mlflow_private`), so a server following ``@champion`` never imports it, polls included.
+A remote tracking server, or an embedded store this way cannot read, is asked through MLflow.
 """
 
 from __future__ import annotations
 
+import logging
+import sqlite3
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from fasttrack.config import Settings
 from fasttrack.errors import ModelNotFoundError
-from fasttrack.registry import cache
+from fasttrack.registry import cache, mlflow_private
 from fasttrack.registry.errors import NOT_FOUND, error_code, mlflow_message, registry_errors
 from fasttrack.registry.layout import CHAMPION
-from fasttrack.registry.store import client
+from fasttrack.registry.store import client, is_embedded
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
+
+log = logging.getLogger(__name__)
 
 # MLflow's SQL store answers an alias that is not set with INVALID_PARAMETER_VALUE, a missing model with
 # RESOURCE_DOES_NOT_EXIST (its REST API passes both on).
@@ -61,6 +70,10 @@ def resolve_model(uri: str | None, settings: Settings) -> ResolvedModel:
         found = cache.cached(settings, cache.version_key(settings, name, version))
         if found is not None:
             return ResolvedModel(uri=uri, path=found, name=name, version=version)
+    if is_embedded(settings.resolved_tracking_uri(), settings):
+        resolved = _resolve_embedded(uri, name, version, alias, settings)
+        if resolved is not None:
+            return resolved
     with registry_errors(f"resolving {uri}"):
         mlflow_client = client(settings)
         if alias:
@@ -79,6 +92,51 @@ def resolve_model(uri: str | None, settings: Settings) -> ResolvedModel:
         number = str(mv.version)
         path = cache.download(f"models:/{name}/{number}", settings, key=cache.version_key(settings, name, number))
     return ResolvedModel(uri=uri, path=path, name=name, version=number, alias=alias)
+
+
+def _resolve_embedded(
+    uri: str, name: str, version: str | None, alias: str | None, settings: Settings
+) -> ResolvedModel | None:
+    """``models:/`` on the embedded store without MLflow, as the MLflow path below answers it; ``None`` when the
+    store cannot be read this way (MLflow then answers)."""
+    with registry_errors(f"resolving {uri}"):
+        reader = mlflow_private.RegistryReader.open(settings.embedded_store())
+        if reader is None:
+            return None
+        try:
+            with reader:
+                if alias:
+                    stored = reader.alias(name, alias)
+                    if stored is None and alias == CHAMPION:
+                        stored = reader.latest(name)
+                elif version:
+                    stored = reader.version(name, version)
+                else:
+                    stored = reader.latest(name)
+        except sqlite3.Error:  # e.g. locked by a writer for longer than the timeout: MLflow's own handling
+            log.debug("reading the registry tables of %s failed", settings.embedded_store(), exc_info=True)
+            return None
+        if stored is None:
+            raise ModelNotFoundError(_not_found(uri, name, version, alias))
+        key = cache.version_key(settings, name, stored.version)
+        path = cache.cached(settings, key)
+        if path is None:
+            folder = mlflow_private.local_artifacts(stored)
+            if folder is None:  # not a local folder after all: MLflow downloads it
+                path = cache.download(f"models:/{name}/{stored.version}", settings, key=key)
+            else:
+                path = cache.fill(
+                    settings, key, partial(mlflow_private.copy_version, stored, folder), source=str(folder)
+                )
+    return ResolvedModel(uri=uri, path=path, name=name, version=stored.version, alias=alias)
+
+
+def _not_found(uri: str, name: str, version: str | None, alias: str | None) -> str:
+    if version:
+        return f"resolving {uri}: registered model {name!r} has no version {version}"
+    if alias and alias != CHAMPION:
+        return f"resolving {uri}: registered model {name!r} has no alias {alias!r}"
+    return f"no registered model {name!r} (from {uri}); train one with `fasttrack train`"
 
 
 def _latest(mlflow_client: MlflowClient, name: str, uri: str) -> Any:
