@@ -1,10 +1,11 @@
-"""Issue 7's targets against the figures of one ``make bench`` run: one table, each row measured, target, met.
+"""Issue 7's and 13's targets against the figures of one ``make bench`` run: one table, each row measured, target, met.
 
-Reads the JSON files that ``bench/serving.py --json``, ``bench/batch_scoring.py --json`` and
-``bench/training.py --json`` write (``make bench`` puts them in ``.bench/``) and prints every figure of the issue's
-target table with the value measured in that run. A figure whose benchmark did not run (or whose server failed)
-is shown as not measured, never as met. Under the table: the training floors (no FastTrack code in them) and the
-batch scoring's peak memory as the file grows, which the issue asks to stay flat without giving a number.
+Reads the JSON files that ``bench/serving.py --json``, ``bench/startup.py --json``, ``bench/batch_scoring.py
+--json`` and ``bench/training.py --json`` write (``make bench`` puts them in ``.bench/``) and prints every figure of
+issue 7's target table, and issue 13's start-up of ``models:/sample@champion``, with the value measured in that
+run. A figure whose benchmark did not run (or whose server failed) is shown as not measured, never as met. Under
+the table: the training floors (no FastTrack code in them) and the batch scoring's peak memory as the file grows,
+which the issue asks to stay flat without giving a number.
 
 Run: ``.venv/bin/python bench/targets.py [--dir .bench]``. Not part of the test suite.
 """
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import statistics
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -76,6 +78,19 @@ def serving_rows(serving: dict[str, Any] | None) -> list[Row]:
     return rows
 
 
+def startup_rows(startup: dict[str, Any] | None) -> list[Row]:
+    """Issue 13's figures for the form `make run` serves: ``models:/sample@champion``, registry polling on."""
+    forms = (startup or {}).get("forms", {})
+    rows = []
+    for key, title in (("registry, first start", "first start"), ("registry, cached", "cached")):
+        form = forms.get(key, {})
+        ready = statistics.median(form["ready_s"]) if form.get("ready_s") else None
+        rows.append(at_most(f"ready after start: models:/sample@champion, {title}", ready, 1.5, "{:.2f} s".format))
+        memory = max([*form.get("rss_mb", []), *form.get("rss_reload_mb", [])], default=None)
+        rows.append(at_most(f"resident memory: models:/sample@champion, {title}", memory, 150, "{:.0f} MB".format))
+    return rows
+
+
 def batch_rows(batch: dict[str, Any] | None) -> list[Row]:
     figures = {(w["key"], w["engine"]): w for w in (batch or {}).get("workloads", [])}
     targets = {"sample": ("logistic", 1_000_000), "adult-logistic": ("categorical pipeline", 500_000)}
@@ -113,9 +128,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--dir", type=Path, default=ROOT / ".bench", help="where the benchmarks wrote their JSON")
     args = parser.parse_args()
-    sources = {name: load(args.dir / f"{name}.json") for name in ("serving", "batch", "training")}
-    rows = serving_rows(sources["serving"]) + batch_rows(sources["batch"]) + training_rows(sources["training"])
-    table = Table(title="issue 7: targets against this run", title_justify="left")
+    sources = {name: load(args.dir / f"{name}.json") for name in ("serving", "startup", "batch", "training")}
+    rows = serving_rows(sources["serving"]) + startup_rows(sources["startup"])
+    rows += batch_rows(sources["batch"]) + training_rows(sources["training"])
+    table = Table(title="issues 7 and 13: targets against this run", title_justify="left")
     for column in ("figure", "target", "measured", "met"):
         table.add_column(column, justify="left" if column == "figure" else "right")
     for row in rows:
