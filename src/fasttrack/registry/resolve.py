@@ -22,7 +22,7 @@ from fasttrack.errors import ModelNotFoundError
 from fasttrack.registry import cache, mlflow_private
 from fasttrack.registry.errors import NOT_FOUND, error_code, mlflow_message, registry_errors
 from fasttrack.registry.layout import CHAMPION
-from fasttrack.registry.store import client, is_embedded
+from fasttrack.registry.store import client, configure, is_embedded
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -123,6 +123,7 @@ def _resolve_embedded(
         if path is None:
             folder = mlflow_private.local_artifacts(stored)
             if folder is None:  # not a local folder after all: MLflow downloads it
+                configure(settings)  # models:/ URIs are downloaded from MLflow's process-wide registry URI
                 path = cache.download(f"models:/{name}/{stored.version}", settings, key=key)
             else:
                 path = cache.fill(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sqlite3
 import subprocess
 import sys
 
@@ -109,3 +110,23 @@ def test_the_embedded_store_resolves_without_mlflow(good_result: TrainResult, se
     assert out == [f"2 {two} True", f"1 {one} True", f"2 {two} True", f"2 {two} True", "[]"]
     # The copies are the folders MLflow's download makes: the same model for MLflow's own resolution.
     assert resolve.resolve_model("models:/toy/2", settings).path.name == two
+
+
+def test_a_version_stored_elsewhere_is_downloaded_by_mlflow(good_result: TrainResult, settings: Settings) -> None:
+    """A version whose location is no local folder (here: only its ``models:/m-...`` source) goes through MLflow."""
+    log(good_result, settings)
+    with sqlite3.connect(settings.embedded_store()) as connection:
+        connection.execute("UPDATE model_versions SET storage_location = NULL")
+    script = (
+        "import sys\n"
+        "from pathlib import Path\n"
+        "from fasttrack.config import Settings\n"
+        "from fasttrack.registry.resolve import resolve_model\n"
+        "resolved = resolve_model('models:/toy@champion', Settings(home=Path(sys.argv[1])))\n"
+        "print(resolved.version, (resolved.path / 'MLmodel').is_file(), 'mlflow' in sys.modules)\n"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "FASTTRACK_"))}
+    out = subprocess.run(
+        [sys.executable, "-c", script, str(settings.home)], capture_output=True, text=True, check=True, env=env
+    ).stdout
+    assert out.splitlines() == ["1 True True"]
