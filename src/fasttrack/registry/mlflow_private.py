@@ -11,7 +11,7 @@ it builds), so that an MLflow upgrade is checked here first.
   0.5-1.2 s was waiting for the disk.
 * :class:`RegistryReader` and :func:`copy_version`: the embedded store's registry tables read with the standard
   library's ``sqlite3``, and a registered version copied from its local artifact folder as MLflow's download would.
-  ``import mlflow`` costs a server about 1.5 s of start-up and 150 MB of memory; with these, serving
+  ``import mlflow`` cost a server about 2 s of start-up and 160 MB (bench/startup.py); with these, serving
   ``models:/NAME@ALIAS`` from the embedded store, and polling it, never imports MLflow. They answer only for the
   schema revision they were checked against (:data:`REGISTRY_REVISION`); any other store is left to MLflow.
 """
@@ -37,7 +37,8 @@ _WORKSPACE = "default"
 #: The stage MLflow gives a deleted version it keeps a row of
 #: (``mlflow.entities.model_registry.model_version_stages.STAGE_DELETED_INTERNAL``).
 _DELETED = "Deleted_Internal"
-#: The file MLflow's download of ``models:/NAME/VERSION`` adds to the folder (``ModelsArtifactRepository``).
+#: The file MLflow's download of ``models:/NAME/VERSION`` adds to the folder
+#: (``mlflow.store.artifact.models_artifact_repo.REGISTERED_MODEL_META_FILE_NAME``).
 REGISTERED_MODEL_META = "registered_model_meta"
 
 

@@ -64,6 +64,16 @@ def test_the_built_schema_is_the_one_mlflow_makes(tmp_path: Path) -> None:
 # ------------------------------------------------------------------------------------- the registry tables, read
 
 
+def test_the_names_copied_from_mlflow_are_its_own() -> None:
+    from mlflow.entities.model_registry.model_version_stages import STAGE_DELETED_INTERNAL
+    from mlflow.store.artifact.models_artifact_repo import REGISTERED_MODEL_META_FILE_NAME
+    from mlflow.utils.workspace_utils import DEFAULT_WORKSPACE_NAME
+
+    assert mlflow_private._WORKSPACE == DEFAULT_WORKSPACE_NAME
+    assert mlflow_private._DELETED == STAGE_DELETED_INTERNAL
+    assert mlflow_private.REGISTERED_MODEL_META == REGISTERED_MODEL_META_FILE_NAME
+
+
 def test_the_reader_knows_the_revision_mlflow_creates(tmp_path: Path) -> None:
     """A new MLflow migration changes the revision: RegistryReader must then be checked again, and this fails."""
     db = tmp_path / "mlflow.db"
