@@ -156,7 +156,7 @@ def train_serving_models(home: Path) -> None:
 
     from fasttrack.config import TrainConfig
     from fasttrack.data.describe import infer_schema
-    from fasttrack.registry.runs import log_training
+    from fasttrack.training.publish import publish
     from fasttrack.training.train import train
 
     settings = serving_settings(home)
@@ -177,7 +177,7 @@ def train_serving_models(home: Path) -> None:
     for config, frame in jobs:
         schema = infer_schema(frame, config.target, config.task)
         result = train(frame, config, schema)
-        tracked = log_training(result, settings=settings, source=config.data, fingerprint="test")
+        tracked = publish(result, settings=settings, source=config.data, fingerprint="test")
         assert tracked.registered, f"{config.resolved_name()} was not registered"
 
 

@@ -55,18 +55,13 @@ STAGES = [
     ("train(): split, baseline, test metrics", "fasttrack.training.train", "train", None),
     ("cross-validation", "fasttrack.training.train", "_cross_validate", "train(): split, baseline, test metrics"),
     ("plots", "fasttrack.training.plots", "save_plots", None),
+    ("ONNX export + agreement check", "fasttrack.training.publish", "export_onnx", None),
     ("log_training: run, params, metrics, tags, artifacts", "fasttrack.registry.runs", "log_training", None),
     # log_training's steps, as the names it calls them by in fasttrack.registry.runs.
     (
         "MLflow store open (new DB: create + migrate)",
         "fasttrack.registry.runs",
         "client",
-        "log_training: run, params, metrics, tags, artifacts",
-    ),
-    (
-        "ONNX export + agreement check",
-        "fasttrack.registry.runs",
-        "export_onnx",
         "log_training: run, params, metrics, tags, artifacts",
     ),
     (

@@ -292,14 +292,15 @@ def _clean_options(cfg: TrainConfig) -> CleanOptions:
 
 
 def _record(result: TrainResult, ingested: IngestResult, settings: Settings, *, register: bool) -> TrackedRun:
-    """Log the run (with its plots) in MLflow and register the model when the gate passed and ``register``."""
+    """Export the model to ONNX, log the run (with its plots) in MLflow and register the model when the gate passed
+    and ``register`` (:func:`fasttrack.training.publish.publish`)."""
     import tempfile
 
-    from fasttrack.registry.runs import log_training
     from fasttrack.training.plots import save_plots
+    from fasttrack.training.publish import publish
 
     with tempfile.TemporaryDirectory(prefix="fasttrack-plots-") as tmp:
-        return log_training(
+        return publish(
             result,
             settings=settings,
             source=ingested.source,

@@ -36,9 +36,6 @@ ONNX_LIBRARIES = ("onnx", "onnxruntime", "skl2onnx", "onnxmltools")
 REGRESSION_RTOL = 1e-4
 #: Classification agreement: largest absolute difference allowed between the two models' probabilities.
 PROBA_ATOL = 1e-4
-#: Run tags recording the export: its status, and why when it is not ``ok``.
-TAG_ONNX = "fasttrack.onnx"
-TAG_ONNX_REASON = "fasttrack.onnx.reason"
 
 OnnxStatus = Literal["ok", "failed", "disagrees"]
 
@@ -182,14 +179,6 @@ def export_to_folder(
         libraries=onnx_versions(),
     )
     return info, path
-
-
-def run_tags(info: OnnxInfo) -> dict[str, str]:
-    """The run tags that record an export: ``fasttrack.onnx`` (status) and ``fasttrack.onnx.reason``."""
-    tags: dict[str, str] = {TAG_ONNX: info.status}
-    if info.reason:
-        tags[TAG_ONNX_REASON] = info.reason[:5000]
-    return tags
 
 
 def check_agreement(

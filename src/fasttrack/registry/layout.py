@@ -13,5 +13,8 @@ TAG_PRIMARY = "fasttrack.primary_metric"
 TAG_PRIMARY_VALUE = "fasttrack.primary_metric_value"
 #: Run tags of the training data's lineage: ``fasttrack.data.source``, ``.fingerprint``, ``.rows``, ``.etag``, ...
 TAG_DATA_PREFIX = "fasttrack.data."
+#: Run tags recording the ONNX export stored with the model: its status, and why when it is not ``ok``.
+TAG_ONNX = "fasttrack.onnx"
+TAG_ONNX_REASON = "fasttrack.onnx.reason"
 #: The training run's held-out test part (features and target), for champion/challenger comparisons.
 HOLDOUT_ARTIFACT = "reports/holdout.parquet"

@@ -1,11 +1,13 @@
 """Training runs in MLflow: every run recorded with its config, metrics, lineage and artifacts, and its model.
 
 Registration is the last step and the only one that makes a model servable: the model is logged, downloaded back
-from the store and checked (by default: loaded, and its input example predicted), and only then registered. A run
-killed half-way leaves at most an unregistered logged model, never a registered version that cannot be loaded.
+from the store and checked, and only then registered. A run killed half-way leaves at most an unregistered logged
+model, never a registered version that cannot be loaded.
 
-Recording runs no model of its own: the ONNX export and the check are steps given to :func:`log_training`
-(``onnx``, ``check``), with :func:`export_onnx` and :func:`predicts_input_example` as the defaults.
+The registry stores models and runs none: what needs a model run -- the ONNX export and its agreement check, a
+check that the stored copy predicts -- is computed by the caller (:mod:`fasttrack.training.publish`) and handed to
+:func:`log_training` (``onnx``, ``check``). By itself it checks only that the stored copy loads
+(:func:`loads_back`).
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 from fasttrack.config import Settings
 from fasttrack.registry.cache import download_artifacts
 from fasttrack.registry.errors import registry_errors
-from fasttrack.registry.layout import HOLDOUT_ARTIFACT, TAG_DATA_PREFIX
+from fasttrack.registry.layout import HOLDOUT_ARTIFACT, TAG_DATA_PREFIX, TAG_ONNX, TAG_ONNX_REASON
 from fasttrack.registry.model_folder import (
     DataLineage,
     ModelMetadata,
@@ -41,7 +43,6 @@ if TYPE_CHECKING:
     from mlflow import MlflowClient
 
     from fasttrack.data.clean import CleanReport
-    from fasttrack.runtime.base import Prediction
     from fasttrack.training.train import TrainResult
 
 #: A check of a logged model before it is registered: given the model folder as downloaded back from the store,
@@ -78,36 +79,17 @@ class OnnxExport:
     file: Path | None
 
 
-def export_onnx(result: TrainResult, folder: Path) -> OnnxExport:
-    """The default export step: the pipeline as ONNX in ``folder``, checked against scikit-learn on the held-out
-    rows (against the predictions ``train()`` made of them). It never fails the run (see ``fasttrack.export.check``)."""
-    from fasttrack.export.check import export_to_folder
-
-    info, file = export_to_folder(
-        result.pipeline,
-        result.schema,
-        result.task,
-        result.X_test,
-        folder,
-        labels=result.labels,
-        reference=_reference(result),
-    )
-    return OnnxExport(info=info, file=file)
+def loads_back(folder: Path, metadata: ModelMetadata) -> None:
+    """The check made when none is given: the stored copy is a complete model folder whose pipeline unpickles."""
+    _ = load_model_folder(folder).pipeline
 
 
-def predicts_input_example(folder: Path, metadata: ModelMetadata) -> None:
-    """The default check before registration: the stored model folder loads and predicts its input example."""
-    import pandas as pd
-
-    from fasttrack.features.frames import frame_input
-    from fasttrack.runtime.select import open_runtime
-    from fasttrack.training.threads import prediction_threads
-
-    loaded = load_model_folder(folder)
-    example = frame_input(pd.DataFrame(metadata.input_example, columns=metadata.features), loaded.schema)
-    example.raise_for_violations()
-    with prediction_threads(example.rows):  # the pickled pipeline itself must load and predict
-        open_runtime(loaded, "sklearn").predict(example.columns, example.rows)
+def onnx_tags(info: OnnxInfo) -> dict[str, str]:
+    """The run tags that record an export: ``fasttrack.onnx`` (its status) and ``fasttrack.onnx.reason``."""
+    tags: dict[str, str] = {TAG_ONNX: info.status}
+    if info.reason:
+        tags[TAG_ONNX_REASON] = info.reason[:_MAX_TAG_CHARS]
+    return tags
 
 
 def log_training(
@@ -121,7 +103,7 @@ def log_training(
     register: bool = True,
     lineage: Mapping[str, str] | None = None,
     onnx: OnnxExport | None = None,
-    check: LoadCheck | None = None,
+    check: LoadCheck = loads_back,
 ) -> TrackedRun:
     """Record a training run in MLflow and, if its quality gate passed and ``register`` is set, register it.
 
@@ -132,15 +114,14 @@ def log_training(
     ``fasttrack.data.*`` tags and the model's ``data`` record; the held-out test part is logged as
     ``reports/holdout.parquet`` so that promotion can score a champion on the same rows.
 
-    ``onnx`` is the export stored with the model (made here by :func:`export_onnx` when not given); ``check``
-    runs on the stored copy before registration (default :func:`predicts_input_example`).
+    ``onnx`` is the ONNX export stored with the model and recorded in its metadata and the run's tags (none
+    when not given). ``check`` runs on the stored copy before registration and refuses it by raising (default
+    :func:`loads_back`). The model's signature takes its output from ``result.test_predictions``; nothing here
+    predicts, though MLflow's ``log_model`` predicts the input example to validate it.
     """
     import mlflow
     import mlflow.sklearn
     from mlflow.models import infer_signature
-
-    from fasttrack.export.check import run_tags
-    from fasttrack.training.threads import prediction_threads
 
     # The model's requirements are given explicitly: MLflow must not copy this project's uv files into it.
     os.environ.setdefault("MLFLOW_UV_AUTO_DETECT", "false")
@@ -154,8 +135,6 @@ def log_training(
         commit = git_commit()
         with tempfile.TemporaryDirectory(prefix="fasttrack-") as tmp:
             staging = Path(tmp)
-            # Exported before the run starts, so that its tags join the run's one batch.
-            exported = onnx if onnx is not None else export_onnx(result, staging / "onnx")
             with mlflow.start_run(experiment_id=experiment_id, run_name=f"{config.model}") as run:
                 run_id = run.info.run_id
                 tags = {
@@ -173,7 +152,7 @@ def log_training(
                     ),
                     **({"mlflow.source.git.commit": commit} if commit else {}),
                     **{f"fasttrack.version.{k}": v for k, v in library_versions().items()},
-                    **run_tags(exported.info),
+                    **(onnx_tags(onnx.info) if onnx is not None else {}),
                 }
                 _log_batch(mlflow_client, run_id, params=_params(result), tags=tags, metrics=_metrics(result))
                 metadata = metadata_for(
@@ -188,10 +167,10 @@ def log_training(
                     ),
                     run_id=run_id,
                     git_commit=commit,
-                    onnx=exported.info,
+                    onnx=onnx.info if onnx is not None else None,
                 )
                 extras = write_extra_files(staging / "extras", metadata, result.schema)
-                extras += [exported.file] if exported.file else []
+                extras += [onnx.file] if onnx is not None and onnx.file else []
                 reports = staging / "reports"
                 reports.mkdir()
                 (reports / "evaluation.json").write_text(json.dumps(evaluation.to_dict(), indent=2), "utf-8")
@@ -201,11 +180,10 @@ def log_training(
                 mlflow.log_artifacts(str(reports), artifact_path="reports")
                 for plot in plots or []:
                     mlflow.log_artifact(str(plot), artifact_path="plots")
-                # prediction_threads: the input example is predicted here and, to validate it, in log_model.
-                with warnings.catch_warnings(), prediction_threads(len(result.input_example)):
+                with warnings.catch_warnings():
                     # MLflow warns about integer columns and input example conversions we already handle.
                     warnings.simplefilter("ignore")
-                    signature = infer_signature(result.input_example, result.pipeline.predict(result.input_example))
+                    signature = infer_signature(result.input_example, _example_output(result))
                     info = mlflow.sklearn.log_model(
                         result.pipeline,
                         name="model",
@@ -220,7 +198,7 @@ def log_training(
                     )
                 if not (register and evaluation.gate.passed):
                     return TrackedRun(run_id=run_id, experiment_id=experiment_id, model_uri=info.model_uri, name=name)
-                _check_stored(info.model_uri, metadata, check or predicts_input_example)
+                _check_stored(info.model_uri, metadata, check)
                 primary = evaluation.primary_metric
                 registered = register_version(
                     mlflow_client,
@@ -282,13 +260,12 @@ def _final_estimator(pipeline: Any) -> Any:
     return pipeline.steps[-1][1] if hasattr(pipeline, "steps") else pipeline
 
 
-def _reference(result: TrainResult) -> Prediction | None:
-    """The predictions train() made of the held-out rows, for the ONNX agreement check (``None`` if none)."""
-    from fasttrack.runtime.base import Prediction
-
+def _example_output(result: TrainResult) -> Any:
+    """What the pipeline predicted for the input example (the first held-out rows), for the model's signature:
+    taken from the held-out predictions ``train()`` made, ``None`` (a signature of inputs only) without them."""
     if result.test_predictions is None:
         return None
-    return Prediction(result.test_predictions, result.test_proba)
+    return result.test_predictions[: len(result.input_example)]
 
 
 def _log_batch(

@@ -32,7 +32,7 @@ def test_resolve_model_uris(good_result: TrainResult, settings: Settings, uri: s
     resolved = resolve.resolve_model(uri, settings)
     assert (resolved.name, resolved.version) == ("toy", version)
     loaded = load_model_folder(resolved.path)
-    assert loaded.metadata.labels == ["no", "yes"] and loaded.onnx_path is not None
+    assert (loaded.metadata.name, loaded.metadata.labels) == ("toy", ["no", "yes"])
     assert resolve.resolve_model(uri, settings).path == resolved.path  # cached, not downloaded again
 
 

@@ -13,17 +13,16 @@ from mlflow import MlflowClient
 from fasttrack.config import Settings, TrainConfig
 from fasttrack.data.describe import infer_schema
 from fasttrack.errors import ModelLoadError
-from fasttrack.export import check as fx
-from fasttrack.export import onnx as export_onnx
-from fasttrack.features.frames import prepare_features
 from fasttrack.registry import runs
+from fasttrack.registry.layout import TAG_ONNX, TAG_ONNX_REASON
 from fasttrack.registry.model_folder import ONNX_FILE, ModelMetadata, OnnxInfo, load_model_folder
 from fasttrack.registry.resolve import resolve_model
 from fasttrack.registry.store import client
 from fasttrack.registry.versions import list_versions
-from fasttrack.runtime.model import Model, ModelIdentity
-from fasttrack.runtime.select import open_runtime
 from fasttrack.training.train import TrainResult, train
+
+#: An export as the caller hands it over when conversion failed: recorded, no graph stored.
+FAILED_EXPORT = runs.OnnxExport(info=OnnxInfo(status="failed", reason="exported elsewhere"), file=None)
 
 
 def log(result: TrainResult, settings: Settings, **kwargs: Any) -> runs.TrackedRun:
@@ -61,15 +60,15 @@ def test_params_tags_and_metrics_go_in_one_batch(
         return log_batch(self, run_id, metrics=metrics, params=params, tags=tags, **kw)
 
     monkeypatch.setattr(MlflowClient, "log_batch", recording)
-    run = log(good_result, settings)
+    run = log(good_result, settings, onnx=FAILED_EXPORT)
     metrics, params, tags = batches[0]
     assert (metrics, params) == (len(runs._metrics(good_result)), len(runs._params(good_result)))
-    assert {"fasttrack.task", "fasttrack.gate", "fasttrack.data.fingerprint", fx.TAG_ONNX} <= tags
+    assert {"fasttrack.task", "fasttrack.gate", "fasttrack.data.fingerprint", TAG_ONNX, TAG_ONNX_REASON} <= tags
 
     recorded = client(settings).get_run(run.run_id).data
     assert recorded.params == {k: str(v) for k, v in runs._params(good_result).items()}
     assert recorded.metrics == pytest.approx(runs._metrics(good_result))
-    assert recorded.tags[fx.TAG_ONNX] == "ok"
+    assert recorded.tags[TAG_ONNX] == "failed"
     assert recorded.tags["fasttrack.data.source"] == "memory://toy.csv"
     assert recorded.tags["fasttrack.version.scikit-learn"]
 
@@ -116,50 +115,41 @@ def test_the_check_runs_on_the_stored_copy_before_registration(good_result: Trai
     assert [v.version for v in list_versions(settings)] == ["1"]
 
 
-def test_an_export_made_by_the_caller_is_stored(good_result: TrainResult, settings: Settings) -> None:
-    exported = runs.OnnxExport(info=OnnxInfo(status="failed", reason="exported elsewhere"), file=None)
-    run = log(good_result, settings, onnx=exported)
+def test_an_export_made_by_the_caller_is_stored(good_result: TrainResult, settings: Settings, tmp_path: Path) -> None:
+    run = log(good_result, settings, onnx=FAILED_EXPORT)
     tags = client(settings).get_run(run.run_id).data.tags
-    assert (tags[fx.TAG_ONNX], tags[fx.TAG_ONNX_REASON]) == ("failed", "exported elsewhere")
+    assert (tags[TAG_ONNX], tags[TAG_ONNX_REASON]) == ("failed", "exported elsewhere")
     loaded = load_model_folder(resolve_model("models:/toy/1", settings).path)
     assert loaded.onnx_path is None
-    assert loaded.metadata.onnx == exported.info
+    assert loaded.metadata.onnx == FAILED_EXPORT.info
+
+    # The registry stores the graph it is given as it is: it never opens or runs it.
+    graph = tmp_path / ONNX_FILE
+    graph.write_bytes(b"the caller's graph")
+    agreed = runs.OnnxExport(info=OnnxInfo(status="ok", rows_checked=60), file=graph)
+    log(good_result, settings, onnx=agreed)
+    stored = load_model_folder(resolve_model("models:/toy/2", settings).path)
+    assert stored.onnx_path is not None and stored.onnx_path.read_bytes() == b"the caller's graph"
+    assert stored.metadata.onnx == agreed.info
 
 
-def test_registration_stores_the_onnx_model(good_result: TrainResult, settings: Settings) -> None:
+def test_without_an_export_no_graph_is_stored_or_recorded(good_result: TrainResult, settings: Settings) -> None:
     run = log(good_result, settings)
-    assert run.registered
+    assert run.registered  # by default the stored copy was only loaded back: nothing predicted it
+    assert TAG_ONNX not in client(settings).get_run(run.run_id).data.tags
     loaded = load_model_folder(resolve_model("models:/toy/1", settings).path)
-    assert loaded.onnx_path is not None and loaded.onnx_path.name == ONNX_FILE
-    info = loaded.metadata.onnx
-    assert info is not None
-    assert (info.status, info.mismatches, info.rows_checked) == ("ok", 0, good_result.test_rows)
-    assert {"onnxruntime", "skl2onnx"} <= set(info.libraries)
-    assert client(settings).get_run(run.run_id).data.tags[fx.TAG_ONNX] == "ok"
-
-    frame = pd.DataFrame({"a": [2.0, -2.0, None], "b": [-2.0, 2.0, 0.0], "colour": ["red", "purple", None]})
-    served = Model(loaded, open_runtime(loaded), ModelIdentity("models:/toy/1", "toy", "1"))
-    assert served.runtime.name == "onnx"
-    assert (
-        served.predict(frame).tolist() == good_result.pipeline.predict(prepare_features(frame, loaded.schema)).tolist()
-    )
+    assert loaded.metadata.onnx is None and loaded.onnx_path is None
 
 
-def test_registration_survives_a_failed_conversion(
-    good_result: TrainResult, settings: Settings, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    def broken(*args: object) -> bytes:
-        raise ValueError("simulated: cannot convert")
+def test_the_signature_comes_from_the_held_out_predictions(good_result: TrainResult, settings: Settings) -> None:
+    from mlflow.models import get_model_info, infer_signature
 
-    monkeypatch.setattr(export_onnx, "_convert", broken)
     run = log(good_result, settings)
-    assert run.registered  # served by scikit-learn
-    loaded = load_model_folder(resolve_model("models:/toy/1", settings).path)
-    assert loaded.onnx_path is None and open_runtime(loaded).name == "sklearn"
-    assert loaded.metadata.onnx is not None and loaded.metadata.onnx.status == "failed"
-    tags = client(settings).get_run(run.run_id).data.tags
-    assert tags[fx.TAG_ONNX] == "failed"
-    assert tags[fx.TAG_ONNX_REASON] == "ValueError: simulated: cannot convert"
+    signature = get_model_info(run.model_uri).signature
+    assert signature is not None and signature.outputs is not None
+    # The signature MLflow infers from the pipeline's own predictions of the input example.
+    example = good_result.input_example
+    assert signature == infer_signature(example, good_result.pipeline.predict(example))
 
 
 def trained(model: str, **params: Any) -> TrainResult:
