@@ -473,7 +473,8 @@ def promote(
     ConfigError
         An unknown metric, or versions that cannot be compared (different targets or tasks).
     """
-    from fasttrack.registry.promotion import model_target, promote_challenger
+    from fasttrack.registry.promotion import model_target
+    from fasttrack.training.promotion import promote_challenger
 
     step = on_step or _silent
     if metric:

@@ -1,36 +1,31 @@
-"""Champion/challenger promotion: ``@champion`` moves only to a version that beats it on the same rows.
+"""Promotion in the registry: who holds an alias, the rows to compare on, and the decision recorded.
 
-The champion and the challenger may have been trained on different data, so their registered metrics are not
-comparable. :func:`promote_challenger` scores both on one data set -- by default the challenger's held-out test
-part, which every training run logs as ``reports/holdout.parquet``, or a labelled data set the caller gives --
-with :func:`fasttrack.training.evaluate.evaluate_runtime`, through the runtime each version serves with (its
-checked ONNX graph when it has one, so promotion does not unpickle a version it need not). The alias moves only
-when the challenger is better on the metric (the challenger's primary metric unless told otherwise) by at
-least the margin, in the metric's direction; ``force`` moves it regardless. Either way the decision, both scores,
-the metric, the margin and the data are recorded as ``fasttrack.promotion.*`` tags on both versions, so the
-registry keeps the reason every champion is the champion. A server following ``@champion`` sees the alias move.
+:mod:`fasttrack.training.promotion` scores the champion and the challenger on the same rows and decides; this
+module reads what it needs from MLflow (the versions, the alias holder, the challenger's held-out test part that
+every training run logs as ``reports/holdout.parquet``) and writes the outcome: the alias moved when the decision
+says so, and the decision, both scores, the metric, the margin and the data as ``fasttrack.promotion.*`` tags on
+both versions, so the registry keeps the reason every champion is the champion. A server following ``@champion``
+sees the alias move.
 """
 
 from __future__ import annotations
 
-import math
 import tempfile
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Literal
 
-import pandas as pd
-
-from fasttrack.config import CLASSIFICATION_METRICS, REGRESSION_METRICS, Settings, higher_is_better
-from fasttrack.errors import ConfigError, DataError
+from fasttrack.config import Settings
+from fasttrack.errors import ConfigError, ModelNotFoundError
+from fasttrack.registry.cache import download_artifacts
 from fasttrack.registry.errors import registry_errors
-from fasttrack.registry.layout import CHAMPION, HOLDOUT_ARTIFACT
-from fasttrack.registry.model_folder import LoadedModel, load_model_folder, read_metadata
+from fasttrack.registry.layout import HOLDOUT_ARTIFACT
+from fasttrack.registry.model_folder import read_metadata
 from fasttrack.registry.resolve import resolve_model
 from fasttrack.registry.store import client
 
 if TYPE_CHECKING:
+    import pandas as pd
     from mlflow import MlflowClient
 
 TAG_PREFIX = "fasttrack.promotion."
@@ -48,7 +43,8 @@ class Contender:
 
 @dataclass(frozen=True)
 class PromotionResult:
-    """What :func:`promote_challenger` decided, on what evidence, and whether the alias moved."""
+    """What :func:`fasttrack.training.promotion.promote_challenger` decided, on what evidence, and whether it moved the
+    alias."""
 
     name: str
     alias: str
@@ -68,30 +64,21 @@ class PromotionResult:
         return self.decision in ("promoted", "forced", "no-champion")
 
 
-def decide(
-    challenger: float, champion: float, *, metric: str, margin: float, force: bool = False
-) -> tuple[Decision, str]:
-    """The gate: the challenger wins when it is better than the champion on ``metric`` by at least ``margin``.
+@dataclass(frozen=True)
+class Standing:
+    """Where a promotion starts: the challenger's version number and the version holding the alias, if any."""
 
-    "Better" follows :func:`~fasttrack.config.higher_is_better`; with a margin of 0 the challenger must still be
-    strictly better (a tie keeps the champion). ``force`` promotes a challenger that loses, saying so. Returns the
-    decision and one sentence quoting both scores.
-    """
-    if margin < 0 or not math.isfinite(margin):
-        raise ConfigError(f"the promotion margin must be a number >= 0, got {margin}")
-    higher = higher_is_better(metric)
-    improvement = challenger - champion if higher else champion - challenger
-    direction = "higher" if higher else "lower"
-    scores = f"{metric} {challenger:.4f} vs {champion:.4f} ({direction} is better)"
-    if improvement > 0 and improvement >= margin:
-        return "promoted", f"the challenger is better by {improvement:.4f} (margin {margin:g}): {scores}"
-    if improvement > 0:
-        why = f"the challenger is better by only {improvement:.4f}, less than the margin {margin:g}: {scores}"
-    elif improvement == 0:
-        why = f"the challenger ties with the champion: {scores}"
-    else:
-        why = f"the challenger is worse by {-improvement:.4f}: {scores}"
-    return ("forced", f"forced although {why}") if force else ("rejected", why)
+    challenger: str
+    holder: str | None
+
+
+def standing(settings: Settings, name: str, challenger: str, alias: str) -> Standing:
+    """The challenger version (``ModelNotFoundError`` if ``name`` has none such) and the holder of ``alias``."""
+    with registry_errors(f"promoting {name} version {challenger}"):
+        mlflow_client = client(settings)
+        candidate = mlflow_client.get_model_version(name, challenger)  # "not found" with MLflow's message
+        holder = mlflow_client.get_registered_model(name).aliases.get(alias)
+        return Standing(str(candidate.version), str(holder) if holder is not None else None)
 
 
 def model_target(settings: Settings, name: str, version: str) -> str:
@@ -99,162 +86,39 @@ def model_target(settings: Settings, name: str, version: str) -> str:
     return read_metadata(resolve_model(f"models:/{name}/{version}", settings).path).target
 
 
-def promote_challenger(
-    settings: Settings,
-    name: str,
-    challenger: str,
-    *,
-    alias: str = CHAMPION,
-    margin: float | None = None,
-    metric: str | None = None,
-    force: bool = False,
-    frame: pd.DataFrame | None = None,
-    frame_source: str | None = None,
-) -> PromotionResult:
-    """Compare version ``challenger`` of ``name`` with the version holding ``alias`` and move the alias if it wins.
+def held_out_rows(settings: Settings, name: str, version: str) -> pd.DataFrame:
+    """The held-out test part (features and target) logged by the training run of ``name`` ``version``.
 
-    ``frame`` is labelled comparison data (named ``frame_source`` in the record); by default the challenger's
-    held-out test part is used. ``margin`` defaults to the ``promotion_margin`` setting; ``metric`` to the
-    challenger's primary metric. With no version holding the alias, the challenger simply gets it. Nothing is
-    compared or recorded when the challenger already holds the alias.
+    ``ConfigError`` when the version has no run, or its run no such part (trained before FastTrack recorded it):
+    the comparison then needs labelled data from the caller.
     """
-    margin = settings.promotion_margin if margin is None else margin
-    with registry_errors(f"promoting {name} version {challenger}"):
-        mlflow_client = client(settings)
-        candidate = mlflow_client.get_model_version(name, challenger)  # "not found" with MLflow's message
-        challenger = str(candidate.version)
-        holder = _alias_holder(mlflow_client, name, alias)
-        now = datetime.now(UTC).isoformat(timespec="seconds")
-        if holder == challenger:
-            return PromotionResult(
-                name, alias, "already-champion", f"version {challenger} already holds @{alias}", Contender(challenger)
-            )
-        if holder is None:
-            mlflow_client.set_registered_model_alias(name, alias, challenger)
-            result = PromotionResult(
-                name,
-                alias,
-                "no-champion",
-                f"no version held @{alias}: version {challenger} takes it without a comparison",
-                Contender(challenger),
-                margin=margin,
-                decided_at=now,
-            )
-            _record(mlflow_client, result)
-            return result
+    import pandas as pd
 
-        new = _load(settings, name, challenger)
-        old = _load(settings, name, holder)
-        _check_comparable(new, old, challenger, holder)
-        metric = metric or new.metadata.primary_metric
-        _check_metric(metric, new.metadata.task)
-        if frame is None:
-            frame, frame_source = _holdout(mlflow_client, candidate, challenger), f"holdout of version {challenger}"
-        data, rows = _labelled(frame, new.metadata.target, frame_source or "the comparison data")
-        new_metrics = _score(new, data, challenger, frame_source)
-        old_metrics = _score(old, data, holder, frame_source)
-        for version, scored in ((challenger, new_metrics), (holder, old_metrics)):
-            if metric not in scored:
-                raise DataError(
-                    f"{metric} cannot be computed for version {version} on {frame_source} "
-                    f"(computed: {', '.join(scored) or 'nothing'}); choose another --metric or other data"
-                )
-        decision, reason = decide(new_metrics[metric], old_metrics[metric], metric=metric, margin=margin, force=force)
-        result = PromotionResult(
-            name=name,
-            alias=alias,
-            decision=decision,
-            reason=reason,
-            challenger=Contender(challenger, new_metrics[metric], new_metrics),
-            champion=Contender(holder, old_metrics[metric], old_metrics),
-            metric=metric,
-            margin=margin,
-            data=frame_source,
-            rows=rows,
-            decided_at=now,
-        )
-        if result.moved:
-            mlflow_client.set_registered_model_alias(name, alias, challenger)
-        _record(mlflow_client, result)
-        return result
-
-
-def _alias_holder(mlflow_client: MlflowClient, name: str, alias: str) -> str | None:
-    version = mlflow_client.get_registered_model(name).aliases.get(alias)
-    return str(version) if version is not None else None
-
-
-def _load(settings: Settings, name: str, version: str) -> LoadedModel:
-    return load_model_folder(resolve_model(f"models:/{name}/{version}", settings).path)
-
-
-def _check_comparable(new: LoadedModel, old: LoadedModel, new_version: str, old_version: str) -> None:
-    a, b = new.metadata, old.metadata
-    if (a.task, a.target) != (b.task, b.target):
-        raise ConfigError(
-            f"versions {new_version} and {old_version} cannot be compared: one is {a.task} of {a.target!r}, "
-            f"the other {b.task} of {b.target!r}"
-        )
-
-
-def _check_metric(metric: str, task: str) -> None:
-    known = CLASSIFICATION_METRICS if task == "classification" else REGRESSION_METRICS
-    if metric not in known:
-        raise ConfigError(f"metric {metric!r} does not apply to {task}; use one of {', '.join(known)}")
-
-
-def _holdout(mlflow_client: MlflowClient, candidate: Any, version: str) -> pd.DataFrame:
-    """The challenger's held-out test part, logged by its training run."""
-    import mlflow
-    from mlflow.exceptions import MlflowException
-
-    if not candidate.run_id:
+    with registry_errors(f"reading the held-out rows of {name} version {version}"):
+        run_id = client(settings).get_model_version(name, version).run_id
+    if not run_id:
         raise ConfigError(f"version {version} has no training run, so no held-out data: give --data FILE")
     with tempfile.TemporaryDirectory(prefix="fasttrack-holdout-") as tmp:
         try:
-            path = mlflow.artifacts.download_artifacts(
-                run_id=candidate.run_id, artifact_path=HOLDOUT_ARTIFACT, dst_path=tmp
-            )
-        except (MlflowException, OSError):
+            path = download_artifacts(f"runs:/{run_id}/{HOLDOUT_ARTIFACT}", Path(tmp))
+        except ModelNotFoundError:
             raise ConfigError(
                 f"version {version}'s run has no {HOLDOUT_ARTIFACT} (trained before FastTrack recorded its "
                 "held-out rows): give labelled data to compare on with --data FILE"
             ) from None
-        return pd.read_parquet(Path(path))
+        return pd.read_parquet(path)
 
 
-def _labelled(frame: pd.DataFrame, target: str, source: str) -> tuple[pd.DataFrame, int]:
-    if target not in frame.columns:
-        raise DataError(f"{source} has no target column {target!r}; columns are: {', '.join(map(str, frame.columns))}")
-    rows = frame.loc[frame[target].notna()].reset_index(drop=True)
-    if rows.empty:
-        raise DataError(f"{source} has no rows with a value for {target!r}")
-    return rows, len(rows)
-
-
-def _score(model: LoadedModel, frame: pd.DataFrame, version: str, source: str | None) -> dict[str, float]:
-    from fasttrack.errors import SchemaValidationError
-    from fasttrack.runtime.select import open_runtime
-    from fasttrack.training.evaluate import evaluate_runtime
-
-    meta = model.metadata
-    truth = frame[meta.target]
-    if meta.task == "regression":
-        truth = truth.astype("float64")
-    else:
-        # Plain Python values, as the model's labels are: pandas' string and nullable dtypes would not compare.
-        truth = pd.Series(truth.astype(object).to_numpy(), name=meta.target)
-    try:
-        return evaluate_runtime(open_runtime(model), frame, truth)
-    except SchemaValidationError as exc:
-        missing = [v.field for v in exc.violations if v.reason == "required column is missing"]
-        if missing:
-            # A held-out part holds the features of the version that logged it; another version may need others.
-            raise DataError(
-                f"version {version} needs columns that {source} lacks ({', '.join(missing)}): "
-                "compare on labelled data with both versions' columns (--data FILE)"
-            ) from None
-        raise DataError(f"version {version} cannot be scored on {source}: {exc}") from None
+def record_promotion(settings: Settings, result: PromotionResult) -> None:
+    """Move ``result.alias`` to the challenger when the decision moved it, and record the decision as
+    ``fasttrack.promotion.*`` tags on both versions (nothing for a challenger that already held the alias)."""
+    if result.decision == "already-champion":
+        return
+    with registry_errors(f"promoting {result.name} version {result.challenger.version}"):
+        mlflow_client = client(settings)
+        if result.moved:
+            mlflow_client.set_registered_model_alias(result.name, result.alias, result.challenger.version)
+        _record(mlflow_client, result)
 
 
 def _record(mlflow_client: MlflowClient, result: PromotionResult) -> None:

@@ -1,7 +1,8 @@
 """Registered versions: registration, aliases, listing and describing them.
 
 A registered version is what a server can serve; the first one of a model becomes ``@champion``, later ones wait
-for ``fasttrack models promote`` (:mod:`fasttrack.registry.promotion` decides; :func:`promote` moves the alias).
+for ``fasttrack models promote`` (:mod:`fasttrack.training.promotion` decides; :func:`promote` moves the alias
+by hand).
 """
 
 from __future__ import annotations

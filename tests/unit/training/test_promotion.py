@@ -1,0 +1,207 @@
+"""Champion/challenger promotion against a real embedded MLflow store: the gate, the scores, the alias moved."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from fasttrack.config import Settings, TrainConfig, get_settings
+from fasttrack.data.describe import infer_schema
+from fasttrack.errors import ConfigError, DataError, ModelNotFoundError
+from fasttrack.registry import promotion, versions
+from fasttrack.registry.store import client as registry_client
+from fasttrack.training.promotion import decide, promote_challenger
+from fasttrack.training.publish import publish
+from fasttrack.training.train import TrainResult, train
+from unit.registry.conftest import fit, make_frame
+
+NAME = "toy"
+
+
+@pytest.mark.parametrize(
+    ("challenger", "champion", "metric", "margin", "force", "decision", "needle"),
+    [
+        (0.90, 0.80, "roc_auc", 0.0, False, "promoted", "better by 0.1000"),
+        (0.80, 0.90, "roc_auc", 0.0, False, "rejected", "worse by 0.1000"),
+        (0.85, 0.85, "roc_auc", 0.0, False, "rejected", "ties"),
+        (0.85, 0.84, "roc_auc", 0.05, False, "rejected", "less than the margin 0.05"),
+        (0.90, 0.84, "roc_auc", 0.05, False, "promoted", "margin 0.05"),
+        (0.80, 0.90, "roc_auc", 0.0, True, "forced", "forced although the challenger is worse"),
+        # Lower is better: a smaller error wins, and the margin is a reduction.
+        (1.5, 2.0, "rmse", 0.0, False, "promoted", "lower is better"),
+        (2.0, 1.5, "rmse", 0.0, False, "rejected", "worse by 0.5000"),
+        (1.9, 2.0, "rmse", 0.5, False, "rejected", "less than the margin 0.5"),
+        (0.30, 0.50, "log_loss", 0.1, False, "promoted", "better by 0.2000"),
+    ],
+)
+def test_the_gate(
+    challenger: float, champion: float, metric: str, margin: float, force: bool, decision: str, needle: str
+) -> None:
+    got, reason = decide(challenger, champion, metric=metric, margin=margin, force=force)
+    assert got == decision
+    assert needle in reason
+
+
+def test_the_margin_cannot_be_negative() -> None:
+    with pytest.raises(ConfigError, match="margin"):
+        decide(0.9, 0.8, metric="roc_auc", margin=-0.1)
+
+
+def weak_result(frame: pd.DataFrame) -> TrainResult:
+    """A single decision stump on the same features: it beats the baseline, but not the linear model."""
+    config = TrainConfig.model_validate(
+        {
+            "data": "memory://toy.csv",
+            "target": "label",
+            "name": NAME,
+            "model": "random_forest",
+            "params": {"n_estimators": 1, "max_depth": 1},
+            "cv_folds": 0,
+        }
+    )
+    return train(frame, config, infer_schema(frame, "label", "auto"))
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
+    """An embedded store with version 1 (strong, the champion) and version 2 (weak) of ``toy``."""
+    with pytest.MonkeyPatch.context() as patch:
+        for var in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI", "FASTTRACK_TRACKING_URI", "FASTTRACK_MODEL"):
+            patch.delenv(var, raising=False)
+        settings = get_settings(home=tmp_path_factory.mktemp("promotion") / "home")
+        for result in (fit(make_frame()), weak_result(make_frame())):
+            publish(result, settings=settings, source="memory://toy.csv", fingerprint="f" * 64)
+        yield settings
+
+
+@pytest.fixture
+def settings(store: Settings) -> Settings:
+    """The shared store with version 1 as the champion again and no promotion tags left from other tests."""
+    client = registry_client(store)
+    versions.promote(store, NAME, "1")
+    for version in ("1", "2"):
+        for key in client.get_model_version(NAME, version).tags:
+            if key.startswith(promotion.TAG_PREFIX):
+                client.delete_model_version_tag(NAME, version, key)
+    return store
+
+
+def champion(settings: Settings) -> str:
+    return str(registry_client(settings).get_model_version_by_alias(NAME, "champion").version)
+
+
+def tags(settings: Settings, version: str) -> dict[str, str]:
+    found = registry_client(settings).get_model_version(NAME, version).tags
+    return {k.removeprefix(promotion.TAG_PREFIX): v for k, v in found.items() if k.startswith(promotion.TAG_PREFIX)}
+
+
+def test_a_worse_challenger_is_rejected_and_the_decision_recorded(settings: Settings) -> None:
+    result = promote_challenger(settings, NAME, "2")
+    assert result.decision == "rejected" and not result.moved
+    assert champion(settings) == "1"
+    assert result.metric == "roc_auc"
+    assert result.challenger.score is not None and result.champion is not None and result.champion.score is not None
+    assert result.challenger.score < result.champion.score
+    assert result.data == "holdout of version 2"
+
+    challenger_tags, champion_tags = tags(settings, "2"), tags(settings, "1")
+    assert challenger_tags["role"] == "challenger" and champion_tags["role"] == "champion"
+    for recorded in (challenger_tags, champion_tags):
+        assert recorded["decision"] == "rejected"
+        assert recorded["metric"] == "roc_auc"
+        assert float(recorded["challenger_score"]) == result.challenger.score
+        assert float(recorded["champion_score"]) == result.champion.score
+        assert (recorded["challenger_version"], recorded["champion_version"]) == ("2", "1")
+        assert recorded["margin"] == "0"
+        assert recorded["data"] == "holdout of version 2"
+        assert int(recorded["rows"]) == result.rows
+        assert recorded["at"].endswith("+00:00")
+
+
+def test_the_default_data_is_the_challengers_held_out_part(settings: Settings) -> None:
+    # Scored on the challenger's own test part, the challenger's score is the test metric it was registered with.
+    result = promote_challenger(settings, NAME, "2")
+    run_id = registry_client(settings).get_model_version(NAME, "2").run_id
+    registered = registry_client(settings).get_run(run_id).data.metrics["test_roc_auc"]
+    assert result.challenger.score == pytest.approx(registered)
+
+
+def test_force_promotes_a_loser_and_a_better_challenger_wins(settings: Settings) -> None:
+    forced = promote_challenger(settings, NAME, "2", force=True)
+    assert forced.decision == "forced" and champion(settings) == "2"
+    assert tags(settings, "2")["decision"] == "forced"
+
+    back = promote_challenger(settings, NAME, "1")
+    assert back.decision == "promoted" and champion(settings) == "1"
+    assert back.data == "holdout of version 1"
+
+
+def test_the_margin_comes_from_the_settings_unless_given(settings: Settings) -> None:
+    versions.promote(settings, NAME, "2")
+    demanding = settings.model_copy(update={"promotion_margin": 0.9})
+    assert promote_challenger(demanding, NAME, "1").decision == "rejected"
+    assert tags(settings, "1")["margin"] == "0.9"
+    assert promote_challenger(demanding, NAME, "1", margin=0.0).decision == "promoted"
+
+
+def test_comparison_on_given_data(settings: Settings) -> None:
+    frame = make_frame(rows=120, seed=7)
+    result = promote_challenger(settings, NAME, "2", frame=frame, frame_source="fresh.csv", metric="accuracy")
+    assert (result.data, result.rows, result.metric) == ("fresh.csv", 120, "accuracy")
+    assert tags(settings, "1")["data"] == "fresh.csv"
+
+    with pytest.raises(DataError, match="no target column 'label'"):
+        promote_challenger(settings, NAME, "2", frame=frame.drop(columns="label"), frame_source="unlabelled.csv")
+    with pytest.raises(DataError, match=r"version 2 needs columns that bad\.csv lacks \(b\)"):
+        promote_challenger(settings, NAME, "2", frame=frame.drop(columns="b"), frame_source="bad.csv")
+    with pytest.raises(DataError, match=r"version 2 cannot be scored on bad\.csv: input does not match"):
+        promote_challenger(settings, NAME, "2", frame=frame.assign(a="x"), frame_source="bad.csv")
+
+
+def test_no_champion_and_already_champion(settings: Settings) -> None:
+    client = registry_client(settings)
+    client.delete_registered_model_alias(NAME, "champion")
+    first = promote_challenger(settings, NAME, "2")
+    assert first.decision == "no-champion" and champion(settings) == "2"
+    assert tags(settings, "2")["decision"] == "no-champion"
+    again = promote_challenger(settings, NAME, "2")
+    assert again.decision == "already-champion" and not again.moved
+
+
+def test_another_alias_is_compared_with_its_own_holder(settings: Settings) -> None:
+    versions.promote(settings, NAME, "2", alias="staging")
+    result = promote_challenger(settings, NAME, "1", alias="staging")
+    assert result.decision == "promoted"
+    assert str(registry_client(settings).get_model_version_by_alias(NAME, "staging").version) == "1"
+    assert champion(settings) == "1"
+
+
+def test_refusals(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+    with pytest.raises(ModelNotFoundError):
+        promote_challenger(settings, NAME, "9")
+    with pytest.raises(ModelNotFoundError):
+        promote_challenger(settings, "nothing", "1")
+    with pytest.raises(ConfigError, match="does not apply to classification"):
+        promote_challenger(settings, NAME, "2", metric="rmse")
+    # A version whose run logged no held-out part (trained before it was recorded) needs --data.
+    monkeypatch.setattr(promotion, "HOLDOUT_ARTIFACT", "reports/none.parquet")
+    with pytest.raises(ConfigError, match="--data"):
+        promote_challenger(settings, NAME, "2")
+    assert champion(settings) == "1"
+
+
+def test_versions_of_different_tasks_are_not_compared(settings: Settings, tmp_path: Path) -> None:
+    frame = make_frame().assign(label=lambda f: f["a"] * 2.0 + f["b"])
+    config = TrainConfig.model_validate(
+        {"data": "memory://toy.csv", "target": "label", "name": NAME, "model": "linear", "cv_folds": 0}
+    )
+    regression = train(frame, config, infer_schema(frame, "label", "regression"))
+    run = publish(regression, settings=settings, source="memory://toy.csv", fingerprint="f" * 64)
+    try:
+        with pytest.raises(ConfigError, match="cannot be compared"):
+            promote_challenger(settings, NAME, str(run.version))
+    finally:
+        registry_client(settings).delete_model_version(NAME, str(run.version))
