@@ -21,6 +21,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+#: The variables ``mlflow.set_tracking_uri`` and ``set_registry_uri`` write as well as setting MLflow's URIs.
+_MLFLOW_URI_VARIABLES = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")
+
 
 def configure(settings: Settings) -> str:
     """Point MLflow at the tracking URI in force and return it; creates the embedded store's folder if used."""
@@ -32,8 +35,19 @@ def configure(settings: Settings) -> str:
     uri = settings.resolved_tracking_uri()
     if is_embedded(uri, settings):
         settings.home.mkdir(parents=True, exist_ok=True)
-    mlflow.set_tracking_uri(uri)
-    mlflow.set_registry_uri(uri)
+    # MLflow also writes the URIs into MLFLOW_TRACKING_URI / MLFLOW_REGISTRY_URI, for subprocesses it may start;
+    # Settings reads the first as the user's choice, so it would point every later Settings of this process (another
+    # home, in a notebook or a test) at this store. They are put back as the user left them.
+    saved = {name: os.environ.get(name) for name in _MLFLOW_URI_VARIABLES}
+    try:
+        mlflow.set_tracking_uri(uri)
+        mlflow.set_registry_uri(uri)
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
     return uri
 
 

@@ -55,3 +55,23 @@ def test_the_client_makes_the_embedded_store(settings: Settings) -> None:
 def test_checking_the_embedded_store_makes_nothing(settings: Settings) -> None:
     assert store.check_tracking(settings) == settings.embedded_store_uri()
     assert not settings.home.exists()  # made on first use, not by a check
+
+
+def test_a_store_in_use_does_not_become_the_next_settings_choice(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """MLflow writes the URI it is given into MLFLOW_TRACKING_URI; another home in the same process keeps its own."""
+    import mlflow
+
+    for name in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI", "FASTTRACK_TRACKING_URI"):
+        monkeypatch.delenv(name, raising=False)
+    first, second = Settings(home=tmp_path / "first"), Settings(home=tmp_path / "second")
+    assert store.configure(first) == first.embedded_store_uri()
+    assert mlflow.get_tracking_uri() == first.embedded_store_uri()
+    assert second.resolved_tracking_uri() == second.embedded_store_uri()
+    assert store.configure(second) == second.embedded_store_uri()
+
+    # A URI the user set stays theirs.
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "sqlite:///elsewhere.db")
+    store.configure(first)
+    assert store.os.environ["MLFLOW_TRACKING_URI"] == "sqlite:///elsewhere.db"
