@@ -2,7 +2,7 @@
 
 Registered versions are fetched once into the local cache (:mod:`fasttrack.registry.cache`). A local folder, and
 an explicit version already in the cache, resolve without the tracking store. On the embedded store, ``models:/``
-URIs resolve without MLflow at all (``import mlflow`` is over a second and 150 MB of a server's start-up): the
+URIs resolve without MLflow at all (its import costs a server seconds of start-up and about 130 MB): the
 registry tables are read with ``sqlite3`` and a version not cached yet is copied from its local artifact folder
 (:mod:`fasttrack.registry.mlflow_private`), so a server following ``@champion`` never imports it, polls included.
 A remote tracking server, or an embedded store this way cannot read, is asked through MLflow.
