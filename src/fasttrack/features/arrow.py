@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, TypeAlias
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -31,37 +31,11 @@ import pyarrow.compute as pc
 from fasttrack.data.arrays import Batch, Column, arrow_array, arrow_scalar, arrow_strings, float_values, int_values
 from fasttrack.data.schema import FeatureSchema, Schema
 from fasttrack.errors import SchemaValidationError, Violation
+from fasttrack.features.columns import CategoricalColumn, FeatureValues
 from fasttrack.features.rules import EXPECTED, Invalid, Rules, shown
 
 #: Distinct bad values quoted per feature in a problem.
 _QUOTED = 3
-
-
-@dataclass
-class CategoricalColumn:
-    """A categorical feature's values as ``codes`` into the distinct ``categories`` (-1: missing)."""
-
-    codes: np.ndarray[Any, Any]
-    categories: list[str]
-
-    def values(self, missing: Any) -> np.ndarray[Any, Any]:
-        """The values as an object array of ``str``, with ``missing`` for missing ones."""
-        table = np.empty(len(self.categories) + 1, dtype=object)
-        table[:] = [*self.categories, missing]
-        return table[self.codes]  # type: ignore[no-any-return]  # -1 picks ``missing``, the last entry
-
-    def mapped(self, table: np.ndarray[Any, Any], missing: Any) -> np.ndarray[Any, Any]:
-        """The values through ``table`` (one entry per category), with ``missing`` for missing ones."""
-        return np.append(table, np.asarray([missing], dtype=table.dtype))[self.codes]  # type: ignore[no-any-return]
-
-    def arrow(self) -> pa.DictionaryArray:
-        """The values as an Arrow dictionary array of text (nulls missing)."""
-        indices = arrow_array(self.codes.astype(np.int32), missing=self.codes < 0)
-        return pa.DictionaryArray.from_arrays(indices, arrow_strings(self.categories))
-
-
-#: One feature's model input: float64 values (NaN missing) or a categorical column.
-FeatureValues: TypeAlias = np.ndarray[Any, Any] | CategoricalColumn
 
 
 @dataclass

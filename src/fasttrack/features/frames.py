@@ -19,14 +19,8 @@ import pyarrow as pa
 from fasttrack.data.arrays import python_values
 from fasttrack.data.schema import FeatureSchema, Schema
 from fasttrack.errors import SchemaValidationError, Violation
-from fasttrack.features.arrow import (
-    CategoricalColumn,
-    ColumnConverter,
-    ConvertedColumn,
-    Counts,
-    FeatureValues,
-    problem_line,
-)
+from fasttrack.features.arrow import ColumnConverter, ConvertedColumn, Counts, problem_line
+from fasttrack.features.columns import CategoricalColumn, FeatureValues
 from fasttrack.features.rules import Invalid, Rules, ascii_lower, shown
 
 if TYPE_CHECKING:

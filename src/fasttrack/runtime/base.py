@@ -18,7 +18,7 @@ import numpy as np
 
 from fasttrack.config import ResolvedTask
 from fasttrack.data.schema import Label, Schema
-from fasttrack.features.arrow import CategoricalColumn
+from fasttrack.features.columns import CategoricalColumn
 
 #: The model's input: one column per feature (see the module docstring).
 Columns: TypeAlias = Mapping[str, "np.ndarray[Any, Any] | CategoricalColumn"]

@@ -24,7 +24,7 @@ import numpy as np
 
 from fasttrack.config import ResolvedTask
 from fasttrack.data.schema import FeatureSchema, Label, Schema
-from fasttrack.features.arrow import CategoricalColumn
+from fasttrack.features.columns import CategoricalColumn
 from fasttrack.runtime.base import Columns, Prediction
 
 if TYPE_CHECKING:

@@ -13,7 +13,7 @@ import numpy as np
 
 from fasttrack.config import ResolvedTask
 from fasttrack.data.schema import Label, Schema
-from fasttrack.features.arrow import CategoricalColumn
+from fasttrack.features.columns import CategoricalColumn
 from fasttrack.runtime.base import Columns, Prediction, align_proba, natives
 
 if TYPE_CHECKING:

@@ -10,7 +10,8 @@ import pytest
 
 from fasttrack.data.schema import Schema
 from fasttrack.errors import SchemaValidationError, Violation
-from fasttrack.features.arrow import ArrowDriver, CategoricalColumn
+from fasttrack.features.arrow import ArrowDriver
+from fasttrack.features.columns import CategoricalColumn
 
 
 def normalize(schema: Schema, **columns: Any) -> Any:

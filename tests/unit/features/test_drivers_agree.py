@@ -21,7 +21,8 @@ from hypothesis import strategies as st
 from fasttrack.data.schema import FeatureSchema, Schema, TargetSchema
 from fasttrack.data.stream import _json_column
 from fasttrack.errors import SchemaValidationError
-from fasttrack.features.arrow import ArrowDriver, CategoricalColumn
+from fasttrack.features.arrow import ArrowDriver
+from fasttrack.features.columns import CategoricalColumn
 from fasttrack.features.frames import frame_input, model_columns
 from fasttrack.features.records import RecordDriver
 from fasttrack.features.rules import DEFAULT_MISSING_MARKERS, WHITESPACE, Invalid, Rules
