@@ -37,7 +37,7 @@ def pyfunc_predictions(home: Path, uri: str, payload: dict[str, Any] | str) -> l
 
 def equal(ours: list[Any], theirs: list[Any]) -> bool:
     """Labels equal; numbers within rel 1e-4: the server runs the ONNX graph (float32), which registration
-    checked against scikit-learn on the held-out rows with that tolerance (fasttrack.registry.onnx)."""
+    checked against scikit-learn on the held-out rows with that tolerance (fasttrack.export.check)."""
     if len(ours) != len(theirs):
         return False
     return all(
