@@ -342,16 +342,13 @@ def load(uri: str | Path | None = None, *, engine: Engine = "auto", settings: Se
     """
     from fasttrack.registry.model_folder import load_model_folder
     from fasttrack.registry.resolve import resolve_model
-    from fasttrack.runtime.model import Model, ModelIdentity
+    from fasttrack.runtime.model import Model
     from fasttrack.runtime.select import open_runtime
 
     settings = settings or get_settings()
     resolved = resolve_model(str(uri) if uri is not None else None, settings)
     folder = load_model_folder(resolved.path)
-    identity = ModelIdentity(
-        uri=resolved.uri, name=resolved.name or folder.metadata.name, version=resolved.version, alias=resolved.alias
-    )
-    return Model(folder, open_runtime(folder, engine), identity)
+    return Model(folder, open_runtime(folder, engine), resolved)
 
 
 def _model(model: Model | str | Path | None, settings: Settings, engine: Engine = "auto") -> Model:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -26,41 +25,39 @@ if TYPE_CHECKING:
     import pandas as pd
     import pyarrow as pa
 
+    from fasttrack.registry.resolve import ResolvedModel
+
 #: What ``Model.predict`` takes: a frame, records (or one record), or an Arrow table or record batch.
 ModelData = Any
 
 
-@dataclass(frozen=True)
-class ModelIdentity:
-    """Where a model came from: the URI asked for and, for a registered model, its name, version and alias."""
-
-    uri: str
-    name: str
-    version: str | None = None
-    alias: str | None = None
-
-
 class Model:
-    """A model ready to predict (see the module docstring). ``labels`` order the probability columns."""
+    """A model ready to predict (see the module docstring). ``labels`` order the probability columns.
 
-    def __init__(self, folder: LoadedModel, runtime: Runtime, identity: ModelIdentity) -> None:
+    ``source`` is where it came from (the URI asked for and, for a registered model, its name, version and
+    alias); without one, the model is its folder.
+    """
+
+    def __init__(self, folder: LoadedModel, runtime: Runtime, source: ResolvedModel | None = None) -> None:
+        from fasttrack.registry.resolve import ResolvedModel
+
         self.folder = folder
         self.runtime = runtime
-        self.identity = identity
+        self.source = source or ResolvedModel(uri=str(folder.path), path=folder.path)
 
     def __repr__(self) -> str:
-        version = f" version {self.identity.version}" if self.identity.version else ""
+        version = f" version {self.version}" if self.version else ""
         return f"<Model {self.name}{version} ({self.task}, {self.runtime.name})>"
 
     @property
     def name(self) -> str:
         """The registered model name (or the name recorded in the folder)."""
-        return self.identity.name
+        return self.source.name or self.folder.metadata.name
 
     @property
     def version(self) -> str | None:
         """The registered version (``None`` for a folder used directly)."""
-        return self.identity.version
+        return self.source.version
 
     @property
     def schema(self) -> Schema:

@@ -17,7 +17,7 @@ from fasttrack.registry.model_folder import (
     read_metadata,
     save_model_folder,
 )
-from fasttrack.runtime.model import Model, ModelIdentity
+from fasttrack.runtime.model import Model
 from fasttrack.runtime.select import open_runtime
 from fasttrack.training.train import TrainResult
 
@@ -33,7 +33,7 @@ def test_folder_round_trip_predicts_original_labels(good_result: TrainResult, tm
     folder = save_folder(good_result, tmp_path / "model")
     loaded = load_model_folder(folder)
     frame = pd.DataFrame({"a": [2.0, -2.0], "b": [-2.0, 2.0], "colour": ["red", "purple"]})
-    model = Model(loaded, open_runtime(loaded, "sklearn"), ModelIdentity(str(folder), "toy"))
+    model = Model(loaded, open_runtime(loaded, "sklearn"))
     assert model.predict(frame).tolist() == ["yes", "no"]
     assert model.labels == ["no", "yes"]
     assert model.predict_proba(frame)[0, 1] > 0.9

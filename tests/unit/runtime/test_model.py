@@ -8,7 +8,8 @@ import pyarrow as pa
 import pytest
 
 from fasttrack.errors import ConfigError, SchemaValidationError
-from fasttrack.runtime.model import Model, ModelIdentity
+from fasttrack.registry.resolve import ResolvedModel
+from fasttrack.runtime.model import Model
 from fasttrack.runtime.select import open_runtime
 from fasttrack.serving.predictor import Predictor
 
@@ -21,7 +22,9 @@ RECORDS = [
 
 @pytest.fixture
 def model(mixed: Predictor) -> Model:
-    return Model(mixed.model, open_runtime(mixed.model), ModelIdentity("models:/mixed/1", "mixed", "1"))
+    return Model(
+        mixed.model, open_runtime(mixed.model), ResolvedModel("models:/mixed/1", mixed.model.path, "mixed", "1")
+    )
 
 
 def test_every_kind_of_input_gives_the_servers_answer(model: Model, mixed: Predictor) -> None:
@@ -47,7 +50,7 @@ def test_problems_are_named(model: Model) -> None:
 
 
 def test_a_regressor_has_no_probabilities(regressor: Predictor) -> None:
-    model = Model(regressor.model, open_runtime(regressor.model), ModelIdentity("x", "sample-regression"))
+    model = Model(regressor.model, open_runtime(regressor.model))
     assert model.predict([{"x": 3.1}]).dtype == np.float32
     with pytest.raises(ConfigError, match="regressor"):
         model.predict_proba([{"x": 3.1}])

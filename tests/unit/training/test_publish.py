@@ -13,10 +13,10 @@ from fasttrack.export import onnx as export_onnx
 from fasttrack.features.frames import prepare_features
 from fasttrack.registry.layout import TAG_ONNX, TAG_ONNX_REASON
 from fasttrack.registry.model_folder import ONNX_FILE, ModelMetadata, load_model_folder
-from fasttrack.registry.resolve import resolve_model
+from fasttrack.registry.resolve import ResolvedModel, resolve_model
 from fasttrack.registry.runs import TrackedRun
 from fasttrack.registry.store import client
-from fasttrack.runtime.model import Model, ModelIdentity
+from fasttrack.runtime.model import Model
 from fasttrack.runtime.select import open_runtime
 from fasttrack.training import publish
 from fasttrack.training.train import TrainResult
@@ -53,7 +53,7 @@ def test_registration_stores_the_checked_onnx_model(good_result: TrainResult, se
     assert client(settings).get_run(run.run_id).data.tags[TAG_ONNX] == "ok"
 
     frame = pd.DataFrame({"a": [2.0, -2.0, None], "b": [-2.0, 2.0, 0.0], "colour": ["red", "purple", None]})
-    served = Model(loaded, open_runtime(loaded), ModelIdentity("models:/toy/1", "toy", "1"))
+    served = Model(loaded, open_runtime(loaded), ResolvedModel("models:/toy/1", loaded.path, "toy", "1"))
     assert served.runtime.name == "onnx"
     assert (
         served.predict(frame).tolist() == good_result.pipeline.predict(prepare_features(frame, loaded.schema)).tolist()
