@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import shutil
 import subprocess
 import sys
 import threading
+import weakref
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +21,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from fasttrack.config import Settings, TrainConfig
-from fasttrack.data import arrays
+from fasttrack.data import arrays, stream
 from fasttrack.data.describe import infer_schema
 from fasttrack.data.ingest import read_table
 from fasttrack.data.stream import open_batches
@@ -244,6 +246,78 @@ def test_batches_keep_their_size_and_types(tmp_path: Path) -> None:
     assert sum(b.num_rows for b, _ in batches) == 2500
     assert all(1000 <= b.num_rows < 2000 for b, _ in batches[:-1])  # small blocks gathered up to batch_rows
     assert {str(b.schema.types) for b, _ in batches} == {str(batches[0][0].schema.types)}
+
+
+# The SIGABRT at `fasttrack predict`'s exit: pyarrow's streaming CSV reader reads ahead on Arrow's thread pools,
+# and a pool thread that released (or read) a Python file after the interpreter began finalising took the GIL
+# then, which ended it inside C++ code: "terminate called without an active exception". Core dumps showed
+# ~PyReadableFile -> OwnedRefNoGIL -> PyGILState_Ensure -> pthread_exit on an Arrow pool thread.
+@pytest.mark.parametrize("suffix", [".csv", ".csv.gz"])
+def test_arrow_reads_local_files_without_python(suffix: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A local CSV file is Arrow's own (pa.OSFile): none of Arrow's threads calls into Python while reading it."""
+    source = tmp_path / f"in{suffix}"
+    messy_input(2500).to_csv(source, index=False)
+
+    def refused(*args: object, **kwargs: object) -> None:
+        raise AssertionError("a Python file handed to Arrow")
+
+    monkeypatch.setattr(pa, "PythonFile", refused)
+    with open_batches(source, batch_rows=1000) as opened:
+        assert sum(batch.num_rows for batch, _ in opened) == 2500
+
+
+class GatedFile:
+    """A URL's file whose reads, from the ``gate``-th on, wait until ``release`` is set."""
+
+    def __init__(self, raw: Any, gate: int) -> None:
+        self.raw, self.gate, self.reads = raw, gate, 0
+        self.waiting, self.release = threading.Event(), threading.Event()
+
+    def read(self, size: int = -1) -> bytes:
+        self.reads += 1
+        if self.reads >= self.gate:
+            self.waiting.set()
+            self.release.wait()
+        data: bytes = self.raw.read(size)
+        return data
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.raw, name)
+
+
+def test_closing_a_url_stream_stops_arrow_reading_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A URL is read through a Python file: closing the stream waits for Arrow's read in progress and leaves
+    none of Arrow's threads holding the file, so none can take the GIL after the command has ended."""
+    import fsspec
+
+    with fsspec.open("memory://scoring/gated.csv", "wb") as out:
+        out.write(messy_input(50_000).to_csv(index=False).encode())
+    opened_files: list[GatedFile] = []
+
+    def gated_open(name: str, options: Any, *, native: bool = False) -> tuple[Any, int | None]:
+        raw, size = open_raw(name, options, native=native)
+        opened_files.append(GatedFile(raw, gate=6 if opened_files else 10**9))  # the second open is the reader's
+        return opened_files[-1], size
+
+    open_raw = stream._open_raw
+    monkeypatch.setattr(stream, "_open_raw", gated_open)
+    opened = open_batches("memory://scoring/gated.csv", batch_rows=1000)
+    next(iter(opened))
+    gated = opened_files[-1]
+    closing = threading.Thread(target=opened.close)
+    try:
+        assert gated.waiting.wait(60)  # Arrow's read-ahead is now inside a read, on its own thread
+        closing.start()
+        closing.join(0.5)
+        assert closing.is_alive()  # close() waits for that read...
+    finally:
+        gated.release.set()  # (a blocked read left behind would hang this process at its exit)
+    closing.join(60)
+    assert not closing.is_alive()
+    watched = weakref.ref(gated)
+    del opened, gated, opened_files[:]
+    gc.collect()
+    assert watched() is None  # ...and nothing in Arrow holds the file any more
 
 
 def test_the_command_streams_and_reports(classifier: LoadedModel, messy_csv: Path, tmp_path: Path) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import csv
 import io
+import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -111,12 +112,16 @@ def open_batches(
     return _open_json(name, compressed, batch_rows, storage_options, lines=fmt == "jsonl")
 
 
-def _open_raw(name: str, storage_options: dict[str, Any] | None) -> tuple[Any, int | None]:
-    """A binary file handle on a path or URL, and its size when known."""
+def _open_raw(name: str, storage_options: dict[str, Any] | None, *, native: bool = False) -> tuple[Any, int | None]:
+    """A binary file handle on a path or URL, and its size when known.
+
+    With ``native``, a local file is opened by Arrow (``pa.OSFile``) for Arrow to read: then none of Arrow's
+    threads calls back into Python for it (see :class:`_StoppableInput` for why that matters).
+    """
     try:
         if not is_url(name):
             path = local_file(name)
-            return path.open("rb"), path.stat().st_size
+            return (pa.OSFile(str(path)) if native else path.open("rb")), path.stat().st_size
         options = storage_options or {}
         if object_store.is_object_store_url(name):
             # The same endpoint, credentials and bounded retries as training data (see object_store).
@@ -147,14 +152,93 @@ def _open_raw(name: str, storage_options: dict[str, Any] | None) -> tuple[Any, i
 
 
 def _text_stream(raw: Any, compressed: bool) -> Any:
-    """A pyarrow input stream of the (decompressed) content of a binary file handle."""
-    stream = pa.PythonFile(raw, mode="r")
+    """A pyarrow input stream of the (decompressed) content of a binary file handle (Arrow's own or Python's)."""
+    stream = raw if isinstance(raw, pa.NativeFile) else pa.PythonFile(raw, mode="r")
     return pa.CompressedInputStream(stream, "gzip") if compressed else stream
+
+
+class _StoppableInput:
+    """The Python file (a URL's) that Arrow's read-ahead reads, which :meth:`stop` turns into an ended file.
+
+    pyarrow's streaming CSV reader reads ahead on Arrow's thread pools; from a Python file, each read and the
+    file's final release take the GIL on a pool thread. A thread that takes the GIL while the interpreter is
+    finalising is ended by Python inside C++ code, which aborts the process ("terminate called without an active
+    exception", SIGABRT, after the command's own output). :meth:`stop` waits for a read in progress and makes
+    every later read return end-of-file at once, so that the read-ahead can be run to its end before the reader
+    is dropped (see :class:`_CsvReading`). Local files never come here: Arrow reads them itself.
+    """
+
+    def __init__(self, raw: Any) -> None:
+        self._raw = raw
+        self._state = threading.Condition()
+        self._reading = 0
+        self._stopped = False
+
+    def read(self, size: int = -1) -> bytes:
+        with self._state:
+            if self._stopped:
+                return b""
+            self._reading += 1
+        try:
+            data: bytes = self._raw.read(size)
+            return data
+        finally:
+            with self._state:
+                self._reading -= 1
+                self._state.notify_all()
+
+    def stop(self) -> None:
+        """Every later read ends the file; returns once no read is in progress."""
+        with self._state:
+            self._stopped = True
+            self._state.wait_for(lambda: self._reading == 0)
+
+    def tell(self) -> int:
+        return int(self._raw.tell())
+
+    def seekable(self) -> bool:
+        return False
+
+    @property
+    def closed(self) -> bool:
+        return bool(self._raw.closed)
+
+    def close(self) -> None:
+        self.stop()
+
+
+class _CsvReading:
+    """Closes a streaming CSV reader and its file so that none of Arrow's threads is left reading a Python file.
+
+    For a URL (a :class:`_StoppableInput`) the input is stopped first and the reader consumed to its end (the
+    blocks already read ahead are parsed and dropped): the read-ahead task has then returned, so nothing in Arrow
+    reads the Python file any more, and both are closed on the thread closing the stream. A local file is
+    Arrow's own: Arrow closes it once its read-ahead lets go of it (closing it here could pull the descriptor
+    from under a read in progress).
+    """
+
+    def __init__(self, reader: Any, raw: Any, feed: _StoppableInput | None) -> None:
+        self.reader = reader
+        self.raw = raw
+        self.feed = feed
+
+    def close(self) -> None:
+        if self.feed is None:
+            self.reader.close()
+            return
+        self.feed.stop()
+        try:
+            while True:
+                self.reader.read_next_batch()
+        except (StopIteration, pa.ArrowException, OSError):  # its end, or the truncated last block's error
+            pass
+        self.reader.close()
+        self.raw.close()
 
 
 def _head(name: str, compressed: bool, storage_options: dict[str, Any] | None) -> tuple[bytes, bool]:
     """The first bytes of the content (decompressed) and whether the content is longer."""
-    raw, _ = _open_raw(name, storage_options)
+    raw, _ = _open_raw(name, storage_options, native=True)
     try:
         stream = _text_stream(raw, compressed)
         try:
@@ -201,10 +285,11 @@ def _open_csv(
     average = sum(len(line.encode()) + 1 for line in lines) / len(lines)
     longest = max(len(line.encode()) + 1 for line in lines)
     block = int(min(max(batch_rows * average, 4 * longest, _MIN_BLOCK), _MAX_BLOCK))
-    raw, size = _open_raw(name, storage_options)
+    raw, size = _open_raw(name, storage_options, native=True)
+    feed = None if isinstance(raw, pa.NativeFile) else _StoppableInput(raw)
     try:
         reader = pa_csv.open_csv(
-            _text_stream(raw, compressed),
+            _text_stream(feed or raw, compressed),
             read_options=pa_csv.ReadOptions(block_size=block, use_threads=True),
             parse_options=pa_csv.ParseOptions(delimiter=delimiter, newlines_in_values=True),
             # Every column as text: the normaliser types the features by the schema, the rest stays text.
@@ -242,7 +327,7 @@ def _open_csv(
         if blocks:
             yield _renamed(_joined(blocks), columns), _position(raw)
 
-    return BatchStream(name, "csv", columns, "bytes", size, batches(), [reader, raw])
+    return BatchStream(name, "csv", columns, "bytes", size, batches(), [_CsvReading(reader, raw, feed)])
 
 
 def _open_parquet(name: str, batch_rows: int, storage_options: dict[str, Any] | None) -> BatchStream:
