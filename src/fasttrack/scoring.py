@@ -14,16 +14,13 @@ one predicted, while the previous ones are written. Memory is bounded by those f
 
 from __future__ import annotations
 
-import ctypes
 import logging
 import os
 import queue
-import sys
 import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Protocol
@@ -107,12 +104,15 @@ def score_file(
     or the graph when there is one (``auto``). ``format`` overrides the input's extension. Input problems raise
     :class:`~fasttrack.errors.DataError` (``SchemaValidationError`` naming the column for values the model
     cannot take); nothing is left at ``output`` unless every row was scored.
+
+    The caller's process is left as it was: ``fasttrack predict`` runs this inside
+    :func:`fasttrack.process.small_pages`, which a script scoring large files may do too.
     """
     started = time.perf_counter()
     fmt = output_format(output)
     # The input is opened and read on a thread of its own from the start, while the model loads (ONNX Runtime's
     # import and session take a few tenths of a second); the model's problems are still reported first.
-    with _small_pages(), _ReadAhead(source, batch_rows=batch_rows, format=format) as reading:
+    with _ReadAhead(source, batch_rows=batch_rows, format=format) as reading:
         predictor = _BatchModel(model, engine)
         if probabilities and not predictor.is_classifier:
             raise ConfigError("--probabilities applies to classifiers; this model is a regressor")
@@ -141,47 +141,6 @@ def score_file(
     return ScoreSummary(
         rows=rows, batches=batches, engine=predictor.name, output=output, seconds=time.perf_counter() - started
     )
-
-
-#: prctl(2) options (linux/prctl.h).
-_PR_SET_THP_DISABLE = 41
-_PR_GET_THP_DISABLE = 42
-
-
-@contextmanager
-def _small_pages() -> Iterator[None]:
-    """Transparent huge pages off for this process while scoring (Linux), then as they were.
-
-    Each batch's buffers are allocated and freed again, and pyarrow's allocator (mimalloc) and numpy ask for
-    huge pages: the kernel then zeroes 2 MB at the first touch of each, however little of it is used. perf
-    showed that zeroing (``clear_page_erms`` under ``do_huge_pmd_anonymous_page``) as a fifth of the CPU time
-    of scoring a million adult-like rows, about 0.3 s; with small pages only what is touched is zeroed.
-    """
-    prctl = _prctl()
-    if prctl is None:
-        yield
-        return
-    before = prctl(_PR_GET_THP_DISABLE, 0, 0, 0, 0)
-    changed = before == 0 and prctl(_PR_SET_THP_DISABLE, 1, 0, 0, 0) == 0
-    try:
-        yield
-    finally:
-        if changed:
-            prctl(_PR_SET_THP_DISABLE, 0, 0, 0, 0)
-
-
-def _prctl() -> Any:
-    """libc's prctl, on Linux."""
-    if not sys.platform.startswith("linux"):
-        return None
-    try:
-        prctl = ctypes.CDLL(None, use_errno=True).prctl
-    except (OSError, AttributeError):
-        return None
-    # Its arguments are unsigned longs: the kernel refuses the call when the unused ones are not all zero.
-    prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong]
-    prctl.restype = ctypes.c_int
-    return prctl
 
 
 # --------------------------------------------------------------------------------------------- predicting

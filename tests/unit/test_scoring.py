@@ -20,6 +20,7 @@ import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 import pytest
 
+from fasttrack import process
 from fasttrack.config import Settings, TrainConfig
 from fasttrack.data import arrays, stream
 from fasttrack.data.describe import infer_schema
@@ -39,13 +40,10 @@ from fasttrack.registry.model_folder import (
 )
 from fasttrack.runtime.onnx import RUN_FLOATS, RUN_ROWS_MAX, RUN_ROWS_MIN, OnnxRuntime, run_rows
 from fasttrack.scoring import (
-    _PR_GET_THP_DISABLE,
     Engine,
     _BatchModel,
     _CsvWriter,
     _label_array,
-    _prctl,
-    _small_pages,
     _whole_numbers,
     score_file,
 )
@@ -541,18 +539,38 @@ def test_label_dictionaries_are_what_pa_array_makes(labels: np.ndarray[Any, Any]
     assert _label_array(labels).equals(pa.array(labels.tolist()))
 
 
-@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="prctl is Linux's")
-def test_huge_pages_are_off_while_scoring_then_as_before(regressor: LoadedModel, tmp_path: Path) -> None:
-    prctl = _prctl()
-    assert prctl is not None
-    before = prctl(_PR_GET_THP_DISABLE, 0, 0, 0, 0)
-    with _small_pages():
-        assert prctl(_PR_GET_THP_DISABLE, 0, 0, 0, 0) == 1
-    assert prctl(_PR_GET_THP_DISABLE, 0, 0, 0, 0) == before
-    source = tmp_path / "in.csv"
-    messy_input(50).to_csv(source, index=False)
-    score_file(regressor, source, tmp_path / "out.csv")
-    assert prctl(_PR_GET_THP_DISABLE, 0, 0, 0, 0) == before
+def test_scoring_leaves_the_process_as_it_was(classifier: LoadedModel, tmp_path: Path) -> None:
+    """score_file is a library function: no process-wide setting changed and no thread left behind, whether it
+    succeeds or fails half-way (the CLI's process settings are fasttrack.process's, tested there)."""
+    source, bad = tmp_path / "in.csv", tmp_path / "bad.csv"
+    messy_input(5000).to_csv(source, index=False)
+    broken = messy_input(5000)
+    broken.loc[4000, "b"] = "not a number"
+    broken.to_csv(bad, index=False)
+
+    def settings() -> tuple[Any, ...]:
+        return process.huge_pages_disabled(), gc.isenabled(), gc.get_freeze_count()
+
+    class Watch:  # the settings while scoring, after each batch
+        def __init__(self) -> None:
+            self.seen: set[tuple[Any, ...]] = set()
+
+        def start(self, stream: stream.BatchStream) -> None:
+            self.seen.add(settings())
+
+        def update(self, rows: int, position: int) -> None:
+            self.seen.add(settings())
+
+    before, threads, watch = settings(), set(threading.enumerate()), Watch()
+    for engine in ("onnx", "sklearn"):
+        score_file(classifier, source, tmp_path / "out.csv", batch_rows=1000, engine=engine, progress=watch)
+        assert watch.seen == {before}
+        assert settings() == before
+        assert {thread for thread in threading.enumerate() if thread.is_alive()} <= threads
+        with pytest.raises(SchemaValidationError):
+            score_file(classifier, bad, tmp_path / "out.csv", batch_rows=1000, engine=engine)
+        assert settings() == before
+        assert {thread for thread in threading.enumerate() if thread.is_alive()} <= threads
 
 
 @pytest.mark.parametrize("engine", ["onnx", "sklearn"])

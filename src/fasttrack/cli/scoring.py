@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 
+from fasttrack import process
 from fasttrack.cli.options import ModelOption
 from fasttrack.cli.render import ScoreBar, out
 from fasttrack.config import Engine
@@ -29,7 +30,8 @@ def predict(
     """
     import fasttrack
 
-    with ScoreBar(data) as bar:
+    # Huge pages off while scoring: see fasttrack.process.small_pages.
+    with ScoreBar(data) as bar, process.small_pages():
         summary = fasttrack.score_file(
             model, data, output, batch_rows=batch_rows, probabilities=probabilities, engine=engine, progress=bar
         )

@@ -9,7 +9,6 @@ MLflow's ``{"error_code", "message"}`` under ``/invocations``, ``{"error"}`` und
 
 from __future__ import annotations
 
-import gc
 import logging
 import os
 import shutil
@@ -32,12 +31,12 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import HTMLResponse
 from starlette.types import Receive, Scope, Send
 
-from fasttrack import __version__
+from fasttrack import __version__, process
 from fasttrack.config import Settings, get_settings
 from fasttrack.errors import FastTrackError
 from fasttrack.serving.fastlane import PredictLane
 from fasttrack.serving.http_metrics import AccessLog, HttpMetricsMiddleware
-from fasttrack.serving.manager import ModelManager, load_checked, settle_heap
+from fasttrack.serving.manager import ModelManager, load_checked
 from fasttrack.serving.metrics import MULTIPROC_ENV, ServerMetrics, multiprocess_mode
 from fasttrack.serving.payloads import InvocationsIn, V2InferenceRequest, openapi_for
 from fasttrack.serving.predictor import Predictor
@@ -79,12 +78,12 @@ def create_app(
     ``on_fatal`` is called (from the loading thread) when the first load fails, e.g. to stop the server.
     ``load_before_serving`` (default: with several workers) makes start-up wait for the first load, so that a
     worker process takes no connection before it has a model: workers share one port, and a load balancer
-    cannot tell a loading worker from a ready one. ``settle`` (the real server, not tests) freezes the heap after
-    each model swap: see :func:`~fasttrack.serving.manager.settle_heap`.
+    cannot tell a loading worker from a ready one. ``settle`` (the real server, whose entry point deferred garbage
+    collection; not tests) freezes the heap after each model swap: see :func:`fasttrack.process.settle_heap`.
     """
     metrics = metrics if metrics is not None else (manager.metrics if manager is not None else ServerMetrics())
     manager = manager or ModelManager(
-        settings, metrics, predictor=predictor, on_fatal=on_fatal, after_swap=settle_heap if settle else None
+        settings, metrics, predictor=predictor, on_fatal=on_fatal, after_swap=process.settle_heap if settle else None
     )
     wait_for_model = settings.workers > 1 if load_before_serving is None else load_before_serving
 
@@ -257,7 +256,7 @@ def configure_logging(settings: Settings) -> None:
 
 def app_from_env() -> FastAPI:
     """The app of one worker process (``--workers N``): settings from the environment the parent prepared."""
-    gc.disable()  # until the model is loaded: see settle_heap
+    process.defer_collection()  # until the model is loaded and its heap settled
     settings = get_settings()
     configure_logging(settings)
     return create_app(settings, settle=True)
@@ -273,7 +272,7 @@ def run(settings: Settings) -> None:
     settings pass through the environment, each worker takes connections only once its model is loaded, and
     metrics go through a fresh ``PROMETHEUS_MULTIPROC_DIR``.
     """
-    gc.disable()  # start-up allocates a million objects to keep: no collection until settle_heap freezes them
+    process.defer_collection()  # start-up allocates a million objects to keep: none collected until settled
     import uvicorn
 
     from fasttrack.registry.resolve import resolve_model
@@ -303,7 +302,7 @@ def run(settings: Settings) -> None:
             raise failure[0]
         return
     load_checked(resolved, ServerMetrics(), settings)
-    gc.enable()  # this process only supervises the workers from here on (each worker settles its own heap)
+    process.resume_collection()  # this process only supervises the workers from here on (each settles its own)
     metrics_dir, made = _multiprocess_dir()
     try:
         _export(settings)

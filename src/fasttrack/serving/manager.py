@@ -19,9 +19,6 @@ URIs that name one fixed thing (``models:/NAME/3``, ``runs:/...``, a local folde
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
-import gc
 import logging
 import threading
 from collections import Counter
@@ -69,44 +66,6 @@ def load_checked(resolved: ResolvedModel, metrics: ServerMetrics, settings: Sett
         raise ModelLoadError(f"cannot load {resolved.uri}: {type(exc).__name__}: {exc}") from None
     predictor.check()
     return predictor
-
-
-def settle_heap() -> None:
-    """Put every object alive now out of the garbage collector's sight (``gc.freeze``), and re-enable it.
-
-    A server with its model loaded holds about a million long-lived objects (MLflow, scikit-learn, pandas, the
-    model). Each full collection scanned all of them: measured under load, 200-400 ms pauses every few seconds,
-    which were the p99 latency, and four such collections (1.4 s) while starting. So the server starts with the
-    collector off (:func:`~fasttrack.serving.app.run`) and, called after each model swap, this freezes what is
-    alive: frozen objects are never scanned again, only what requests allocate is. The first time, start-up's
-    garbage is frozen with the rest (measured: a few dozen objects). On a reload, the previous freeze is undone
-    and collected first, so the swapped-out model (whose objects hold reference cycles) is freed; that one full
-    collection pauses the process once per reload, as a full collection would have anyway.
-    """
-    if gc.get_freeze_count():
-        gc.unfreeze()
-        gc.collect()
-    gc.freeze()
-    gc.enable()
-    release_free_memory()
-
-
-def release_free_memory() -> bool:
-    """Give the memory the C allocator keeps after frees back to the system (glibc's ``malloc_trim``).
-
-    Loading a model frees as much as it keeps: ONNX Runtime parses the whole graph and builds its own structures
-    from it. glibc keeps freed blocks for reuse and only returns what sits at the top of its heap; measured with a
-    100-tree random forest, the process stayed at 418 MB after loading where 194 MB were in use. Returns whether
-    it could ask (``False`` off glibc, e.g. on musl or macOS, where there is nothing to do here).
-    """
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        trim = libc.malloc_trim
-    except (OSError, AttributeError):
-        return False
-    trim.argtypes = [ctypes.c_size_t]
-    trim(0)
-    return True
 
 
 def follows_registry(uri: str) -> bool:

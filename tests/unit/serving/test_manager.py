@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import threading
 import time
 import uuid
@@ -214,59 +212,3 @@ def test_every_swap_is_followed_by_the_after_swap_hook(settings: Settings, model
         assert calls == ["1", "2"]  # called once the new version serves
         assert manager.reload().outcome == "unchanged"
         assert calls == ["1", "2"]
-
-
-# In a process of its own: freezing the heap of the test process would keep every test's garbage alive.
-SETTLE_SCRIPT = """
-import gc, weakref
-from fasttrack.serving.manager import settle_heap
-
-class Node:
-    pass
-
-def cycle():
-    a, b = Node(), Node()
-    a.other, b.other = b, a
-    return weakref.ref(a)
-
-gc.disable()
-before_first = cycle()  # garbage from start-up: frozen with the rest by the first settle
-settle_heap()
-print(gc.isenabled(), gc.get_freeze_count() > 0, before_first() is not None)
-after_first = cycle()  # garbage of the serving process (a swapped-out model): freed by the next settle
-settle_heap()
-print(gc.isenabled(), gc.get_freeze_count() > 0, before_first() is None, after_first() is None)
-"""
-
-
-def test_settling_the_heap_freezes_it_and_frees_what_a_swap_left() -> None:
-    done = subprocess.run(
-        [sys.executable, "-c", SETTLE_SCRIPT], check=False, capture_output=True, text=True, timeout=120
-    )
-    assert done.returncode == 0, done.stderr
-    first, second = done.stdout.splitlines()
-    assert first == "True True True"  # collector back on, everything frozen, start-up garbage kept (frozen)
-    assert second == "True True True True"  # unfrozen, collected (both cycles freed), frozen again
-
-
-TRIM_SCRIPT = """
-from fasttrack.serving.manager import release_free_memory
-
-def rss_mb():
-    with open("/proc/self/status") as status:
-        return next(int(line.split()[1]) // 1024 for line in status if line.startswith("VmRSS"))
-
-blocks = [bytes(2000) for _ in range(100_000)]  # about 200 MB through malloc
-keep = blocks[-1]  # the top of the heap stays in use, so glibc cannot give the rest back by itself
-del blocks
-freed = rss_mb()
-print(release_free_memory(), freed - rss_mb())
-"""
-
-
-def test_freed_memory_goes_back_to_the_system() -> None:
-    done = subprocess.run([sys.executable, "-c", TRIM_SCRIPT], check=False, capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0, done.stderr
-    asked, returned_mb = done.stdout.split()
-    assert asked == "True"  # this is glibc (Debian)
-    assert int(returned_mb) > 100
