@@ -105,14 +105,17 @@ def _timed(stage: str, function: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def main() -> None:
+    from fasttrack import process
+
     out, argv = sys.argv[1], sys.argv[2:]
+    process.skip_teardown_on_exit()  # before the stages' modules register their atexit handlers, as the CLI does
     for stage, module, attribute, _ in STAGES:
         target = importlib.import_module(module)
         if hasattr(target, attribute):
             setattr(target, attribute, _timed(stage, getattr(target, attribute)))
-    # The Typer app itself, not fasttrack.cli.main: main() ends the process (see cli.entry._exit_now) before the
-    # report below could be written; the same exit follows the report instead.
-    from fasttrack.cli.entry import _exit_now, app
+    # The Typer app itself, not fasttrack.cli.main: main() ends the process before the report below could be
+    # written; the same exit (fasttrack.process.exit_without_teardown) follows the report instead.
+    from fasttrack.cli.entry import app
 
     try:
         app(args=argv, standalone_mode=True)
@@ -134,7 +137,7 @@ def main() -> None:
         report["exit_code"] = code
         report["other"] = total - imports[0] - sum(own.values())
         Path(out).write_text(json.dumps(report, indent=2), encoding="utf-8")
-    _exit_now(code if isinstance(code, int) else 1, cleanup=True)
+    process.exit_without_teardown(code if isinstance(code, int) else 1)
 
 
 if __name__ == "__main__":

@@ -1,9 +1,9 @@
 """Process-wide settings: the one module that changes how the whole process runs, called by entry points only.
 
-The CLI (``fasttrack predict``) and the server (``fasttrack.serving.app.run`` and its workers) call these
-functions; library code never does, so ``fasttrack.score_file`` or a ``Predictor`` used from a notebook leaves the
-caller's process as it found it. Each setting exists for a figure measured on this project's 2-core
-machine (docs/performance.md):
+The CLI (``fasttrack.cli.main`` and its ``predict`` command) and the server (``fasttrack.serving.app.run`` and its
+workers) call these functions; library code never does, so ``fasttrack.score_file`` or a ``Predictor`` used from a
+notebook leaves the caller's process as it found it. Each setting exists for a figure measured on this project's
+2-core machine (docs/performance.md):
 
 - **Transparent huge pages off while scoring a file** (:func:`small_pages`). Batch scoring allocates and frees
   each batch's buffers again and again; pyarrow's allocator and numpy ask for huge pages, so the kernel zeroed
@@ -16,23 +16,34 @@ machine (docs/performance.md):
   collections (1.4 s) while starting (``bench/serving.py``).
 - **Freed memory handed back to the system after a model load** (:func:`release_free_memory`, glibc's
   ``malloc_trim``): a 100-tree random forest left the server at 418 MB where 194 MB were in use.
+- **No interpreter teardown after a command that finished** (:func:`exit_without_teardown`). Once a command has
+  done its work and every ``atexit`` handler has run, tearing the interpreter down (every module of MLflow,
+  scikit-learn, pandas...) only costs time: 1.3-1.5 s of ``fasttrack train`` (``bench/apps/train_stages.py``). It
+  is taken after a success and after an expected error (a ``FastTrackError``), never after Ctrl-C or an
+  unexpected exception: those exit the ordinary way, with the interpreter's full teardown.
 
 Nothing here runs at import: each function acts when it is called.
 """
 
 from __future__ import annotations
 
+import atexit
 import gc
+import logging
+import os
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import NoReturn
 
 __all__ = [
     "defer_collection",
+    "exit_without_teardown",
     "huge_pages_disabled",
     "release_free_memory",
     "resume_collection",
     "settle_heap",
+    "skip_teardown_on_exit",
     "small_pages",
 ]
 
@@ -137,3 +148,45 @@ def release_free_memory() -> bool:
     trim.argtypes = [ctypes.c_size_t]
     trim(0)
     return True
+
+
+# ------------------------------------------------------------------------------------------------- exit
+_exit_code: list[int] = []  # set by exit_without_teardown, read by the handler at exit
+
+
+def skip_teardown_on_exit() -> None:
+    """Let :func:`exit_without_teardown` end the process right after the ``atexit`` handlers.
+
+    Call it first in an entry point, before the command runs: ``atexit`` handlers run in the reverse order of
+    their registration, so the one registered here runs after every handler the command's libraries register
+    later (MLflow ending its runs, temporary folders' finalizers, ...). Handlers registered before it, at the
+    import of the entry point's modules, would be skipped: today that is only ``logging.shutdown`` (registered when
+    ``logging`` is imported), which the handler calls itself. Until :func:`exit_without_teardown` is called, the
+    handler does nothing and the process exits the ordinary way.
+    """
+    atexit.register(_end_now)
+
+
+def exit_without_teardown(code: int) -> NoReturn:
+    """Exit with ``code`` the ordinary way (``SystemExit``), but skip the interpreter's teardown at the end.
+
+    Non-daemon threads are joined and the ``atexit`` handlers run as on any exit; then, if
+    :func:`skip_teardown_on_exit` was called first, the process ends with ``code`` without finalising the
+    interpreter (see the module docstring for what that saves). Without it, this is ``sys.exit(code)``. For an
+    entry point's expected ends only (success, a ``FastTrackError``): a caller that catches the ``SystemExit``
+    and carries on would still end at its own exit with ``code``.
+    """
+    _exit_code[:] = [code]
+    sys.exit(code)
+
+
+def _end_now() -> None:
+    if not _exit_code:
+        return
+    logging.shutdown()  # registered before this handler, so it would run after it: flush the log handlers now
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):  # a closed pipe or stream: nothing more can reach it anyway
+            continue
+    os._exit(_exit_code[0])

@@ -1,5 +1,6 @@
-"""Process-wide settings (fasttrack.process): each does what it says, and only entry points use them. Settings
-that would outlive a test (a frozen heap, the collector off) are tried in a process of their own."""
+"""Process-wide settings (fasttrack.process) and the CLI's exits: each does what it says, and only entry points
+use them. Settings that would outlive a test (a frozen heap, the collector off, the exit) are tried in a process of
+their own."""
 
 from __future__ import annotations
 
@@ -8,11 +9,12 @@ import re
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import pytest
 
 from fasttrack import process
-from support import REPO
+from support import REPO, clean_env
 
 SRC = REPO / "src" / "fasttrack"
 
@@ -110,13 +112,127 @@ def test_freed_memory_goes_back_to_the_system() -> None:
     assert int(returned_mb) > 100
 
 
+# ------------------------------------------------------------------------------------------------- exit
+# An object whose finaliser runs only in the interpreter's teardown (module globals are cleared there), and an
+# atexit handler registered after skip_teardown_on_exit, as a command's libraries register theirs.
+EXIT_SCRIPT = """
+import atexit, logging, logging.handlers, os, sys
+from fasttrack import process
+
+class Teardown:
+    def __del__(self, write=os.write):
+        write(1, b"teardown\\n")
+
+process.skip_teardown_on_exit()
+marker = Teardown()
+atexit.register(lambda: print("atexit handler", flush=True))
+# Buffered until the handler is flushed or closed (logging.shutdown at exit).
+handler = logging.handlers.MemoryHandler(100, target=logging.FileHandler(sys.argv[2], delay=True))
+logging.getLogger("check").addHandler(handler)
+logging.getLogger("check").warning("logged")
+if sys.argv[1] == "fast":
+    process.exit_without_teardown(3)
+sys.exit(3)
+"""
+
+
+@pytest.mark.parametrize("how", ["fast", "ordinary"])
+def test_exit_without_teardown_runs_atexit_handlers_and_skips_the_rest(how: str, tmp_path: Path) -> None:
+    log = tmp_path / "check.log"
+    done = run_python(EXIT_SCRIPT, how, str(log))
+    assert done.returncode == 3, done.stderr
+    assert done.stderr == ""
+    lines = done.stdout.splitlines()
+    assert lines[0] == "atexit handler"  # atexit handlers registered after skip_teardown_on_exit ran
+    assert log.read_text() == "logged\n"  # logging's buffered handler was flushed
+    # The interpreter's teardown: skipped by exit_without_teardown only.
+    assert lines[1:] == ([] if how == "fast" else ["teardown"])
+
+
+def test_only_logging_registers_an_atexit_handler_before_the_cli_starts() -> None:
+    """skip_teardown_on_exit's handler runs after every atexit handler registered after it; those registered
+    before it (at the import of fasttrack.cli) would be skipped, except logging.shutdown, which it calls itself."""
+    done = run_python(
+        """
+        import atexit
+        registered = []
+        register = atexit.register
+        atexit.register = lambda function, *args, **kwargs: registered.append(function) or register(function)
+        import fasttrack.cli
+        print([f"{function.__module__}.{function.__qualname__}" for function in registered])
+        """
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "['logging.shutdown']"
+
+
 def test_only_entry_points_change_the_process() -> None:
     """The CLI and the server's entry points use fasttrack.process; no other module imports it or makes its
     changes itself."""
     imports = re.compile(r"^\s*(from fasttrack import .*\bprocess\b|(from|import) fasttrack\.process\b)", re.MULTILINE)
-    tweaks = re.compile(r"\bgc\.(disable|enable|freeze|unfreeze)\(|malloc_trim|THP_DISABLE")
+    tweaks = re.compile(r"\bgc\.(disable|enable|freeze|unfreeze)\(|malloc_trim|THP_DISABLE|os\._exit\(|_run_exitfuncs")
     sources = {path.relative_to(SRC).as_posix(): path.read_text(encoding="utf-8") for path in SRC.rglob("*.py")}
     users = {name for name, text in sources.items() if imports.search(text)}
     assert users, "the entry points use fasttrack.process"
     assert all(name.startswith("cli") or name == "serving/app.py" for name in users), users
     assert [name for name, text in sources.items() if tweaks.search(text)] == ["process.py"]
+
+
+# A command's real ends, each in a process of its own: the CLI's main() with commands that succeed, fail as
+# FastTrack expects, are interrupted by a real SIGINT, and fail unexpectedly. `teardown` is printed only when the
+# interpreter is torn down.
+CLI_SCRIPT = """
+import os, signal, sys, time
+from fasttrack.cli import app, main
+from fasttrack.errors import DataError
+
+class Teardown:
+    def __del__(self, write=os.write):
+        write(1, b"teardown\\n")
+
+marker = Teardown()
+
+@app.command("check-ok")
+def check_ok() -> None:
+    print("done")
+
+@app.command("check-expected")
+def check_expected() -> None:
+    raise DataError("the input has no rows")
+
+@app.command("check-interrupted")
+def check_interrupted() -> None:
+    os.kill(os.getpid(), signal.SIGINT)
+    time.sleep(60)
+
+@app.command("check-unexpected")
+def check_unexpected() -> None:
+    raise ZeroDivisionError("division by zero")
+
+main()
+"""
+
+
+@pytest.mark.parametrize(
+    ("command", "code", "stdout", "stderr"),
+    [
+        ("check-ok", 0, ["done"], []),
+        ("check-expected", 1, [], ["error: the input has no rows"]),
+        ("check-interrupted", 130, ["teardown"], ["interrupted"]),
+        (
+            "check-unexpected",
+            1,
+            ["teardown"],
+            ["error: unexpected ZeroDivisionError: division by zero (run with --debug for the traceback)"],
+        ),
+    ],
+)
+def test_the_cli_exits_with_the_right_code_and_one_line(
+    command: str, code: int, stdout: list[str], stderr: list[str], tmp_path: Path
+) -> None:
+    """Success and expected errors skip the interpreter's teardown; Ctrl-C and unexpected errors exit the
+    ordinary way (``teardown`` printed)."""
+    done = run_python(CLI_SCRIPT, command, env=clean_env(tmp_path / "home"))
+    assert done.returncode == code, done.stderr
+    assert done.stdout.splitlines() == stdout
+    assert [line for line in done.stderr.splitlines() if line.strip()] == stderr

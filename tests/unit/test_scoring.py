@@ -6,9 +6,11 @@ import gc
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import threading
+import time
 import weakref
 from pathlib import Path
 from typing import Any
@@ -48,7 +50,7 @@ from fasttrack.scoring import (
     score_file,
 )
 from fasttrack.training.train import TrainResult, train
-from support import run_cli
+from support import FASTTRACK, clean_env, run_cli
 
 ROWS = 3000
 BATCH = 400
@@ -336,6 +338,34 @@ def test_the_command_streams_and_reports(classifier: LoadedModel, messy_csv: Pat
     assert failed.stderr.strip().splitlines() == [
         "error: input does not match the model's schema: a: required column is missing"
     ]
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="signals as on Linux")
+def test_ctrl_c_stops_the_command_with_one_line(classifier: LoadedModel, tmp_path: Path) -> None:
+    """fasttrack predict interrupted half-way (a real SIGINT): exit 130, one line, no output left behind."""
+    source, output = tmp_path / "in.csv", tmp_path / "out.csv"
+    messy_input(300_000).to_csv(source, index=False)
+    args = ["predict", "--model", str(classifier.path), "--data", str(source), "--out", str(output)]
+    running = subprocess.Popen(
+        [*FASTTRACK, *args, "--batch-rows", "500"],
+        env=clean_env(tmp_path / "home"),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        # The temporary output appears with the first scored batch: the command is then half-way.
+        while running.poll() is None and not list(tmp_path.glob(".out.csv.*.tmp")):
+            time.sleep(0.01)
+        running.send_signal(signal.SIGINT)
+        out, err = running.communicate(timeout=300)
+    finally:
+        running.kill()
+    assert running.returncode == 130, err
+    assert [line for line in err.splitlines() if line.strip()] == ["interrupted"]
+    assert out == ""
+    assert not output.exists()
+    assert not list(tmp_path.glob(".out.csv*"))
 
 
 def test_csv_is_the_text_pyarrow_writes(tmp_path: Path) -> None:

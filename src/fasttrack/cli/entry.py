@@ -6,7 +6,6 @@ Every failure FastTrack expects prints one readable line (``error: ...``) and ex
 
 from __future__ import annotations
 
-import atexit
 import logging
 import os
 import sys
@@ -16,7 +15,7 @@ from typing import Annotated
 import typer
 from rich.markup import escape
 
-from fasttrack import __version__
+from fasttrack import __version__, process
 from fasttrack.cli import data, models, scoring, serve, training
 from fasttrack.cli.render import err, out
 from fasttrack.errors import FastTrackError
@@ -59,45 +58,45 @@ def _main(
         warnings.filterwarnings("ignore")
 
 
-def _exit_now(code: int, *, cleanup: bool = False) -> None:
-    """Exit without interpreter finalisation (``cleanup``: after running the ``atexit`` handlers).
-
-    After a command has finished, tearing the interpreter down (every module of MLflow, scikit-learn, pandas...)
-    took 1.3-1.5 s of `fasttrack train` (measured by bench/apps/train_stages.py) and is of no use: the command's
-    files are closed and its runs ended. The ``atexit`` handlers still run (logging flushes its handlers, libraries
-    stop their pools), then the process exits with ``code``.
-
-    About one error exit in 25 of `fasttrack predict` aborted during finalisation ("terminate called without an
-    active exception", SIGABRT) after the error line was printed: a native thread pool is torn down while still
-    busy (the root cause is not yet found; pyarrow's CSV read-ahead was ruled out). By this point every
-    ``finally`` has run (temporary files removed, MLflow runs ended), so only the interpreter's own teardown is
-    skipped.
-    """
-    if cleanup:
-        atexit._run_exitfuncs()  # what interpreter shutdown would have run first
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(code)
+def _interrupted(done: BaseException) -> bool:
+    """Whether Ctrl-C ended the command: Typer turns ``KeyboardInterrupt`` into ``Exit(130)``, raised from it."""
+    seen: set[int] = set()
+    cause: BaseException | None = done
+    while cause is not None and id(cause) not in seen:
+        if isinstance(cause, KeyboardInterrupt):
+            return True
+        seen.add(id(cause))
+        cause = cause.__cause__ or cause.__context__
+    return False
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Entry point of the ``fasttrack`` command: one readable line per failure, tracebacks with ``--debug``."""
+    """Entry point of the ``fasttrack`` command: one readable line per failure, tracebacks with ``--debug``.
+
+    A command that succeeded or failed with a ``FastTrackError`` exits without the interpreter's teardown
+    (:func:`fasttrack.process.exit_without_teardown`); Ctrl-C (exit 130) and unexpected errors (exit 1) exit the
+    ordinary way.
+    """
     args = sys.argv[1:] if argv is None else argv
     debug = "--debug" in args
+    process.skip_teardown_on_exit()
     try:
         app(args=args, standalone_mode=True)
     except SystemExit as done:  # how Click's standalone mode ends every command, successful or not
         if debug:
             raise
+        if _interrupted(done):
+            err.print("interrupted")
+            sys.exit(130)
         code = done.code if isinstance(done.code, int) else (0 if done.code is None else 1)
         if isinstance(done.code, str):
             err.print(done.code, highlight=False, soft_wrap=True)
-        _exit_now(code, cleanup=True)
+        process.exit_without_teardown(code)
     except FastTrackError as exc:
         if debug:
             raise
         err.print(f"[red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
-        _exit_now(exc.exit_code)
+        process.exit_without_teardown(exc.exit_code)
     except KeyboardInterrupt:
         err.print("interrupted")
         sys.exit(130)
