@@ -18,9 +18,13 @@ notebook leaves the caller's process as it found it. Each setting exists for a f
   ``malloc_trim``): a 100-tree random forest left the server at 418 MB where 194 MB were in use.
 - **No interpreter teardown after a command that finished** (:func:`exit_without_teardown`). Once a command has
   done its work and every ``atexit`` handler has run, tearing the interpreter down (every module of MLflow,
-  scikit-learn, pandas...) only costs time: 1.3-1.5 s of ``fasttrack train`` (``bench/apps/train_stages.py``). It
-  is taken after a success and after an expected error (a ``FastTrackError``), never after Ctrl-C or an
-  unexpected exception: those exit the ordinary way, with the interpreter's full teardown.
+  scikit-learn, pandas...) only costs time: measured with ``bench/teardown.py``, a median 1.5 s of CPU of
+  ``fasttrack train`` and 0.14-0.16 s of ``fasttrack predict`` on a small file, a sixth of each command
+  (docs/performance.md, "Ending a command"). It is taken after a success and after an expected error (a
+  ``FastTrackError``), never after Ctrl-C or an unexpected exception: those exit the ordinary way, with the
+  interpreter's full teardown. It hides no crash: the SIGABRT that ``fasttrack predict`` once met in that
+  teardown came from Arrow's thread pool releasing a Python file, which :mod:`fasttrack.data.stream` no longer
+  leaves to Arrow's threads.
 
 Nothing here runs at import: each function acts when it is called.
 """
