@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from fasttrack import process
 from fasttrack.config import Settings
 from fasttrack.errors import ModelNotFoundError
 from fasttrack.serving import app as app_module
@@ -62,8 +63,11 @@ def test_the_access_log_is_off_by_default_and_json_when_on(
 
 
 def test_an_unknown_model_fails_before_the_port_is_bound(settings: Settings) -> None:
-    with pytest.raises(ModelNotFoundError, match="no-such-model"):
-        app_module.run(settings.model_copy(update={"model": "models:/no-such-model@champion", "port": 1}))
+    try:
+        with pytest.raises(ModelNotFoundError, match="no-such-model"):
+            app_module.run(settings.model_copy(update={"model": "models:/no-such-model@champion", "port": 1}))
+    finally:
+        process.resume_collection()  # run() is an entry point: it deferred collection for the server it never ran
 
 
 def test_the_multiprocess_folder_is_fresh(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
