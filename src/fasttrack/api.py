@@ -23,13 +23,13 @@ from fasttrack.config import Engine, Settings, Task, TrainConfig, get_settings, 
 from fasttrack.errors import ConfigError
 
 if TYPE_CHECKING:
+    from fasttrack.batch.score import ScoreProgress, ScoreSummary
     from fasttrack.data.clean import CleanOptions
     from fasttrack.data.ingest import IngestResult
     from fasttrack.registry.promotion import PromotionResult
     from fasttrack.registry.runs import TrackedRun
     from fasttrack.registry.versions import VersionDetails, VersionInfo
     from fasttrack.runtime.model import Model
-    from fasttrack.scoring import ScoreProgress, ScoreSummary
     from fasttrack.training.evaluate import GateDecision
     from fasttrack.training.train import TrainResult
 
@@ -572,10 +572,10 @@ def score_file(
     DataError
         The input cannot be read; nothing is left at ``output``.
     """
+    from fasttrack.batch.score import output_format
+    from fasttrack.batch.score import score_file as score
     from fasttrack.registry.resolve import resolve_model
     from fasttrack.runtime.model import Model
-    from fasttrack.scoring import output_format
-    from fasttrack.scoring import score_file as score
 
     target = Path(output)
     output_format(target)  # an unusable output name fails before any work
