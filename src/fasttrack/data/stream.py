@@ -97,8 +97,9 @@ def open_batches(
 
     Batches hold about ``batch_rows`` rows (CSV is read in blocks of up to 1 MB, gathered into batches of at
     least ``batch_rows`` rows). CSV delimiters are sniffed like :func:`~fasttrack.data.ingest.read_table`
-    does, and every CSV column is read as text, for :class:`BatchNormalizer` to type. Problems with the file
-    raise a one-line :class:`~fasttrack.errors.DataError`.
+    does, and every CSV column is read as text, for the feature contract to type
+    (:class:`~fasttrack.features.arrow.ArrowDriver`). Problems with the file raise a one-line
+    :class:`~fasttrack.errors.DataError`.
     """
     if batch_rows < 1:
         raise DataError(f"batch_rows must be at least 1, got {batch_rows}")
