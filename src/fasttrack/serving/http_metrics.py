@@ -10,9 +10,10 @@ start at 0.5 ms rather than 10 ms, because a prediction here takes well under a 
 Why not the instrumentator itself: it finds each request's route by matching the path against every route again,
 wraps each request and response in Starlette objects and looks up five labelled children per request; measured in
 process, that was a quarter of a one-row prediction's time. Here the route template comes from the router's own
-match (``scope["route"]``, set by Starlette), and the children of each (method, handler, status class) are bound
-once and reused. :meth:`HttpMetrics.observe` is public so that the prediction fast lane
-(:mod:`fasttrack.serving.fastlane`), which answers before the router, records the same series.
+match (``scope["route"]``, set by Starlette), and each request adds to plain running totals per (method, handler,
+status class) that reach the Prometheus values when they are collected (see :class:`HttpMetrics`).
+:meth:`HttpMetrics.observe` is public so that the prediction fast lane (:mod:`fasttrack.serving.fastlane`), which
+answers before the router, records the same series.
 
 ``handler`` is the route's template (``/v2/models/{name}/infer``), or ``none`` when no route matched (404s), so
 the label's values stay bounded; methods other than the standard ones are counted as ``OTHER`` for the same reason.
@@ -23,14 +24,17 @@ the label's values stay bounded; methods other than the standard ones are counte
 from __future__ import annotations
 
 import logging
+import math
 import re
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+import threading
+from bisect import bisect_left
+from collections.abc import Callable, Iterable, Iterator
 from time import perf_counter
 from typing import Any, Final
 
 import orjson
 from prometheus_client import CollectorRegistry, Counter, Histogram, Summary
+from prometheus_client.metrics_core import Metric
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 #: Latency buckets for percentiles (seconds): from half a millisecond to a minute.
@@ -69,56 +73,108 @@ _STATUS_CLASSES: Final = ("1xx", "2xx", "3xx", "4xx", "5xx")
 access_log = logging.getLogger("fasttrack.access")
 
 
-@dataclass(frozen=True, slots=True)
-class _Bound:
-    """The children one (method, handler, status class) touches, looked up once."""
+_LOWR_BOUNDS: Final = (*LOWR_BUCKETS, math.inf)
+_HIGHR_BOUNDS: Final = (*HIGHR_BUCKETS, math.inf)
+#: Where a (method, handler, status class) keeps what it recorded (see :class:`_Tally`); latency buckets follow.
+_REQUESTS, _REQUEST_COUNT, _REQUEST_BYTES, _RESPONSE_COUNT, _RESPONSE_BYTES, _SECONDS, _BUCKETS = range(7)
 
-    total: Any
-    request_size: Any
-    response_size: Any
-    latency: Any
+
+class _Tally:
+    """Running totals kept in plain numbers, and the Prometheus values they are added to when flushed.
+
+    ``values[i]`` is what was recorded so far, ``flushed[i]`` how much of it the value behind ``cells[i]`` (its
+    ``inc``) has had. Only the event loop adds to ``values``; a flush (under :class:`HttpMetrics`' lock) reads each
+    total once and adds the difference, so a request recorded during a flush is added by the next one.
+    """
+
+    __slots__ = ("cells", "flushed", "values")
+
+    def __init__(self, cells: list[Callable[[float], None]]) -> None:
+        self.cells = cells
+        self.values = [0.0] * len(cells)
+        self.flushed = [0.0] * len(cells)
+
+    def flush(self) -> None:
+        values, flushed = self.values, self.flushed
+        for i, add in enumerate(self.cells):
+            total = values[i]
+            if total != flushed[i]:
+                add(total - flushed[i])
+                flushed[i] = total
 
 
 class HttpMetrics:
     """The HTTP families, in ``registry``; handlers matching one of ``excluded`` (regular expressions) are not
-    measured (probes and scrapes would drown the traffic that matters)."""
+    measured (probes and scrapes would drown the traffic that matters).
 
-    def __init__(self, registry: CollectorRegistry, excluded: Iterable[str] = ()) -> None:
+    :meth:`observe` adds to plain numbers (:class:`_Tally`) that reach the Prometheus values when the registry is
+    collected (a scrape, ``get_sample_value``): the values' locks and per-call checks cost more than a request's
+    other metrics work. ``immediate`` (multiprocess mode, where other processes read the values from files at any
+    time) flushes after every request instead. The flush adds to the values through prometheus_client's private
+    attributes (``_value``, ``_count``, ``_sum``, ``_buckets``): used here only, and checked against its public
+    ``inc``/``observe`` by tests/unit/serving/test_http_metrics.py, which fails if prometheus_client changes them.
+    ``observe`` runs on the event loop (one thread); collecting may run on any.
+    """
+
+    def __init__(self, registry: CollectorRegistry, excluded: Iterable[str] = (), *, immediate: bool = False) -> None:
         self._excluded = [re.compile(pattern) for pattern in excluded]
         self._skip: dict[str, bool] = {}
-        self._bound: dict[tuple[str, str, int], _Bound] = {}
+        self._tallies: dict[tuple[str, str, int], _Tally] = {}
+        self._immediate = immediate
+        self._lock = threading.Lock()
         self.total = Counter(
             "http_requests_total",
             "Total number of requests by method, status and handler.",
             ["method", "status", "handler"],
-            registry=registry,
+            registry=None,
         )
         self.request_size = Summary(
             "http_request_size_bytes",
             "Content length of incoming requests by handler (the Content-Length header; 0 when absent).",
             ["handler"],
-            registry=registry,
+            registry=None,
         )
         self.response_size = Summary(
             "http_response_size_bytes",
             "Content length of outgoing responses by handler (the Content-Length header; 0 when absent).",
             ["handler"],
-            registry=registry,
+            registry=None,
         )
         self.latency_highr = Histogram(
             "http_request_duration_highr_seconds",
             "Latency with many buckets but no API specific labels, for percentiles.",
             buckets=HIGHR_BUCKETS,
-            registry=registry,
+            registry=None,
         )
         self.latency = Histogram(
             "http_request_duration_seconds",
             "Latency with only few buckets by handler.",
             ["method", "handler"],
             buckets=LOWR_BUCKETS,
-            registry=registry,
+            registry=None,
         )
-        self._observe_highr = self.latency_highr.observe
+        self._families = (self.total, self.request_size, self.response_size, self.latency_highr, self.latency)
+        highr: Any = self.latency_highr
+        self._highr = _Tally([highr._sum.inc, *(bucket.inc for bucket in highr._buckets)])
+        registry.register(self)
+
+    def describe(self) -> Iterator[Metric]:
+        """The families' descriptions (for the registry's name checks)."""
+        for family in self._families:
+            yield from family.describe()
+
+    def collect(self) -> Iterator[Metric]:
+        """The families, with every request recorded so far."""
+        self.flush()
+        for family in self._families:
+            yield from family.collect()
+
+    def flush(self) -> None:
+        """Add what was recorded since the last flush to the Prometheus values."""
+        with self._lock:
+            for tally in list(self._tallies.values()):
+                tally.flush()
+            self._highr.flush()
 
     def measured(self, handler: str) -> bool:
         """Whether requests to ``handler`` (a route template, or ``none``) are counted."""
@@ -132,26 +188,47 @@ class HttpMetrics:
     ) -> None:
         """Record one answered request (``handler`` a route template; call :meth:`measured` first)."""
         key = (method, handler, status // 100)
-        bound = self._bound.get(key)
-        if bound is None:
-            bound = self._bind(*key)
-        bound.total.inc()
-        bound.request_size.observe(request_bytes)
-        bound.response_size.observe(response_bytes)
-        bound.latency.observe(seconds)
-        self._observe_highr(seconds)
+        tally = self._tallies.get(key)
+        if tally is None:
+            tally = self._tally(*key)
+        values = tally.values
+        values[_REQUESTS] += 1
+        values[_REQUEST_COUNT] += 1
+        values[_REQUEST_BYTES] += request_bytes
+        values[_RESPONSE_COUNT] += 1
+        values[_RESPONSE_BYTES] += response_bytes
+        values[_SECONDS] += seconds
+        values[_BUCKETS + bisect_left(_LOWR_BOUNDS, seconds)] += 1  # the first bucket whose bound is >= seconds
+        highr = self._highr.values
+        highr[0] += seconds
+        highr[1 + bisect_left(_HIGHR_BOUNDS, seconds)] += 1
+        if self._immediate:
+            with self._lock:
+                tally.flush()
+                self._highr.flush()
 
-    def _bind(self, method: str, handler: str, status_class: int) -> _Bound:
+    def _tally(self, method: str, handler: str, status_class: int) -> _Tally:
+        """The tally of one (method, handler, status class), added to its children's values when flushed."""
         shown_method = method if method in _METHODS else "OTHER"
         status = _STATUS_CLASSES[status_class - 1] if 1 <= status_class <= 5 else f"{status_class}xx"
-        bound = _Bound(
-            total=self.total.labels(shown_method, status, handler),
-            request_size=self.request_size.labels(handler),
-            response_size=self.response_size.labels(handler),
-            latency=self.latency.labels(shown_method, handler),
+        total: Any = self.total.labels(shown_method, status, handler)
+        request_size: Any = self.request_size.labels(handler)
+        response_size: Any = self.response_size.labels(handler)
+        latency: Any = self.latency.labels(shown_method, handler)
+        tally = _Tally(
+            [
+                total._value.inc,
+                request_size._count.inc,
+                request_size._sum.inc,
+                response_size._count.inc,
+                response_size._sum.inc,
+                latency._sum.inc,
+                *(bucket.inc for bucket in latency._buckets),
+            ]
         )
-        self._bound[(method, handler, status_class)] = bound
-        return bound
+        with self._lock:
+            self._tallies[(method, handler, status_class)] = tally
+        return tally
 
 
 def header(scope: Scope, name: bytes) -> bytes | None:

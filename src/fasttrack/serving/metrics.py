@@ -184,7 +184,7 @@ class ServerMetrics:
         )
         self.live = LiveCollector()
         self.registry.register(self.live)
-        self.http = HttpMetrics(self.registry, excluded=UNMEASURED)
+        self.http = HttpMetrics(self.registry, excluded=UNMEASURED, immediate=multiprocess_mode())
 
     def for_model(
         self,

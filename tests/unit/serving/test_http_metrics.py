@@ -137,6 +137,66 @@ def test_non_standard_methods_are_counted_as_other() -> None:
     assert sample(registry, "http_request_duration_seconds_count", method="OTHER", handler="/predict") == 2
 
 
+#: Requests as (method, handler, status, seconds, request bytes, response bytes): latencies on, between and
+#: beyond the bucket bounds, several label sets, a status class that repeats.
+OBSERVED = [
+    ("POST", "/predict", 200, 0.0004, 40, 25),
+    ("POST", "/predict", 200, 0.0005, 41, 25),
+    ("POST", "/predict", 422, 0.0011, 12, 90),
+    ("POST", "/predict", 500, 0.25, 40, 60),
+    ("GET", "/model", 200, 0.003, 0, 900),
+    ("GET", "/model", 200, 75.0, 0, 900),
+    ("BREW", UNMATCHED, 404, 0.002, 3, 22),
+]
+
+
+def samples(registry: CollectorRegistry) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """Every sample of the HTTP families but the ``_created`` timestamps, by name and labels."""
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in registry.collect()
+        if family.name.startswith("http_")
+        for s in family.samples
+        if not s.name.endswith("_created")
+    }
+
+
+def test_the_tallies_reach_the_values_prometheus_clients_public_api_would() -> None:
+    """HttpMetrics adds to prometheus_client's values through private attributes: this fails if those change."""
+    recorded = CollectorRegistry()
+    http = HttpMetrics(recorded)
+    reference = CollectorRegistry()
+    public = HttpMetrics(reference)  # its families, driven by the public API only
+    public_total, public_latency = public.total, public.latency
+    for method, handler, status, seconds, received, sent in OBSERVED:
+        http.observe(method, handler, status, seconds, received, sent)
+        shown = method if method in ("GET", "POST") else "OTHER"
+        public_total.labels(shown, f"{status // 100}xx", handler).inc()
+        public.request_size.labels(handler).observe(received)
+        public.response_size.labels(handler).observe(sent)
+        public_latency.labels(shown, handler).observe(seconds)
+        public.latency_highr.observe(seconds)
+    expected = samples(reference)
+    assert len(expected) > 50
+    assert samples(recorded) == expected
+    http.observe(*OBSERVED[0])  # after a collection: added by the next one, once
+    public_total.labels("POST", "2xx", "/predict").inc()
+    public.request_size.labels("/predict").observe(40)
+    public.response_size.labels("/predict").observe(25)
+    public_latency.labels("POST", "/predict").observe(0.0004)
+    public.latency_highr.observe(0.0004)
+    assert samples(recorded) == samples(reference)
+    assert samples(recorded) == samples(reference)
+
+
+def test_immediate_metrics_reach_the_values_at_once() -> None:
+    """``immediate`` (multiprocess mode: other processes read the values' files) leaves nothing to a collection."""
+    http = HttpMetrics(CollectorRegistry(), immediate=True)
+    http.observe("POST", "/predict", 200, 0.002, 30, 25)
+    [family] = http.total.collect()  # the family's own values, not HttpMetrics' collection (which would flush)
+    assert [s.value for s in family.samples if s.name == "http_requests_total"] == [1]
+
+
 @pytest.mark.parametrize("handler", ["/health", "/ready", "/metrics", "/v2/health/live", "/v2/health/ready"])
 def test_probes_and_scrapes_are_not_measured(handler: str) -> None:
     assert not HttpMetrics(CollectorRegistry(), UNMEASURED).measured(handler)
