@@ -5,6 +5,10 @@ Layers, as in MLServer: routes (``fasttrack.serving.routes``) -> :class:`~fasttr
 served predictor and swaps in new registry versions. One exception handler turns every ``FastTrackError`` into
 its status and a body in the shape of the API it came from: ``{"error", "details"}`` for the briefs' API,
 MLflow's ``{"error_code", "message"}`` under ``/invocations``, ``{"error"}`` under ``/v2``.
+
+Middleware: every request goes through the app's middleware, ``POST /predict`` included; the fast lane
+(:mod:`fasttrack.serving.fastlane`) is the innermost one, so a middleware added with ``app.add_middleware`` after
+:func:`create_app` (authentication, CORS, tracing) sees every route.
 """
 
 from __future__ import annotations
@@ -29,12 +33,11 @@ from fastapi.staticfiles import StaticFiles
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import HTMLResponse
-from starlette.types import Receive, Scope, Send
 
 from fasttrack import __version__, process
 from fasttrack.config import Settings, get_settings
 from fasttrack.errors import FastTrackError
-from fasttrack.serving.fastlane import PredictLane
+from fasttrack.serving import fastlane
 from fasttrack.serving.http_metrics import AccessLog, HttpMetricsMiddleware
 from fasttrack.serving.manager import ModelManager, load_checked
 from fasttrack.serving.metrics import MULTIPROC_ENV, ServerMetrics, multiprocess_mode
@@ -116,29 +119,18 @@ def create_app(
     for router in (predict.router, feedback.router, invocations.router, v2.router, ops.router):
         app.include_router(router)
     _add_error_handlers(app)
+    # Innermost first: the lane, then the metrics and the access log around it; what a user adds after create_app
+    # wraps them all.
+    fastlane.install(app, manager, settings)
     app.add_middleware(HttpMetricsMiddleware, metrics=metrics.http)
     if settings.access_log:
         app.add_middleware(AccessLog)
-    app.lane = PredictLane(manager, settings, metrics.http, access_log=settings.access_log)
     _document_the_model(app, manager, settings)
     return app
 
 
 class ServingApp(FastAPI):
-    """The FastAPI app, with the fast lane in front: see :mod:`fasttrack.serving.fastlane`.
-
-    ``POST /predict`` requests the lane takes are answered by it; every other request (and every lifespan
-    event) goes through FastAPI as usual. ``lane`` is ``None`` until :func:`create_app` sets it.
-    """
-
-    lane: PredictLane | None = None
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        lane = self.lane
-        if lane is not None and scope["type"] == "http" and lane.takes(scope):
-            await lane(scope, receive, send)
-            return
-        await super().__call__(scope, receive, send)
+    """The server's FastAPI app (every request goes through its middleware: see :func:`create_app`)."""
 
 
 # ------------------------------------------------------------------------------------------------------ errors

@@ -1,44 +1,51 @@
-"""The fast lane: ``POST /predict`` answered at the ASGI level, ahead of FastAPI's routing and middleware.
+"""The fast lane: ``POST /predict`` answered inside every middleware of the app, ahead of FastAPI's routing.
 
-A one-row prediction through ONNX Runtime takes tens of microseconds; FastAPI's own path (middleware, routing,
-dependency solving, parameter parsing, response wrapping) costs more than that even for a hello-world endpoint.
-The lane takes the requests that need none of it, the everyday ones, and answers them with the *same* code the
-route uses (:func:`fasttrack.serving.routes.predict.predict_body`): same validation, same answers, same errors,
-same model metrics, drift and feedback windows, same HTTP metrics (:class:`~fasttrack.serving.http_metrics.HttpMetrics`)
-and access log line.
+A one-row prediction through ONNX Runtime takes tens of microseconds; FastAPI's routing, dependency solving,
+parameter parsing and response wrapping cost more than that even for a hello-world endpoint. :func:`install` adds
+the lane as the app's innermost middleware: everything the app is wrapped in (Starlette's error middleware, anything
+added with ``app.add_middleware`` such as authentication, CORS or tracing, and the app's own HTTP metrics and
+access log) wraps the lane too, and sees, changes or refuses the requests it answers like any other. Only
+Starlette's exception middleware (a ``Request`` object and a handler lookup per request) and FastAPI's
+per-request exit stack sit between the lane and the router: the requests the lane answers need neither.
+
+The lane answers the requests it takes with the *same* code the route uses
+(:func:`fasttrack.serving.routes.predict.predict_body`): same validation, same answers, same model metrics, drift
+and feedback windows. Everything else is left to the app, as for the route: a ``FastTrackError`` is answered by the
+app's exception handler for it (looked up as Starlette does), any other exception propagates to the app's 500
+handler, and the HTTP metrics and the access log are recorded by their middleware. For those the lane sets what
+the router and the route's dependencies set: ``scope["route"]`` (the route it stands in for: the metrics'
+``handler`` label) and the served version in the request state (``X-Model-Version`` on errors, the access log's
+``model_version``).
 
 It takes a request when all of these hold, judged from the request line and headers before reading anything:
 ``POST /predict`` with no ``root_path``; a JSON (or absent) ``Content-Type``; a ``Content-Length`` within
 ``max_body_bytes``; a query string that is empty or sets only ``probabilities`` and ``ids`` to booleans; a model
 loaded. Everything else (chunked bodies, bodies over the limit, other content types, unknown or malformed query
-parameters, no model yet) goes to the FastAPI app untouched, which answers it as before (413, 415, 422, 503...).
+parameters, no model yet) goes on to the router untouched, which answers it as before (413, 415, 422, 503...).
 """
 
 from __future__ import annotations
 
-import logging
-from time import perf_counter
-from typing import TYPE_CHECKING, Final
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import parse_qsl
 
+from fastapi.routing import APIRoute
+from starlette.requests import Request
+from starlette.responses import Response
+
 from fasttrack.errors import FastTrackError, PayloadTooLargeError
-from fasttrack.serving.http_metrics import HttpMetrics, header, log_access
-from fasttrack.serving.routes.common import (
-    MODEL_VERSION_HEADER,
-    PREDICTION_ID_HEADER,
-    domain_error,
-    error_body,
-    is_json,
-)
+from fasttrack.serving.http_metrics import header
+from fasttrack.serving.routes import predict
+from fasttrack.serving.routes.common import MODEL_VERSION_HEADER, PREDICTION_ID_HEADER, is_json
 from fasttrack.serving.routes.predict import predict_body
 
 if TYPE_CHECKING:
-    from starlette.types import Receive, Scope, Send
+    from fastapi import FastAPI
+    from starlette.types import ASGIApp, HTTPExceptionHandler, Receive, Scope, Send
 
     from fasttrack.config import Settings
     from fasttrack.serving.manager import ModelManager
-
-log = logging.getLogger(__name__)
 
 PATH: Final = "/predict"
 #: Boolean query values as FastAPI (pydantic) reads them; anything else is left to FastAPI's 422.
@@ -68,19 +75,51 @@ def options(query: bytes) -> tuple[bool, bool] | None:
     return found["probabilities"], found["ids"]
 
 
+def predict_route() -> APIRoute:
+    """The ``POST /predict`` route the lane stands in for (the one the router would match)."""
+    for route in predict.router.routes:
+        if isinstance(route, APIRoute) and route.endpoint is predict.predict:
+            return route
+    raise LookupError(f"no POST {PATH} route in {predict.__name__}")
+
+
+def install(app: FastAPI, manager: ModelManager, settings: Settings) -> None:
+    """Add a lane to ``app`` as its innermost middleware (call it before any other ``add_middleware``).
+
+    ``app`` must include :mod:`~fasttrack.serving.routes.predict`'s router without a prefix and have its
+    exception handlers registered (they answer the lane's errors).
+    """
+    if app.user_middleware:
+        raise RuntimeError("install the fast lane before any other middleware: it must be the innermost")
+    app.add_middleware(
+        PredictLane, manager=manager, settings=settings, route=predict_route(), handlers=app.exception_handlers
+    )
+
+
 class PredictLane:
-    """Answers the ``POST /predict`` requests it takes (see the module docstring); :meth:`takes` decides."""
+    """Answers the ``POST /predict`` requests it takes (see the module docstring) and passes the rest to ``app``.
+
+    ``handlers`` are the app's exception handlers (the mapping itself, so that handlers registered later count).
+    """
 
     def __init__(
-        self, manager: ModelManager, settings: Settings, http: HttpMetrics, *, access_log: bool = False
+        self,
+        app: ASGIApp,
+        *,
+        manager: ModelManager,
+        settings: Settings,
+        route: APIRoute,
+        handlers: Mapping[Any, HTTPExceptionHandler],
     ) -> None:
+        self.app = app
         self.manager = manager
         self.settings = settings
-        self.http = http
-        self.access_log = access_log
+        self.route = route
+        self.handlers = handlers
         self._limit = settings.max_body_bytes
-        self._measured = http.measured(PATH)
         self._queries: dict[bytes, tuple[bool, bool] | None] = {}
+        # What the router's match puts in the scope (Starlette's "endpoint" and "path_params", FastAPI's "route").
+        self._matched: dict[str, Any] = {"route": route, "endpoint": route.endpoint, "path_params": {}}
 
     def takes(self, scope: Scope) -> bool:
         """Whether this request is one for the lane (``scope`` is an HTTP request; nothing is read)."""
@@ -104,38 +143,51 @@ class PredictLane:
         return self._queries[query]
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        start = perf_counter()
+        if scope["type"] == "http" and self.takes(scope):
+            await self.answer(scope, receive, send)
+        else:
+            await self.app(scope, receive, send)
+
+    async def answer(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Answer one request :meth:`takes` took (errors: see the module docstring)."""
         predictor = self.manager.current
         assert predictor is not None  # takes() saw one; a swap since then leaves the new one, never None
-        headers: list[tuple[bytes, bytes]] = [_JSON, (_VERSION, predictor.version.encode())]
-        body = b""
+        scope.update(self._matched)
+        state = scope.get("state")
+        if state is None:
+            state = scope["state"] = {}
+        state["model_version"] = predictor.version  # what the route's predictor dependency records
         try:
             body = await self._read(receive)
+            if body is None:
+                return  # the client went away before sending its whole body: nothing to answer
             probabilities, ids = self._options(scope.get("query_string", b"")) or _NO_OPTIONS
             content, extra = await predict_body(predictor, self.settings, body, probabilities=probabilities, ids=ids)
-            status = 200
-            if PREDICTION_ID_HEADER in extra:
-                headers.append((_PREDICTION_ID, extra[PREDICTION_ID_HEADER].encode()))
         except FastTrackError as exc:
-            status, content = error_body(PATH, *domain_error(exc))
-        except _DisconnectedError:
+            await self._handle(exc, scope, receive, send)
             return
-        except Exception as exc:  # what the app's last-resort handler does: answer 500, log one line
-            log.error("unexpected error on POST %s: %s: %s", PATH, type(exc).__name__, exc)
-            status, content = error_body(PATH, 500, f"internal error: {type(exc).__name__}: {exc}")
+        headers = [_JSON, (_VERSION, predictor.version.encode())]
+        if PREDICTION_ID_HEADER in extra:
+            headers.append((_PREDICTION_ID, extra[PREDICTION_ID_HEADER].encode()))
         headers.append((b"content-length", str(len(content)).encode()))
-        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
         await send({"type": "http.response.body", "body": content})
-        seconds = perf_counter() - start
-        if self._measured:
-            self.http.observe("POST", PATH, status, seconds, len(body), len(content))
-        if self.access_log:
-            log_access(scope, status, seconds, predictor.version)
 
-    async def _read(self, receive: Receive) -> bytes:
+    async def _handle(self, exc: FastTrackError, scope: Scope, receive: Receive, send: Send) -> None:
+        """Answer ``exc`` with the app's handler for it, as Starlette's exception middleware would."""
+        handler = next((self.handlers[c] for c in type(exc).__mro__ if c in self.handlers), None)
+        if handler is None:
+            raise exc
+        response = handler(Request(scope, receive), exc)
+        if not isinstance(response, Response):
+            response = await response
+        await response(scope, receive, send)
+
+    async def _read(self, receive: Receive) -> bytes | None:
+        """The whole body, or ``None`` when the client disconnected first."""
         message = await receive()
         if message["type"] == "http.disconnect":
-            raise _DisconnectedError
+            return None
         body: bytes = message.get("body", b"")
         if not message.get("more_body", False):
             return body
@@ -144,7 +196,7 @@ class PredictLane:
         while True:
             message = await receive()
             if message["type"] == "http.disconnect":
-                raise _DisconnectedError
+                return None
             chunk = message.get("body", b"")
             total += len(chunk)
             if total > self._limit:  # the server enforces Content-Length; this guards the limit anyway
@@ -152,7 +204,3 @@ class PredictLane:
             chunks.append(chunk)
             if not message.get("more_body", False):
                 return b"".join(chunks)
-
-
-class _DisconnectedError(Exception):
-    """The client went away before sending its whole body: nothing to answer."""

@@ -1,20 +1,28 @@
-"""The app: one error handler (three shapes), the access log switch, and start-up that fails before binding."""
+"""The app: every route behind the middleware stack, one error handler (three shapes), the access log switch, and
+start-up that fails before binding.
+"""
 
 from __future__ import annotations
 
 import json
 import logging
 import os
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
+from fastapi import FastAPI, Request, Response
+from fastapi.routing import iter_route_contexts
+from fastapi.testclient import TestClient
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from fasttrack import process
 from fasttrack.config import Settings
 from fasttrack.errors import ModelNotFoundError
 from fasttrack.serving import app as app_module
+from fasttrack.serving.fastlane import PredictLane
+from fasttrack.serving.metrics import ServerMetrics
 from fasttrack.serving.predictor import Predictor
 
 AppClient = Callable[..., Any]
@@ -107,3 +115,151 @@ def test_workers_get_the_settings_through_the_environment(settings: Settings, mo
     finally:
         for name in Settings.model_fields:
             os.environ.pop(f"FASTTRACK_{name.upper()}", None)
+
+
+# --------------------------------------------------------------------------------------------------- middleware
+RECORD = {"feature_1": 5.3, "feature_2": 2.1}
+V2_BODY = {
+    "inputs": [
+        {"name": "feature_1", "datatype": "FP64", "shape": [1], "data": [5.3]},
+        {"name": "feature_2", "datatype": "FP64", "shape": [1], "data": [2.1]},
+    ]
+}
+#: A request that each route answers 200 (routes not named here: a GET with nothing).
+ROUTE_REQUESTS: dict[tuple[str, str], dict[str, Any]] = {
+    ("POST", "/predict"): {"json": RECORD},
+    ("GET", "/predict"): {"params": RECORD},
+    ("POST", "/feedback"): {"json": [{"id": "nope", "label": "positive"}]},
+    ("POST", "/invocations"): {"json": {"dataframe_records": [RECORD]}},
+    ("POST", "/v2/models/{name}/infer"): {"json": V2_BODY},
+    ("POST", "/v2/models/{name}/versions/{version}/infer"): {"json": V2_BODY},
+}
+EXPECTED_ROUTES = {
+    *[("GET", path) for path in ("/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json", app_module.STATIC_DOCS)],
+    *[("GET", path) for path in ("/health", "/ready", "/model", "/metrics", "/predict")],
+    *[("POST", path) for path in ("/predict", "/feedback", "/invocations", "/admin/reload")],
+    *[("GET", path) for path in ("/v2", "/v2/health/live", "/v2/health/ready", "/v2/models/{name}")],
+    *[("GET", f"/v2/models/{{name}}{tail}") for tail in ("/ready", "/versions/{version}", "/versions/{version}/ready")],
+    *[("POST", f"/v2/models/{{name}}{tail}") for tail in ("/infer", "/versions/{version}/infer")],
+}
+
+
+def every_route(app: Any) -> list[tuple[str, str]]:
+    """``(method, path template)`` of every route ``app.routes`` holds (HEAD aside; a mount as GET)."""
+    found = []
+    for context in iter_route_contexts(app.routes):
+        methods = context.methods if context.methods is not None else {"GET"}  # a mount: the static files
+        found += [(method, context.path) for method in sorted(methods - {"HEAD"})]
+    return found
+
+
+def request_for(method: str, template: str) -> tuple[str, dict[str, Any]]:
+    """A path and the client's arguments for a request to the route ``template`` that it answers 200."""
+    path = template.format(name="sample", version="1")
+    if template == app_module.STATIC_DOCS:
+        path += "/swagger-ui.css"
+    return path, ROUTE_REQUESTS.get((method, template), {})
+
+
+class Recorder:
+    """A user's middleware: notes the method, path and status of every answer it passes on."""
+
+    def __init__(self, app: ASGIApp, seen: list[tuple[str, str, int]]) -> None:
+        self.app = app
+        self.seen = seen
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def noting(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                self.seen.append((scope["method"], scope["path"], message["status"]))
+            await send(message)
+
+        await self.app(scope, receive, noting)
+
+
+class RequireToken:
+    """A user's authentication: 401 for any request without the token, before the app sees it."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and (b"authorization", b"Bearer sesame") not in scope["headers"]:
+            await send({"type": "http.response.start", "status": 401, "headers": [(b"content-length", b"2")]})
+            await send({"type": "http.response.body", "body": b"no"})
+            return
+        await self.app(scope, receive, send)
+
+
+@pytest.fixture
+def lane_answers(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The paths of the requests the fast lane answered (every ``PredictLane.answer`` call, noted)."""
+    answered: list[str] = []
+    answer = PredictLane.answer
+
+    async def noted(self: PredictLane, scope: Scope, receive: Receive, send: Send) -> None:
+        answered.append(scope["path"])
+        await answer(self, scope, receive, send)
+
+    monkeypatch.setattr(PredictLane, "answer", noted)
+    return answered
+
+
+def test_the_route_list_is_the_one_these_tests_cover(settings: Settings, classifier: Predictor) -> None:
+    assert set(every_route(app_module.create_app(settings, predictor=classifier))) == EXPECTED_ROUTES
+
+
+def record_with_the_http_decorator(app: FastAPI, seen: list[tuple[str, str, int]]) -> None:
+    """The same recorder in FastAPI's other form: ``@app.middleware("http")`` (Starlette's ``BaseHTTPMiddleware``)."""
+
+    @app.middleware("http")
+    async def noting(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+        response = await call_next(request)
+        seen.append((request.method, request.url.path, response.status_code))
+        return response
+
+
+@pytest.mark.parametrize("form", ["ASGI class", "http decorator"])
+def test_a_middleware_added_after_create_app_sees_every_route(
+    settings: Settings, classifier: Predictor, lane_answers: list[str], form: str
+) -> None:
+    app = app_module.create_app(settings, predictor=classifier)
+    seen: list[tuple[str, str, int]] = []
+    if form == "ASGI class":
+        app.add_middleware(Recorder, seen=seen)
+    else:
+        record_with_the_http_decorator(app, seen)
+    with TestClient(app) as client:
+        for method, template in every_route(app):
+            path, arguments = request_for(method, template)
+            response = client.request(method, path, **arguments)
+            assert response.status_code == 200, (method, path, response.text)
+            assert seen[-1] == (method, path, 200)
+            assert lane_answers == (["/predict"] if (method, path) == ("POST", "/predict") else [])
+            lane_answers.clear()
+    assert len(seen) == len(EXPECTED_ROUTES)
+
+
+def test_a_middleware_can_refuse_every_route_the_fast_lane_included(
+    settings: Settings, classifier: Predictor, lane_answers: list[str]
+) -> None:
+    metrics = ServerMetrics()
+    predictor = Predictor(classifier.model, classifier.source, metrics=metrics, settings=settings)
+    app = app_module.create_app(settings, predictor=predictor, metrics=metrics)
+    app.add_middleware(RequireToken)
+    with TestClient(app) as client:
+        for method, template in every_route(app):
+            path, arguments = request_for(method, template)
+            response = client.request(method, path, **arguments)
+            assert (response.status_code, response.content) == (401, b"no"), (method, path)
+        assert lane_answers == []
+        predictions = {"model": "sample", "version": "1", "outcome": "success"}
+        assert metrics.registry.get_sample_value("fasttrack_predictions_total", predictions) == 0
+        allowed = client.post("/predict", json=RECORD, headers={"Authorization": "Bearer sesame"})
+        assert allowed.json() == {"prediction": "positive"}
+        assert lane_answers == ["/predict"]
+        assert metrics.registry.get_sample_value("fasttrack_predictions_total", predictions) == 1

@@ -1,9 +1,10 @@
-"""The fast lane: ``POST /predict`` answered ahead of FastAPI, with the route's answers, errors, metrics and windows.
+"""The fast lane: ``POST /predict`` answered by the app's innermost middleware, with the route's answers, errors,
+metrics and windows.
 
-Every comparison runs the same requests through two apps built alike: one as served (the lane in front, wrapped
-to count the requests it answered, so a comparison cannot pass with the lane idle) and one with ``app.lane`` set
-to ``None``, where FastAPI's route answers. Prediction ids are random: they are compared by shape (32 hex digits,
-the same in the header and the body), everything else byte for byte.
+Every comparison runs the same requests through two apps built alike: one as served (with the lane, made to count
+the requests it answered, so a comparison cannot pass with the lane idle) and one with the lane taken out, where
+FastAPI's route answers. Prediction ids are random: they are compared by shape (32 hex digits, the same in the
+header and the body), everything else byte for byte.
 """
 
 from __future__ import annotations
@@ -22,11 +23,15 @@ import pytest
 from fastapi.testclient import TestClient
 from prometheus_client import CollectorRegistry
 from pydantic import TypeAdapter, ValidationError
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import Response
 from starlette.types import Message, Receive, Scope, Send
 
 from fasttrack.config import Settings
+from fasttrack.errors import SchemaValidationError
 from fasttrack.serving.app import ServingApp, create_app
-from fasttrack.serving.fastlane import PredictLane, options
+from fasttrack.serving.fastlane import PredictLane, options, predict_route
 from fasttrack.serving.manager import ModelManager
 from fasttrack.serving.metrics import ServerMetrics
 from fasttrack.serving.predictor import Predictor
@@ -40,31 +45,48 @@ ID = re.compile(r"[0-9a-f]{32}")
 LIMITS = {"max_batch_rows": 5, "max_body_bytes": 4096}
 
 
-class CountingLane(PredictLane):
-    """The app's lane, counting the requests it answered."""
+@dataclass
+class Count:
+    """How many requests the app's lane answered."""
 
-    def __init__(self, lane: PredictLane) -> None:
-        super().__init__(lane.manager, lane.settings, lane.http, access_log=lane.access_log)
-        self.answered = 0
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        self.answered += 1
-        await super().__call__(scope, receive, send)
+    answered: int = 0
 
 
-def counting(app: Any) -> CountingLane:
-    """Swap ``app``'s lane for a :class:`CountingLane` over the same manager, settings and metrics."""
-    assert isinstance(app, ServingApp) and app.lane is not None
-    lane = CountingLane(app.lane)
-    app.lane = lane
-    return lane
+def lane_index(app: Any) -> int:
+    """Where the lane is in ``app``'s middleware list (Starlette builds the stack from it, innermost last)."""
+    assert isinstance(app, ServingApp)
+    [index] = [i for i, entry in enumerate(app.user_middleware) if issubclass(entry.cls, PredictLane)]
+    assert index == len(app.user_middleware) - 1  # the innermost
+    return index
+
+
+def counting(app: Any) -> Count:
+    """Make ``app``'s lane count the requests it answers (the stack is rebuilt on the next request)."""
+    count = Count()
+
+    class CountingLane(PredictLane):
+        async def answer(self, scope: Scope, receive: Receive, send: Send) -> None:
+            count.answered += 1
+            await super().answer(scope, receive, send)
+
+    index = lane_index(app)
+    entry = app.user_middleware[index]
+    app.user_middleware[index] = Middleware(CountingLane, *entry.args, **entry.kwargs)
+    app.middleware_stack = None
+    return count
+
+
+def without_lane(app: Any) -> None:
+    """Take the lane out of ``app``: the router takes every request, as if there were no lane."""
+    del app.user_middleware[lane_index(app)]
+    app.middleware_stack = None
 
 
 @dataclass
 class Served:
     client: TestClient
     metrics: ServerMetrics
-    lane: CountingLane | None  # None: FastAPI's route answers every request
+    lane: Count | None  # None: FastAPI's route answers every request
 
 
 @pytest.fixture
@@ -81,7 +103,7 @@ def served(serve_app: AppClient) -> Callable[..., Any]:
         with serve_app(settings, predictor, **kwargs) as (client, metrics):
             spy = counting(client.app)
             if not lane:
-                client.app.lane = None
+                without_lane(client.app)
             yield Served(client, metrics, spy if lane else None)
 
     return serve
@@ -266,6 +288,22 @@ def test_the_lane_writes_the_routes_access_log_line(
     ]
 
 
+def test_the_lane_answers_errors_with_the_apps_handlers_as_the_route_does(
+    served: Callable[..., Any], small: Settings, classifier: Predictor
+) -> None:
+    async def teapot(request: Request, exc: Exception) -> Response:
+        return Response(f"short and stout: {request.url.path}".encode(), status_code=418)
+
+    for lane in (True, False):
+        with served(small, classifier, lane=lane) as app:
+            app.client.app.add_exception_handler(SchemaValidationError, teapot)  # a user's, for one kind of error
+            refused = post(app.client, "", {"json": {"feature_1": 5.3}})
+            other = post(app.client, "", {"content": b"[", "headers": JSON})  # a BadRequestError: the app's handler
+            assert app.lane is None or app.lane.answered == 2
+        assert (refused.status_code, refused.content) == (418, b"short and stout: /predict")
+        assert other.status_code == 400 and other.json()["error"].startswith("malformed JSON")
+
+
 def test_an_id_from_the_lane_is_joined_by_feedback(
     served: Callable[..., Any], small: Settings, classifier: Predictor
 ) -> None:
@@ -360,7 +398,7 @@ def test_an_unexpected_failure_is_the_routes_500(settings: Settings, classifier:
         assert isinstance(app, ServingApp)
         spy = counting(app)
         if not lane:
-            app.lane = None
+            without_lane(app)
         with TestClient(app, raise_server_exceptions=False) as client:
             answers.append(shape(client.post("/predict", json=RECORD)))
         assert spy.answered == (1 if lane else 0)
@@ -368,6 +406,10 @@ def test_an_unexpected_failure_is_the_routes_500(settings: Settings, classifier:
             "fasttrack_predictions_total", {"model": "sample", "version": "1", "outcome": "error"}
         )
         assert error == 1
+        http = metrics.registry.get_sample_value(
+            "http_requests_total", {"method": "POST", "handler": "/predict", "status": "5xx"}
+        )
+        assert http == 1
     assert answers[0] == answers[1]
     assert answers[0][0] == 500
     assert json.loads(answers[0][1])["error"] == "internal error: RuntimeError: the model blew up"
@@ -431,8 +473,13 @@ class Holder:
     current: Predictor | None
 
 
+async def unreachable(scope: Scope, receive: Receive, send: Send) -> None:
+    raise AssertionError("takes() passes nothing on")
+
+
 def lane_for(settings: Settings, predictor: Predictor | None) -> PredictLane:
-    return PredictLane(cast(ModelManager, Holder(predictor)), settings, ServerMetrics().http)
+    manager = cast(ModelManager, Holder(predictor))
+    return PredictLane(unreachable, manager=manager, settings=settings, route=predict_route(), handlers={})
 
 
 TAKEN = {
