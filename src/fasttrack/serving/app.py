@@ -4,7 +4,9 @@ Layers, as in MLServer: routes (``fasttrack.serving.routes``) -> :class:`~fasttr
 (validate, predict; no HTTP) -> the model folder. The :class:`~fasttrack.serving.manager.ModelManager` holds the
 served predictor and swaps in new registry versions. One exception handler turns every ``FastTrackError`` into
 its status and a body in the shape of the API it came from: ``{"error", "details"}`` for the briefs' API,
-MLflow's ``{"error_code", "message"}`` under ``/invocations``, ``{"error"}`` under ``/v2``.
+MLflow's ``{"error_code", "message"}`` under ``/invocations``, ``{"error"}`` under ``/v2``. Any other exception
+is a 500 whose body says only "internal error" and a request id (also in ``X-Request-Id``); the exception, with
+its traceback, is logged under the same id, never shown to the client.
 
 Middleware: every request goes through the app's middleware, ``POST /predict`` included; the fast lane
 (:mod:`fasttrack.serving.fastlane`) is the innermost one, so a middleware added with ``app.add_middleware`` after
@@ -15,8 +17,10 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import shutil
 import tempfile
+import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -33,12 +37,13 @@ from fastapi.staticfiles import StaticFiles
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import HTMLResponse
+from starlette.types import Receive, Scope, Send
 
 from fasttrack import __version__, process
 from fasttrack.config import Settings, get_settings
 from fasttrack.errors import FastTrackError
 from fasttrack.serving import fastlane
-from fasttrack.serving.http_metrics import AccessLog, HttpMetricsMiddleware
+from fasttrack.serving.http_metrics import AccessLog, HttpMetricsMiddleware, header
 from fasttrack.serving.manager import ModelManager, load_checked
 from fasttrack.serving.metrics import MULTIPROC_ENV, ServerMetrics, multiprocess_mode
 from fasttrack.serving.payloads import InvocationsIn, V2InferenceRequest, openapi_for
@@ -48,6 +53,12 @@ from fasttrack.serving.routes.common import MODEL_VERSION_HEADER, domain_error, 
 
 log = logging.getLogger(__name__)
 
+#: The header carrying a request's id: honoured when the client sends a sane one, else made; set on every 500.
+REQUEST_ID_HEADER: Final = "X-Request-Id"
+#: A client's request id is used when it is a short token of these characters (it goes into logs and headers).
+_SANE_REQUEST_ID: Final = re.compile(r"[A-Za-z0-9._:+/=-]{1,128}")
+#: The scope key under which the 500 handler records the id of the failure it answered and logged.
+_ANSWERED: Final = "fasttrack.internal_error"
 #: Where the Swagger UI and ReDoc assets are served from.
 STATIC_DOCS: Final = "/static-offline-docs"
 DESCRIPTION: Final = """
@@ -130,7 +141,20 @@ def create_app(
 
 
 class ServingApp(FastAPI):
-    """The server's FastAPI app (every request goes through its middleware: see :func:`create_app`)."""
+    """The FastAPI app, whose 500s are logged once: by the app's handler, with the request id.
+
+    Starlette's outermost middleware answers an unexpected exception with the app's handler (see
+    :func:`internal_error`), then raises it again "so that servers can log it": Uvicorn would log the traceback a
+    second time, without the request id. An exception the handler answered stops here instead; any other (one
+    raised by the handler itself, a failed lifespan) goes on to the server.
+    """
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        except Exception:
+            if _ANSWERED not in scope:
+                raise
 
 
 # ------------------------------------------------------------------------------------------------------ errors
@@ -144,10 +168,40 @@ def error_response(
     return Response(body, status_code=status, media_type="application/json", headers=headers)
 
 
+def request_id(scope: Scope) -> str:
+    """The request's id: the client's ``X-Request-Id`` when it is a sane token, else a new random one.
+
+    Made only when an answer needs it (a 500), so the requests that succeed pay nothing for it.
+    """
+    given = header(scope, REQUEST_ID_HEADER.lower().encode())
+    if given is not None:
+        text = given.decode("latin-1")
+        if _SANE_REQUEST_ID.fullmatch(text):
+            return text
+    return uuid.uuid4().hex
+
+
+def internal_error(request: Request, exc: BaseException) -> Response:
+    """The 500 answer to an exception: "internal error" and a request id; the exception is logged with that id.
+
+    The body holds nothing of the exception (no text, no type, no traceback, no path): those can tell a client
+    about the server's internals. The id, in the body and in ``X-Request-Id``, finds the log record.
+    """
+    rid = request_id(request.scope)
+    request.scope[_ANSWERED] = rid
+    log.error("internal error %s on %s %s", rid, request.method, request.scope["path"], exc_info=exc)
+    response = error_response(request, 500, f"internal error (request id {rid})")
+    response.headers[REQUEST_ID_HEADER] = rid
+    return response
+
+
 def _add_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(FastTrackError)
     async def fasttrack_error(request: Request, exc: FastTrackError) -> Response:
-        return error_response(request, *domain_error(exc))
+        status, message, details = domain_error(exc)
+        if status == 500:  # a FastTrackError without a status of its own: a failure like any other
+            return internal_error(request, exc)
+        return error_response(request, status, message, details)
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(request: Request, exc: RequestValidationError) -> Response:
@@ -167,9 +221,7 @@ def _add_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> Response:
-        # Uvicorn logs the traceback too (Starlette re-raises after this answer); one line here is enough.
-        log.error("unexpected error on %s %s: %s: %s", request.method, request.url.path, type(exc).__name__, exc)
-        return error_response(request, 500, f"internal error: {type(exc).__name__}: {exc}")
+        return internal_error(request, exc)
 
 
 # ----------------------------------------------------------------------------------------------------- OpenAPI

@@ -1,5 +1,5 @@
-"""The app: every route behind the middleware stack, one error handler (three shapes), the access log switch, and
-start-up that fails before binding.
+"""The app: every route behind the middleware stack, 500s without internals, one error handler (three shapes), the
+access log switch, and start-up that fails before binding.
 """
 
 from __future__ import annotations
@@ -7,6 +7,8 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
+import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -17,9 +19,10 @@ from fastapi.routing import iter_route_contexts
 from fastapi.testclient import TestClient
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+import fasttrack
 from fasttrack import process
 from fasttrack.config import Settings
-from fasttrack.errors import ModelNotFoundError
+from fasttrack.errors import FastTrackError, ModelNotFoundError
 from fasttrack.serving import app as app_module
 from fasttrack.serving.fastlane import PredictLane
 from fasttrack.serving.metrics import ServerMetrics
@@ -34,25 +37,6 @@ def test_framework_errors_have_the_apis_shapes(serve_app: AppClient, settings: S
         assert client.delete("/predict").status_code == 405
         assert client.get("/v2/nowhere").json() == {"error": "Not Found"}
         assert client.get("/invocations").json() == {"error_code": "BAD_REQUEST", "message": "Method Not Allowed"}
-
-
-def test_an_unexpected_failure_is_a_500_in_shape(
-    serve_app: AppClient, settings: Settings, classifier: Predictor
-) -> None:
-    class Broken:
-        name = "broken"
-        labels = None
-
-        def predict(self, columns: Any, rows: int, *, probabilities: bool = False) -> Any:
-            raise RuntimeError("the model blew up")
-
-    broken = Predictor(classifier.model, classifier.source, runtime=Broken())
-    from fastapi.testclient import TestClient
-
-    with TestClient(app_module.create_app(settings, predictor=broken), raise_server_exceptions=False) as client:
-        response = client.post("/predict", json={"feature_1": 1.0, "feature_2": 1.0})
-    assert response.status_code == 500
-    assert response.json()["error"] == "internal error: RuntimeError: the model blew up"
 
 
 def test_the_access_log_is_off_by_default_and_json_when_on(
@@ -263,3 +247,146 @@ def test_a_middleware_can_refuse_every_route_the_fast_lane_included(
         assert allowed.json() == {"prediction": "positive"}
         assert lane_answers == ["/predict"]
         assert metrics.registry.get_sample_value("fasttrack_predictions_total", predictions) == 1
+
+
+# ------------------------------------------------------------------------------------------------------ errors
+SECRET = "secret-7f3a"
+#: What must never reach a client: a traceback, source files, installed paths, an exception's class name.
+LEAKS = re.compile(
+    "|".join(
+        [
+            "Traceback",
+            r'File "',
+            r"\.py\b",
+            re.escape(str(Path(fasttrack.__file__).parent.parent)),
+            re.escape(sys.prefix),
+            "site-packages",
+            r"\b[A-Z][A-Za-z]*(?:Error|Exception)\b",
+        ]
+    )
+)
+
+
+def leaks(text: str, exception_texts: list[str]) -> list[str]:
+    """The internals ``text`` shows: matches of :data:`LEAKS`, and any of ``exception_texts``."""
+    return LEAKS.findall(text) + [shown for shown in exception_texts if shown and shown in text]
+
+
+def boom(*args: Any, **kwargs: Any) -> Any:
+    raise RuntimeError(f"{SECRET} in {__file__}")
+
+
+#: Requests that reach the model, on every API; ``?verbose=1`` sends POST /predict past the fast lane.
+PREDICTING = {
+    "POST /predict, the fast lane": ("POST", "/predict", {"json": RECORD}),
+    "POST /predict, FastAPI's route": ("POST", "/predict?verbose=1", {"json": RECORD}),
+    "GET /predict": ("GET", "/predict", {"params": RECORD}),
+    "POST /invocations, JSON": ("POST", "/invocations", {"json": {"dataframe_records": [RECORD]}}),
+    "POST /invocations, CSV": (
+        "POST",
+        "/invocations",
+        {"content": b"feature_1,feature_2\n5.3,2.1\n", "headers": {"Content-Type": "text/csv"}},
+    ),
+    "POST /v2/.../infer": ("POST", "/v2/models/sample/infer", {"json": V2_BODY}),
+}
+
+
+def internal_error_body(path: str, message: str) -> dict[str, Any]:
+    if path.startswith("/invocations"):
+        return {"error_code": "INTERNAL_ERROR", "message": message}
+    if path.startswith("/v2"):
+        return {"error": message}
+    return {"error": message, "details": []}
+
+
+@pytest.mark.parametrize("where", ["runtime", "validation"])
+@pytest.mark.parametrize(("method", "path", "arguments"), PREDICTING.values(), ids=PREDICTING.keys())
+def test_an_unexpected_failure_answers_a_fixed_500_and_logs_it_under_the_request_id(
+    serve_app: AppClient,
+    settings: Settings,
+    classifier: Predictor,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    lane_answers: list[str],
+    where: str,
+    method: str,
+    path: str,
+    arguments: dict[str, Any],
+) -> None:
+    caplog.set_level(logging.ERROR, logger="fasttrack")
+    with serve_app(settings, classifier) as (client, _):
+        served = client.app.state.manager.current
+        if where == "runtime":
+            monkeypatch.setattr(served.runtime, "predict", boom)
+        else:
+            monkeypatch.setattr(served.records, "validate", boom)
+        response = client.request(method, path, **arguments)  # the client raises what the app lets out
+    assert lane_answers == (["/predict"] if path == "/predict" and method == "POST" else [])
+    assert response.status_code == 500
+    request_id = response.headers["X-Request-Id"]
+    assert re.fullmatch("[0-9a-f]{32}", request_id)
+    assert response.json() == internal_error_body(path, f"internal error (request id {request_id})")
+    assert response.headers["X-Model-Version"] == "1"
+    assert leaks(response.text, [SECRET, "RuntimeError"]) == []
+    [record] = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert request_id in record.getMessage()
+    assert record.exc_info is not None and SECRET in str(record.exc_info[1])
+    assert "Traceback" in caplog.text and SECRET in caplog.text
+
+
+@pytest.mark.parametrize(
+    ("given", "honoured"),
+    [
+        ("3f2b9c1e-77aa-4d1c-9e0f-0c4f8b5a6d21", True),
+        ("Root=1-5759e988-bd862e3fe1be46a994272793", True),
+        ("req_42.retry:1", True),
+        ("x" * 128, True),
+        ("x" * 129, False),
+        ("a b", False),
+        ("<script>", False),
+        ("id;drop", False),
+        ("", False),
+    ],
+)
+def test_a_sane_incoming_request_id_is_kept_anything_else_replaced(
+    serve_app: AppClient,
+    settings: Settings,
+    classifier: Predictor,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    given: str,
+    honoured: bool,
+) -> None:
+    caplog.set_level(logging.ERROR, logger="fasttrack")
+    with serve_app(settings, classifier) as (client, _):
+        monkeypatch.setattr(client.app.state.manager.current.runtime, "predict", boom)
+        response = client.post("/predict", json=RECORD, headers={"X-Request-Id": given})
+    request_id = response.headers["X-Request-Id"]
+    if honoured:
+        assert request_id == given
+    else:
+        assert re.fullmatch("[0-9a-f]{32}", request_id)
+    assert response.json()["error"] == f"internal error (request id {request_id})"
+    assert request_id in caplog.records[-1].getMessage()
+
+
+def test_a_domain_error_without_a_status_of_its_own_is_an_internal_error(
+    serve_app: AppClient, settings: Settings, classifier: Predictor, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def failing(*args: Any, **kwargs: Any) -> Any:
+        raise FastTrackError(f"{SECRET}: the store at /var/lib/fasttrack is locked")
+
+    with serve_app(settings, classifier) as (client, _):
+        monkeypatch.setattr(client.app.state.manager.current.runtime, "predict", failing)
+        response = client.get("/predict", params=RECORD)
+    assert response.status_code == 500
+    assert response.json() == internal_error_body(
+        "/predict", f"internal error (request id {response.headers['X-Request-Id']})"
+    )
+
+
+def test_a_successful_answer_carries_no_request_id(
+    serve_app: AppClient, settings: Settings, classifier: Predictor
+) -> None:
+    with serve_app(settings, classifier) as (client, _):
+        assert "X-Request-Id" not in client.post("/predict", json=RECORD).headers

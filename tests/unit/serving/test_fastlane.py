@@ -399,8 +399,8 @@ def test_an_unexpected_failure_is_the_routes_500(settings: Settings, classifier:
         spy = counting(app)
         if not lane:
             without_lane(app)
-        with TestClient(app, raise_server_exceptions=False) as client:
-            answers.append(shape(client.post("/predict", json=RECORD)))
+        with TestClient(app) as client:  # raises what the app lets out: nothing, the 500 is answered and logged
+            answers.append(shape(client.post("/predict", json=RECORD, headers={"X-Request-Id": "req-7"})))
         assert spy.answered == (1 if lane else 0)
         error = metrics.registry.get_sample_value(
             "fasttrack_predictions_total", {"model": "sample", "version": "1", "outcome": "error"}
@@ -411,8 +411,9 @@ def test_an_unexpected_failure_is_the_routes_500(settings: Settings, classifier:
         )
         assert http == 1
     assert answers[0] == answers[1]
-    assert answers[0][0] == 500
-    assert json.loads(answers[0][1])["error"] == "internal error: RuntimeError: the model blew up"
+    status, body, headers = answers[0]
+    assert status == 500 and headers["x-request-id"] == "req-7"
+    assert json.loads(body) == {"error": "internal error (request id req-7)", "details": []}
 
 
 # ----------------------------------------------------------------------------------------- client gone early
