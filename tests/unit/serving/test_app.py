@@ -4,6 +4,8 @@ access log switch, and start-up that fails before binding.
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import logging
 import os
@@ -13,6 +15,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 from fastapi import FastAPI, Request, Response
 from fastapi.routing import iter_route_contexts
@@ -390,3 +393,85 @@ def test_a_successful_answer_carries_no_request_id(
 ) -> None:
     with serve_app(settings, classifier) as (client, _):
         assert "X-Request-Id" not in client.post("/predict", json=RECORD).headers
+
+
+def parser_errors(body: bytes) -> list[str]:
+    """The texts of the exceptions the parsers behind the routes raise on ``body`` (none must be answered)."""
+    texts = []
+    for parse in (
+        orjson.loads,
+        json.loads,
+        lambda b: b.decode("utf-8"),
+        lambda b: list(csv.reader(io.StringIO(b.decode("utf-8", "replace")))),
+    ):
+        try:
+            parse(body)
+        except (ValueError, RecursionError, csv.Error) as exc:
+            texts.append(str(exc))
+    return texts
+
+
+JSON = {"Content-Type": "application/json"}
+CSV = {"Content-Type": "text/csv"}
+_MALFORMED_BODIES = {
+    "malformed JSON": b'{"feature_1": ',
+    "not UTF-8": b'{"feature_1": "\xff\xfe"}',
+    "nested too deep": b"[" * 5000,
+}
+MALFORMED: dict[str, tuple[str, str, dict[str, Any], int]] = {
+    **{
+        f"POST /predict{via}, {name}": ("POST", f"/predict{query}", {"content": body, "headers": JSON}, 400)
+        for name, body in _MALFORMED_BODIES.items()
+        for via, query in ((" (lane)", ""), (" (route)", "?verbose=1"))
+    },
+    "POST /predict, a JSON number": ("POST", "/predict", {"json": 3}, 400),
+    "POST /predict, a bad value": ("POST", "/predict", {"json": {"feature_1": "x", "feature_2": 1}}, 422),
+    "POST /predict, a bad option": ("POST", "/predict?probabilities=maybe", {"json": RECORD}, 422),
+    "GET /predict, a bad value": ("GET", "/predict", {"params": {"feature_1": "x", "feature_2": "1"}}, 422),
+    **{
+        f"POST /invocations, {name}": ("POST", "/invocations", {"content": body, "headers": JSON}, 400)
+        for name, body in _MALFORMED_BODIES.items()
+    },
+    "POST /invocations, no format": ("POST", "/invocations", {"json": {"rows": [RECORD]}}, 400),
+    "POST /invocations, CSV not UTF-8": (
+        "POST",
+        "/invocations",
+        {"content": b"feature_1\n\xff\n", "headers": CSV},
+        400,
+    ),
+    "POST /invocations, CSV field over the csv module's limit": (
+        "POST",
+        "/invocations",
+        {"content": b'feature_1\n"' + b"9" * 140_000 + b'"\n', "headers": CSV},
+        400,
+    ),
+    **{
+        f"POST /v2/.../infer, {name}": ("POST", "/v2/models/sample/infer", {"content": body, "headers": JSON}, 400)
+        for name, body in _MALFORMED_BODIES.items()
+    },
+    "POST /v2/.../infer, inputs not a list": ("POST", "/v2/models/sample/infer", {"json": {"inputs": "x"}}, 400),
+    **{
+        f"POST /feedback, {name}": ("POST", "/feedback", {"content": body, "headers": JSON}, status)
+        for (name, body), status in zip(_MALFORMED_BODIES.items(), (422, 400, 400), strict=True)
+    },
+    "POST /feedback, a label without an id": ("POST", "/feedback", {"json": {"label": 3}}, 422),
+}
+
+
+@pytest.mark.parametrize(("method", "path", "arguments", "status"), MALFORMED.values(), ids=MALFORMED.keys())
+def test_malformed_input_is_answered_without_internals(
+    serve_app: AppClient,
+    settings: Settings,
+    classifier: Predictor,
+    lane_answers: list[str],
+    method: str,
+    path: str,
+    arguments: dict[str, Any],
+    status: int,
+) -> None:
+    with serve_app(settings, classifier) as (client, _):
+        response = client.request(method, path, **arguments)
+    assert response.status_code == status, response.text
+    assert (lane_answers == ["/predict"]) == (method == "POST" and path == "/predict")
+    body = arguments.get("content", b"")
+    assert leaks(response.text, parser_errors(body) if isinstance(body, bytes) else []) == []

@@ -177,17 +177,24 @@ def parse_json(body: bytes) -> Any:
     """Parse a JSON body (400 when malformed or empty).
 
     Bodies orjson refuses but Python's parser reads (``NaN``, ``Infinity``, integers beyond 64 bits) are let
-    through, so that validation names the field and the value instead of calling the whole body malformed.
+    through, so that validation names the field and the value instead of calling the whole body malformed. The
+    answer says where the body stops being JSON, not the parser's own message.
     """
     if not body.strip():
         raise BadRequestError("empty body: send JSON")
     try:
         return orjson.loads(body)
     except orjson.JSONDecodeError as exc:
-        try:
-            return json.loads(body)
-        except (ValueError, RecursionError):
-            raise BadRequestError(f"malformed JSON: {exc}") from None
+        line, column = exc.lineno, exc.colno
+    try:
+        return json.loads(body)
+    except (ValueError, RecursionError):
+        pass
+    try:
+        body.decode("utf-8")  # orjson places a bad byte at the start of the body: say where it is
+    except UnicodeDecodeError as bad:
+        raise BadRequestError(f"malformed JSON: not UTF-8 at byte {bad.start}") from None
+    raise BadRequestError(f"malformed JSON at line {line}, column {column}")
 
 
 async def predict_rows(

@@ -141,14 +141,18 @@ def _columns_records(data: dict[str, Any], key: str) -> list[dict[str, Any]]:
 
 def _csv_records(body: bytes) -> list[dict[str, str]]:
     """Records of a CSV body: a header row, then one row per record (values as text, parsed per feature)."""
+    # The messages say where, never the parser's own words (they describe its internals, not the input).
     try:
         text = body.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
-        raise BadRequestError(f"Ensure that input is a valid UTF-8 encoded string. Error: {exc}") from None
+        raise BadRequestError(
+            f"Ensure that input is a valid UTF-8 encoded string: invalid byte at position {exc.start}"
+        ) from None
+    reader = csv.reader(io.StringIO(text))
     try:
-        rows = list(csv.reader(io.StringIO(text)))
-    except csv.Error as exc:
-        raise BadRequestError(f"Failed to parse input as CSV: {exc}") from None
+        rows = list(reader)
+    except csv.Error:
+        raise BadRequestError(f"Failed to parse input as CSV at line {reader.line_num}") from None
     rows = [row for row in rows if row]
     if not rows:
         raise BadRequestError("Failed to parse input as CSV: no header row")
