@@ -11,8 +11,8 @@ it builds), so that an MLflow upgrade is checked here first.
   0.5-1.2 s was waiting for the disk.
 * :class:`RegistryReader` and :func:`copy_version`: the embedded store's registry tables read with the standard
   library's ``sqlite3``, and a registered version copied from its local artifact folder as MLflow's download would.
-  ``import mlflow`` costs a server seconds of start-up and about 130 MB (bench/startup.py, ``models:/NAME@ALIAS``
-  with polling on: 266 MB through MLflow, 139 MB without); with these, serving ``models:/NAME@ALIAS`` from the
+  ``import mlflow`` costs a server seconds of start-up and about 160 MB (bench/startup.py, ``models:/NAME@ALIAS``
+  with polling on: 266 MB through MLflow, 105 MB without); with these, serving ``models:/NAME@ALIAS`` from the
   embedded store, and polling it, never imports MLflow. They answer only for the schema revision they were checked
   against (:data:`REGISTRY_REVISION`); any other store is left to MLflow.
 """
