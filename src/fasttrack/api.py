@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from fasttrack.batch.score import ScoreProgress, ScoreSummary
     from fasttrack.data.clean import CleanOptions
     from fasttrack.data.ingest import IngestResult
+    from fasttrack.registry.model_folder import LoadedModel
     from fasttrack.registry.promotion import PromotionResult
     from fasttrack.registry.runs import TrackedRun
     from fasttrack.registry.versions import VersionDetails, VersionInfo
@@ -148,11 +149,11 @@ def _read(
     options: CleanOptions,
     format: str | None = None,
 ) -> IngestResult:
-    """Read and clean a file or URL, or a query's result (exactly one: :func:`check_source`)."""
+    """Read and clean a file or URL, or a query's result (the caller checked there is exactly one:
+    :func:`check_source`, or a valid :class:`~fasttrack.config.TrainConfig`)."""
     from fasttrack.data.ingest import ingest as read_file
     from fasttrack.data.ingest import ingest_query
 
-    check_source(data, sql, db)
     if data:
         return read_file(data, target=target, options=options, format=format)
     return ingest_query(str(sql), str(db), target=target, options=options)
@@ -582,17 +583,10 @@ def score_file(
     if batch_rows < 1:
         raise ConfigError(f"batch_rows must be at least 1, not {batch_rows}")
     if isinstance(model, Model):
-        return score(
-            model.folder,
-            data,
-            target,
-            batch_rows=batch_rows,
-            probabilities=probabilities,
-            engine=model.runtime.name,
-            format=format,
-            progress=progress,
-        )
-    folder = resolve_model(str(model) if model is not None else None, settings or get_settings()).path
+        folder: LoadedModel | Path = model.folder
+        engine = model.runtime.name
+    else:
+        folder = resolve_model(str(model) if model is not None else None, settings or get_settings()).path
     return score(
         folder,
         data,

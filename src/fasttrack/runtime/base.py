@@ -10,7 +10,7 @@ answers the same wherever it is asked.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol, TypeAlias
 
@@ -71,6 +71,6 @@ def align_proba(proba: np.ndarray[Any, Any], classes: Sequence[Any], labels: Seq
     return aligned
 
 
-def natives(values: Sequence[Any] | np.ndarray[Any, Any]) -> list[Any]:
+def natives(values: Iterable[Any]) -> list[Any]:
     """Values as plain Python scalars (numpy scalars unwrapped), so they hash, compare and serialise alike."""
     return [v.item() if isinstance(v, np.generic) else v for v in values]

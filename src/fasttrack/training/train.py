@@ -24,6 +24,7 @@ from fasttrack.config import ResolvedTask, TrainConfig
 from fasttrack.data.schema import Schema
 from fasttrack.errors import ConfigError, DataError
 from fasttrack.features.frames import prepare_features
+from fasttrack.runtime.base import natives
 from fasttrack.training.evaluate import (
     Evaluation,
     compute_metrics,
@@ -172,7 +173,7 @@ def _features_and_target(frame: pd.DataFrame, schema: Schema) -> tuple[pd.DataFr
     y = _plain_target(rows[target], task)
     if task == "regression":
         return x, y, None
-    seen = _natives(pd.unique(y.to_numpy()))
+    seen = natives(pd.unique(y.to_numpy()))
     if schema.target.labels:
         labels = list(schema.target.labels)
         known = set(labels)
@@ -225,7 +226,7 @@ def _split(
         else:
             rare = counts[counts < 2]
             why = (
-                f"{len(rare)} class(es) have a single row ({', '.join(repr(v) for v in _natives(rare.index)[:5])})"
+                f"{len(rare)} class(es) have a single row ({', '.join(repr(v) for v in natives(rare.index)[:5])})"
                 if len(rare)
                 else f"{n_classes} classes do not fit in a test part of {n_test} rows"
             )
@@ -286,7 +287,3 @@ def _cross_validate(
     if partial:
         notes.append(f"cross-validation could not compute {', '.join(partial)} on every fold (a class was absent)")
     return summary, k
-
-
-def _natives(values: Any) -> list[Any]:
-    return [v.item() if isinstance(v, np.generic) else v for v in values]
