@@ -141,15 +141,15 @@ def score_file(
 
 # --------------------------------------------------------------------------------------------- predicting
 class _BatchModel:
-    """A model folder's runtime for files (:func:`~fasttrack.runtime.select.open_runtime` with ``batch``), and
-    its predictions as the output's ``prediction`` column."""
+    """A model folder's runtime (:func:`~fasttrack.runtime.select.open_runtime`), and its predictions as the
+    output's ``prediction`` column."""
 
     def __init__(self, model: LoadedModel | Path, engine: Engine) -> None:
         from fasttrack.registry.model_folder import LoadedModel, load_model_folder
         from fasttrack.runtime.select import open_runtime
 
         folder = model if isinstance(model, LoadedModel) else load_model_folder(model)
-        self.runtime = open_runtime(folder, engine, batch=True)
+        self.runtime = open_runtime(folder, engine)
         self.name = self.runtime.name
         self.schema = folder.schema
         self.is_classifier = self.runtime.labels is not None

@@ -9,8 +9,10 @@ label's index in the classes (``fasttrack_label_index``); regressors output ``[N
 
 One session per model, one intra-op and one inter-op thread, sequential execution: a served model runs one request
 per worker thread and must not fight the web workers for cores; ``run`` on a session is thread-safe, so one runtime
-serves every thread of a process. For batch scoring (``categorical_codes``) the graph is rewritten to take each
-category as its integer code, and big batches are run in slices sized for the CPU cache (:func:`run_rows`).
+serves every thread of a process. Where the graph allows it (``categorical_codes``, the default) it is rewritten
+at load to take each category as its integer code: ONNX Runtime's string tensors and string one-hot encoders cost
+more than the integer ones, a third of a one-row call of the adult model and more than the model itself for files.
+Big batches are run in slices sized for the CPU cache (:func:`run_rows`).
 """
 
 from __future__ import annotations
@@ -124,14 +126,14 @@ class OnnxRuntime:
         task: ResolvedTask,
         labels: Sequence[Label] | None = None,
         *,
-        categorical_codes: bool = False,
+        categorical_codes: bool = True,
     ) -> OnnxRuntime:
         """Open an exported model (a path or the serialised bytes) for ``schema``'s features.
 
         ``labels`` fixes the order of the probability columns (default: the classes the graph records, the fitted
-        classifier's ``classes_``). With ``categorical_codes`` the categorical inputs take int64 codes instead of
-        text where the graph allows it (see :attr:`category_codes`): for batch scoring, where passing millions of
-        strings into ONNX Runtime costs more than the model itself. ONNX Runtime's own errors propagate.
+        classifier's ``classes_``). With ``categorical_codes`` (the default) the categorical inputs take int64 codes
+        instead of text where the graph allows it (see :attr:`category_codes`); without, they take the text as
+        exported. ONNX Runtime's own errors propagate.
         """
         import onnxruntime as ort
 

@@ -20,9 +20,8 @@ log = logging.getLogger(__name__)
 ENGINES: tuple[Engine, ...] = ("auto", "onnx", "sklearn")
 
 
-def open_runtime(model: LoadedModel, engine: Engine = "auto", *, batch: bool = False) -> Runtime:
-    """The runtime for a loaded model folder (``batch``: ONNX graphs take categories as integer codes and run in
-    cache-sized slices, for files of millions of rows)."""
+def open_runtime(model: LoadedModel, engine: Engine = "auto") -> Runtime:
+    """The runtime for a loaded model folder, the same for one request and for a file of millions of rows."""
     if engine not in ENGINES:
         raise ConfigError(f"unknown engine {engine!r}; use auto, onnx or sklearn")
     where = f"{model.metadata.name} ({model.path})"
@@ -38,9 +37,7 @@ def open_runtime(model: LoadedModel, engine: Engine = "auto", *, batch: bool = F
     from fasttrack.runtime.onnx import OnnxRuntime
 
     try:
-        runtime = OnnxRuntime.open(
-            model.onnx_path, model.schema, model.metadata.task, model.metadata.labels, categorical_codes=batch
-        )
+        runtime = OnnxRuntime.open(model.onnx_path, model.schema, model.metadata.task, model.metadata.labels)
     except Exception as exc:  # onnxruntime raises its own exception types; all mean "cannot open"
         problem = f"{model.onnx_path}: cannot load the ONNX model ({' '.join(str(exc).split())[:300]})"
         if engine == "onnx":
