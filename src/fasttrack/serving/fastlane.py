@@ -14,8 +14,8 @@ and feedback windows. Everything else is left to the app, as for the route: a ``
 app's exception handler for it (looked up as Starlette does), any other exception propagates to the app's 500
 handler, and the HTTP metrics and the access log are recorded by their middleware. For those the lane sets what
 the router and the route's dependencies set: ``scope["route"]`` (the route it stands in for: the metrics'
-``handler`` label) and the served version in the request state (``X-Model-Version`` on errors, the access log's
-``model_version``).
+``handler`` label), what the router tells FastAPI's telemetry (the span's name, ``POST /predict``) and the served
+version in the request state (``X-Model-Version`` on errors, the access log's ``model_version``).
 
 It takes a request when all of these hold, judged from the request line and headers before reading anything:
 ``POST /predict`` with no ``root_path``; a JSON (or absent) ``Content-Type``; a ``Content-Length`` within
@@ -35,6 +35,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from fasttrack.errors import FastTrackError, PayloadTooLargeError
+from fasttrack.serving.fastapi_private import route_selected
 from fasttrack.serving.http_metrics import header
 from fasttrack.serving.routes import predict
 from fasttrack.serving.routes.common import MODEL_VERSION_HEADER, PREDICTION_ID_HEADER, is_json
@@ -153,6 +154,7 @@ class PredictLane:
         predictor = self.manager.current
         assert predictor is not None  # takes() saw one; a swap since then leaves the new one, never None
         scope.update(self._matched)
+        route_selected(scope, PATH)
         state = scope.get("state")
         if state is None:
             state = scope["state"] = {}

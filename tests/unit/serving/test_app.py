@@ -270,6 +270,72 @@ LEAKS = re.compile(
 )
 
 
+#: Run in a fresh interpreter: OpenTelemetry's global providers can be set once per process.
+_TELEMETRY_PROBE = """
+import json, sys
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+from fasttrack.config import Settings
+from fasttrack.serving.app import TELEMETRY_OFF, create_app, fastapi_telemetry
+from fasttrack.serving.predictor import Predictor
+
+folder = sys.argv[1]
+report = {"unset": fastapi_telemetry() == TELEMETRY_OFF, "fastapi_unset": FastAPI()._native_telemetry.enabled()}
+if sys.argv[2] == "sdk":
+    from opentelemetry import trace
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    trace.set_tracer_provider(provider)
+    report["set"] = fastapi_telemetry() is None
+    report["fastapi_set"] = FastAPI()._native_telemetry.enabled()
+settings = Settings(model=folder, reload_interval=0)
+app = create_app(settings, predictor=Predictor.load(folder, settings))
+with TestClient(app) as client:
+    report["status"] = client.post("/predict", json={"feature_1": 5.3, "feature_2": 2.1}).status_code
+if sys.argv[2] == "sdk":
+    report["spans"] = [span.name for span in exporter.get_finished_spans()]
+print(json.dumps(report))
+"""
+
+
+def _probe(folder: Path, mode: str, env: dict[str, str] | None = None) -> dict[str, Any]:
+    import subprocess
+
+    done = subprocess.run(
+        [sys.executable, "-c", _TELEMETRY_PROBE, str(folder), mode],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+        env={**os.environ, **(env or {})},
+    )
+    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    return result
+
+
+def test_fastapi_telemetry_is_off_until_opentelemetry_is_set_up(classifier: Predictor) -> None:
+    # Unset: off, where FastAPI itself finds nothing to instrument (its own check agrees with ours).
+    plain = _probe(classifier.model.path, "none")
+    assert plain == {"unset": True, "fastapi_unset": False, "status": 200}
+    # An SDK tracer provider set before the app is made: FastAPI's defaults, and POST /predict (the fast lane) is
+    # traced like any route.
+    traced = _probe(classifier.model.path, "sdk")
+    assert traced["unset"] and traced["set"] and traced["fastapi_set"] and traced["status"] == 200
+    assert "POST /predict" in traced["spans"], traced["spans"]
+    # FastAPI asked to configure OpenTelemetry from the environment: its defaults, not off.
+    assert app_module.fastapi_telemetry() == app_module.TELEMETRY_OFF
+    os.environ["FASTAPI_OTEL_AUTO_CONFIGURE"] = "true"
+    try:
+        assert app_module.fastapi_telemetry() is None
+    finally:
+        del os.environ["FASTAPI_OTEL_AUTO_CONFIGURE"]
+
+
 def leaks(text: str, exception_texts: list[str]) -> list[str]:
     """The internals ``text`` shows: matches of :data:`LEAKS`, and any of ``exception_texts``."""
     return LEAKS.findall(text) + [shown for shown in exception_texts if shown and shown in text]
