@@ -11,11 +11,14 @@ Why not the instrumentator itself: it finds each request's route by matching the
 wraps each request and response in Starlette objects and looks up five labelled children per request; measured in
 process, that was a quarter of a one-row prediction's time. Here the route template comes from the router's own
 match (``scope["route"]``, set by Starlette), and each request adds to plain running totals per (method, handler,
-status class) that reach the Prometheus values when they are collected (see :class:`HttpMetrics`). The
-prediction fast lane (:mod:`fasttrack.serving.fastlane`) answers inside this middleware and sets
-``scope["route"]`` as the router would, so its requests are recorded here like every other.
+status class) that reach the Prometheus values when they are collected (see :class:`HttpMetrics`). The server
+records each request with :func:`record_request` from its outermost frame
+(:class:`~fasttrack.serving.app.ServingApp`); :class:`HttpMetricsMiddleware` does the same as an ASGI middleware
+for other apps. The prediction fast lane (:mod:`fasttrack.serving.fastlane`) sets ``scope["route"]`` as the router
+would, so its requests are recorded like every other.
 
-``handler`` is the route's template (``/v2/models/{name}/infer``), or ``none`` when no route matched (404s), so
+``handler`` is the route's template (``/v2/models/{name}/infer``), or ``none`` when no route matched (404s, and
+requests a middleware refused before routing), so
 the label's values stay bounded; methods other than the standard ones are counted as ``OTHER`` for the same reason.
 
 :class:`AccessLog` (``FASTTRACK_ACCESS_LOG``) writes one JSON line per request on the ``fasttrack.access`` logger.
@@ -283,10 +286,11 @@ async def _observed(
 
 
 class HttpMetricsMiddleware:
-    """Times every HTTP request and records it in :class:`HttpMetrics` under its route template.
+    """Times every HTTP request and records it in :class:`HttpMetrics` under its route template (the server does
+    this in :class:`~fasttrack.serving.app.ServingApp` instead, saving a frame per request).
 
-    Written out rather than through :func:`_observed`: it wraps every request, the fast lane's included, so one
-    coroutine frame and one closure fewer per request are worth the repetition.
+    Written out rather than through :func:`_observed`: it wraps every request, so one coroutine frame and one
+    closure fewer per request are worth the repetition.
     """
 
     def __init__(self, app: ASGIApp, metrics: HttpMetrics) -> None:
@@ -314,13 +318,19 @@ class HttpMetricsMiddleware:
             self._record(scope, started, perf_counter() - start)
 
     def _record(self, scope: Scope, started: list[Message], seconds: float) -> None:
-        handler = route_template(scope)  # known once the router has matched, i.e. afterwards
-        if not self.metrics.measured(handler):
-            return
-        status, sent = (started[0]["status"], content_length(started[0].get("headers", ()))) if started else (500, 0)
-        declared = header(scope, b"content-length")
-        received = int(declared) if declared is not None and declared.isdigit() else 0
-        self.metrics.observe(scope["method"], handler, status, seconds, received, sent)
+        record_request(self.metrics, scope, started, seconds)
+
+
+def record_request(metrics: HttpMetrics, scope: Scope, started: list[Message], seconds: float) -> None:
+    """Record one HTTP request that took ``seconds``, from its scope and the ``http.response.start`` message it
+    sent (``started``: empty when it raised before answering, recorded as a 500)."""
+    handler = route_template(scope)  # known once the router has matched, i.e. afterwards
+    if not metrics.measured(handler):
+        return
+    status, sent = (started[0]["status"], content_length(started[0].get("headers", ()))) if started else (500, 0)
+    declared = header(scope, b"content-length")
+    received = int(declared) if declared is not None and declared.isdigit() else 0
+    metrics.observe(scope["method"], handler, status, seconds, received, sent)
 
 
 def log_access(scope: Scope, status: int, seconds: float, model_version: str | None) -> None:

@@ -250,6 +250,11 @@ def test_a_middleware_can_refuse_every_route_the_fast_lane_included(
         assert allowed.json() == {"prediction": "positive"}
         assert lane_answers == ["/predict"]
         assert metrics.registry.get_sample_value("fasttrack_predictions_total", predictions) == 1
+    # The HTTP metrics wrap the whole stack: the refusals count (no route matched them), and so does the answer.
+    refused = {"method": "POST", "status": "4xx", "handler": "none"}
+    answered = {"method": "POST", "status": "2xx", "handler": "/predict"}
+    assert (metrics.registry.get_sample_value("http_requests_total", refused) or 0) >= 1
+    assert metrics.registry.get_sample_value("http_requests_total", answered) == 1
 
 
 # ------------------------------------------------------------------------------------------------------ errors
