@@ -176,9 +176,17 @@ class TrainConfig(BaseModel):
     task: Task = "auto"
     model: ModelKind = "hist_gradient_boosting"
     params: dict[str, Any] = Field(default_factory=dict, description="Hyperparameters of the estimator.")
-    test_size: float = Field(0.2, gt=0, lt=1)
+    test_size: float = Field(0.2, gt=0, lt=1, description="Share of the rows held out for testing (approximately).")
+    split_salt: str = Field(
+        "fasttrack",
+        min_length=1,
+        description="Salt of the content hash that decides each row's part (train or test): the same rows and salt "
+        "give the same split in every run; another salt gives another split.",
+    )
     cv_folds: int = Field(5, ge=0, description="k of k-fold cross-validation on the training part; 0 = off.")
-    seed: int = 42
+    seed: int = Field(
+        42, description="Random seed of the cross-validation folds and the estimator (split_salt decides the split)."
+    )
     primary_metric: str | None = Field(None, description="Default: roc_auc (classification), rmse (regression).")
     thresholds: dict[str, float] = Field(
         default_factory=dict, description="Quality gate: metric -> the worst acceptable value on the test part."

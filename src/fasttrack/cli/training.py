@@ -29,7 +29,10 @@ def train(
     param: Annotated[list[str] | None, typer.Option("--param", help="Hyperparameter key=value (repeatable).")] = None,
     test_size: Annotated[float | None, typer.Option(help="Held-out share, 0..1.")] = None,
     cv_folds: Annotated[int | None, typer.Option(help="Cross-validation folds (0 = off).")] = None,
-    seed: Annotated[int | None, typer.Option(help="Random seed.")] = None,
+    seed: Annotated[int | None, typer.Option(help="Random seed (cross-validation folds, the estimator).")] = None,
+    split_salt: Annotated[
+        str | None, typer.Option(help="Salt of the content hash that assigns rows to the train or test part.")
+    ] = None,
     primary_metric: Annotated[str | None, typer.Option(help="Metric the gate and promotion compare.")] = None,
     threshold: Annotated[
         list[str] | None, typer.Option("--threshold", help="Gate: metric=worst acceptable value (repeatable).")
@@ -59,6 +62,7 @@ def train(
         "test_size": test_size,
         "cv_folds": cv_folds,
         "seed": seed,
+        "split_salt": split_salt,
         "primary_metric": primary_metric,
         "drop_columns": drop or None,
         "keep_columns": keep or None,

@@ -18,3 +18,5 @@ TAG_ONNX = "fasttrack.onnx"
 TAG_ONNX_REASON = "fasttrack.onnx.reason"
 #: The training run's held-out test part (features and target), for champion/challenger comparisons.
 HOLDOUT_ARTIFACT = "reports/holdout.parquet"
+#: The rows the training run's model was fitted on, as content hashes (``fasttrack.training.split.TrainingRows``).
+TRAIN_ROWS_ARTIFACT = "reports/train_rows.parquet"

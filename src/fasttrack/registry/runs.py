@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 from fasttrack.config import Settings
 from fasttrack.registry.cache import download_artifacts
 from fasttrack.registry.errors import registry_errors
-from fasttrack.registry.layout import HOLDOUT_ARTIFACT, TAG_DATA_PREFIX, TAG_ONNX, TAG_ONNX_REASON
+from fasttrack.registry.layout import HOLDOUT_ARTIFACT, TAG_DATA_PREFIX, TAG_ONNX, TAG_ONNX_REASON, TRAIN_ROWS_ARTIFACT
 from fasttrack.registry.model_folder import (
     DataLineage,
     ModelMetadata,
@@ -112,7 +112,8 @@ def log_training(
     artifacts; and the model itself (an MLflow sklearn model with FastTrack's metadata and schema inside).
     ``lineage`` (e.g. an object's ``etag`` and ``version_id``, a query's ``db`` and ``query``) is added to the
     ``fasttrack.data.*`` tags and the model's ``data`` record; the held-out test part is logged as
-    ``reports/holdout.parquet`` so that promotion can score a champion on the same rows.
+    ``reports/holdout.parquet`` so that promotion can score a champion on the same rows, and the rows the model
+    trained on as ``reports/train_rows.parquet`` so that comparisons can leave them out.
 
     ``onnx`` is the ONNX export stored with the model and recorded in its metadata and the run's tags (none
     when not given). ``check`` runs on the stored copy before registration and refuses it by raising (default
@@ -177,6 +178,8 @@ def log_training(
                 if clean_report is not None:
                     (reports / "clean_report.json").write_text(clean_report.model_dump_json(indent=2), "utf-8")
                 _holdout(result).to_parquet(staging / HOLDOUT_ARTIFACT, index=False)
+                if result.training_rows is not None:
+                    result.training_rows.write(staging / TRAIN_ROWS_ARTIFACT)
                 mlflow.log_artifacts(str(reports), artifact_path="reports")
                 for plot in plots or []:
                     mlflow.log_artifact(str(plot), artifact_path="plots")

@@ -7,7 +7,6 @@ does), writes no files, and does not raise when the model fails its quality gate
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -17,7 +16,7 @@ import numpy as np
 import pandas as pd
 from sklearn.base import clone
 from sklearn.dummy import DummyClassifier, DummyRegressor
-from sklearn.model_selection import KFold, StratifiedKFold, train_test_split
+from sklearn.model_selection import KFold, StratifiedKFold
 from sklearn.pipeline import Pipeline
 
 from fasttrack.config import ResolvedTask, TrainConfig
@@ -34,6 +33,7 @@ from fasttrack.training.evaluate import (
     quality_gate,
 )
 from fasttrack.training.pipeline import build_pipeline
+from fasttrack.training.split import TrainingRows, row_hashes, split_fraction
 from fasttrack.training.threads import prediction_threads
 
 #: Fewest rows (with a target value) :func:`train` accepts: enough for a training and a test part.
@@ -54,6 +54,9 @@ class TrainResult:
     ``test_predictions`` and ``test_proba`` are what the pipeline predicted for ``X_test`` when it was scored
     (:func:`~fasttrack.training.evaluate.predict_outputs`: probabilities aligned to ``labels``, ``None`` for a
     regressor), kept so that the plots and the ONNX agreement check do not predict the same rows again.
+
+    ``training_rows`` records which rows the pipeline was fitted on (their content hashes,
+    :class:`~fasttrack.training.split.TrainingRows`), so that later comparisons can leave them out.
     """
 
     pipeline: Pipeline
@@ -70,6 +73,7 @@ class TrainResult:
     input_example: pd.DataFrame
     test_predictions: np.ndarray[Any, Any] | None = None
     test_proba: np.ndarray[Any, Any] | None = None
+    training_rows: TrainingRows | None = None
 
 
 def train(
@@ -81,12 +85,14 @@ def train(
 ) -> TrainResult:
     """Train and evaluate a model on ``frame`` (cleaned data including the target column) as ``config`` says.
 
-    The task and features come from ``schema``. Rows are split into a training and a test part (stratified by
-    label for classification when every class has at least two rows); the training part is cross-validated
+    The task and features come from ``schema``. Rows are split into a training and a test part by their content
+    and ``config.split_salt`` (:mod:`fasttrack.training.split`: a row held out once is held out in every run with
+    that salt, about ``config.test_size`` of the rows); the training part is cross-validated
     (``config.cv_folds`` folds, fewer when the rarest class is smaller, none with a note when impossible),
     then the pipeline is fitted on it and scored on the test part next to a prior/mean baseline, and the
     quality gate decides. Rows without a target value are left out. ``on_step`` receives a short description
-    before each long step, for progress display. The same frame, config and seed give identical results.
+    before each long step, for progress display. The same frame, config and seed give identical results; the
+    split does not depend on the seed or on the rows' order.
     """
     report = on_step or _silent
     task = schema.target.task
@@ -99,8 +105,8 @@ def train(
     pipeline = build_pipeline(schema, config.model, task=task, params=config.params, seed=config.seed)
     x, y, labels = _features_and_target(frame, schema)
     notes: list[str] = []
-    x_train, x_test, y_train, y_test = _split(
-        x, y, task=task, test_size=config.test_size, seed=config.seed, notes=notes
+    x_train, x_test, y_train, y_test, training_rows = _split(
+        x, y, schema=schema, test_size=config.test_size, salt=config.split_salt, notes=notes
     )
     cv, cv_folds = _cross_validate(
         pipeline,
@@ -153,6 +159,7 @@ def train(
         input_example=x_test.head(EXAMPLE_ROWS).copy(),
         test_predictions=predicted,
         test_proba=proba,
+        training_rows=training_rows,
     )
 
 
@@ -210,35 +217,59 @@ def _split(
     x: pd.DataFrame,
     y: pd.Series[Any],
     *,
-    task: ResolvedTask,
+    schema: Schema,
     test_size: float,
-    seed: int,
+    salt: str,
     notes: list[str],
-) -> tuple[pd.DataFrame, pd.DataFrame, pd.Series[Any], pd.Series[Any]]:
-    """Split rows into training and test parts, stratified by label where every class allows it."""
-    stratify = None
-    if task == "classification":
-        counts = y.value_counts()
-        n_test = math.ceil(test_size * len(y))
-        n_classes = len(counts)
-        if counts.min() >= 2 and n_classes <= n_test <= len(y) - n_classes:
-            stratify = y
-        else:
-            rare = counts[counts < 2]
-            why = (
-                f"{len(rare)} class(es) have a single row ({', '.join(repr(v) for v in natives(rare.index)[:5])})"
-                if len(rare)
-                else f"{n_classes} classes do not fit in a test part of {n_test} rows"
-            )
-            notes.append(f"the train/test split is not stratified: {why}")
-    x_train, x_test, y_train, y_test = train_test_split(
-        x, y, test_size=test_size, random_state=seed, shuffle=True, stratify=stratify
-    )
+) -> tuple[pd.DataFrame, pd.DataFrame, pd.Series[Any], pd.Series[Any], TrainingRows]:
+    """Split rows into training and test parts by their content (:mod:`fasttrack.training.split`), and record the
+    training part's rows.
+
+    Rows of equal content share a part. Should the threshold leave a part empty (a handful of rows), the rows
+    nearest it change sides, with a note; a class found in one part only gets a note too, as the split is
+    stratified only on average.
+    """
+    hashes = row_hashes(x.assign(**{schema.target.name: y.to_numpy()}), schema)
+    fraction = split_fraction(hashes, salt)
+    test = fraction < test_size
+    if not test.any():
+        test = hashes == hashes[np.argmin(fraction)]
+        notes.append(f"no row fell in the test part at test_size {test_size:g}: it holds the row nearest the threshold")
+    elif test.all():
+        test = hashes != hashes[np.argmax(fraction)]
+        notes.append(
+            f"every row fell in the test part at test_size {test_size:g}: the row nearest the threshold trains"
+        )
+    if test.all() or not test.any():
+        raise DataError("every row has the same features and target: there is nothing to hold out for testing")
+    if schema.target.task == "classification":
+        _note_one_sided_classes(y, test, notes)
+    train_rows, test_rows = np.flatnonzero(~test), np.flatnonzero(test)
     return (
-        x_train.reset_index(drop=True),
-        x_test.reset_index(drop=True),
-        y_train.reset_index(drop=True),
-        y_test.reset_index(drop=True),
+        x.iloc[train_rows].reset_index(drop=True),
+        x.iloc[test_rows].reset_index(drop=True),
+        y.iloc[train_rows].reset_index(drop=True),
+        y.iloc[test_rows].reset_index(drop=True),
+        TrainingRows.of(hashes[train_rows], schema, salt),
+    )
+
+
+def _note_one_sided_classes(y: pd.Series[Any], test: np.ndarray[Any, Any], notes: list[str]) -> None:
+    """Note the classes whose rows all fell in one part (the content split keeps class shares only on average)."""
+    codes, labels = pd.factorize(y.to_numpy())
+    rows = np.bincount(codes, minlength=len(labels))
+    held_out = np.bincount(codes, weights=test, minlength=len(labels))
+    one_sided = [code for code in range(len(labels)) if held_out[code] in (0, rows[code])]
+    if not one_sided:
+        return
+    one_sided.sort(key=lambda code: (rows[code], repr(labels[code])))
+    shown = ", ".join(
+        f"{label!r} ({rows[code]} row{'s' if rows[code] != 1 else ''}, {'test' if held_out[code] else 'training'} part)"
+        for code, label in zip(one_sided[:5], natives([labels[code] for code in one_sided[:5]]), strict=True)
+    )
+    notes.append(
+        f"the train/test split (by row content) is not stratified: {len(one_sided)} class(es) fall in one part only: "
+        f"{shown}"
     )
 
 

@@ -44,7 +44,8 @@ def test_first_version_is_registered_as_champion(good_result: TrainResult, setti
     assert recorded.metrics["test_accuracy"] == pytest.approx(good_result.evaluation.metrics["accuracy"])
     assert "baseline_accuracy" in recorded.metrics
     artifacts = {a.path for a in mlflow_client.list_artifacts(run.run_id, "reports")}
-    assert artifacts == {"reports/evaluation.json", "reports/holdout.parquet"}
+    assert artifacts == {"reports/evaluation.json", "reports/holdout.parquet", "reports/train_rows.parquet"}
+    assert recorded.params["split_salt"] == "fasttrack"
 
 
 def test_params_tags_and_metrics_go_in_one_batch(
