@@ -361,7 +361,12 @@ def _model(model: Model | str | Path | None, settings: Settings, engine: Engine 
 # ------------------------------------------------------------------------------------------------- evaluate
 @dataclass(frozen=True)
 class ModelEvaluation:
-    """A model's metrics on a labelled data set, beside the test metrics it was registered with."""
+    """A model's metrics on a labelled data set, beside the test metrics it was registered with.
+
+    ``trained_on`` counts the rows of the data the model was trained on (by the record of its training rows;
+    ``None`` when there is no record to compare with, and ``overlap_note`` then says why); ``warnings`` holds the
+    sentence :func:`evaluate` warned with when that count is not zero.
+    """
 
     name: str
     version: str | None
@@ -369,6 +374,9 @@ class ModelEvaluation:
     rows: int
     metrics: dict[str, float]
     at_registration: dict[str, float]
+    trained_on: int | None = None
+    overlap_note: str | None = None
+    warnings: list[str] = field(default_factory=list)
 
 
 def evaluate(
@@ -394,7 +402,8 @@ def evaluate(
     Returns
     -------
     ModelEvaluation
-        The metrics on this data and the test metrics recorded at registration.
+        The metrics on this data, the test metrics recorded at registration, and how many of the rows the model
+        was trained on.
 
     Raises
     ------
@@ -402,7 +411,15 @@ def evaluate(
         A value a feature cannot take, or a feature the data lacks (every one named).
     DataError
         The data cannot be read, or lacks the target column.
+
+    Warns
+    -----
+    UserWarning
+        When some of the rows are rows the model was trained on (its training run's record of them), saying how
+        many: metrics on them overstate how the model does on new data.
     """
+    import warnings as python_warnings
+
     from fasttrack.training.evaluate import evaluate_runtime
 
     step = on_step or _silent
@@ -414,6 +431,15 @@ def evaluate(
     ingested = _labelled_data(data, sql, db, loaded.metadata.target)
     step("scoring")
     metrics = evaluate_runtime(loaded.runtime, ingested.frame, ingested.frame[loaded.metadata.target])
+    step("checking the rows against the model's training rows")
+    trained_on, note = _training_overlap(loaded, ingested.frame, settings)
+    said: list[str] = []
+    if trained_on:
+        said.append(
+            f"{trained_on} of the {len(ingested.frame)} rows of {ingested.source} are rows the model was trained on: "
+            "its metrics on them overstate how it does on new data"
+        )
+        python_warnings.warn(said[0], UserWarning, stacklevel=2)
     return ModelEvaluation(
         name=loaded.name,
         version=loaded.version,
@@ -421,7 +447,35 @@ def evaluate(
         rows=len(ingested.frame),
         metrics=metrics,
         at_registration=dict(loaded.metadata.metrics),
+        trained_on=trained_on,
+        overlap_note=note,
+        warnings=said,
     )
+
+
+def _training_overlap(model: Model, frame: Any, settings: Settings) -> tuple[int | None, str | None]:
+    """How many rows of ``frame`` the model trained on, by its training run's record; or ``None`` and why not."""
+    from fasttrack.errors import DataError, FastTrackError
+    from fasttrack.registry.promotion import run_training_rows
+    from fasttrack.training.split import row_hashes
+
+    run_id = model.metadata.run_id
+    if not run_id:
+        return None, "the model names no training run, so its training rows are unknown"
+    try:
+        record = run_training_rows(settings, run_id)
+    except FastTrackError as exc:
+        return None, f"its training rows could not be read: {exc}"
+    if record is None or not record.comparable(model.schema):
+        return None, (
+            "no record of the rows it trained on was found in the tracking store (trained before FastTrack kept "
+            "one, or recorded in another store)"
+        )
+    try:
+        hashes = row_hashes(frame, model.schema)
+    except DataError as exc:
+        return None, f"these rows cannot be matched with its training rows: {exc}"
+    return int(record.contains(hashes).sum()), None
 
 
 # -------------------------------------------------------------------------------------------------- promote
@@ -441,6 +495,10 @@ def promote(
 ) -> PromotionResult:
     """Compare version ``challenger`` of ``name`` with the version holding ``alias``; move the alias if it wins.
 
+    Both versions are scored on the same rows minus every row either trained on (each run records its training
+    rows); a paired bootstrap gives the confidence interval of the challenger's improvement, and the alias moves
+    only when the interval's lower bound is above ``margin`` (docs/promotion.md).
+
     Parameters
     ----------
     name, challenger
@@ -450,19 +508,21 @@ def promote(
     data, sql, db
         Labelled data to compare on; default: the challenger's held-out test part.
     margin
-        How much better the challenger must be on ``metric`` (default: ``FASTTRACK_PROMOTION_MARGIN``).
+        How much better the challenger must surely be on ``metric``: the interval's lower bound must exceed it
+        (default: ``FASTTRACK_PROMOTION_MARGIN``).
     metric
         The metric compared (default: the challenger's primary metric).
     force
         Move the alias even when the challenger loses (the decision is recorded as forced).
     settings, on_step
-        As for :func:`train`.
+        As for :func:`train` (``settings`` also give the minimum rows, the resamples and the confidence).
 
     Returns
     -------
     PromotionResult
         The ``decision`` (``promoted``, ``rejected``, ``forced``, ``no-champion``, ``already-champion``), its
-        ``reason``, both versions' scores and whether the alias ``moved``; recorded as tags on both versions.
+        ``reason``, both versions' scores, the ``improvement`` and its ``interval``, the ``rows`` compared and
+        ``excluded``, and whether the alias ``moved``; recorded as tags on both versions.
 
     Raises
     ------
@@ -470,6 +530,9 @@ def promote(
         No such model or version.
     ConfigError
         An unknown metric, or versions that cannot be compared (different targets or tasks).
+    DataError
+        Fewer rows that neither version trained on than ``FASTTRACK_PROMOTION_MIN_ROWS`` (nothing is moved or
+        recorded, ``force`` or not), or comparison data the versions cannot be scored on.
     """
     from fasttrack.registry.promotion import model_target
     from fasttrack.training.promotion import promote_challenger

@@ -74,7 +74,23 @@ class Settings(BaseSettings):
         0.0,
         ge=0,
         description="How much better (primary metric) a challenger must be to take @champion "
-        "(`fasttrack models promote`).",
+        "(`fasttrack models promote`): the lower bound of the improvement's confidence interval must exceed it.",
+    )
+    promotion_min_rows: int = Field(
+        200,
+        ge=1,
+        description="Fewest comparison rows that neither version trained on for `fasttrack models promote` to "
+        "decide; with fewer it refuses (exit 1) and moves nothing.",
+    )
+    promotion_resamples: int = Field(
+        1000, ge=100, description="Paired bootstrap resamples behind the promotion gate's confidence interval."
+    )
+    promotion_confidence: float = Field(
+        0.95,
+        gt=0.5,
+        lt=1,
+        description="Confidence level of the interval of the challenger's improvement (two-sided; the gate reads "
+        "its lower bound).",
     )
     host: str = Field("127.0.0.1", description="Interface `fasttrack serve` binds (the container sets 0.0.0.0).")
     port: int = Field(8000, ge=1, le=65535, description="Port `fasttrack serve` listens on.")

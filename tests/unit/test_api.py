@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -97,10 +98,32 @@ def test_predict_refuses_bad_values_naming_the_feature(trained: TrainOutcome, se
 
 
 def test_evaluate_scores_labelled_data_beside_the_registered_metrics(trained: TrainOutcome, settings: Any) -> None:
-    scored = fasttrack.evaluate("models:/sample/1", SAMPLE, settings=settings)
+    with pytest.warns(UserWarning, match=r"(\d+) of the (\d+) rows of .* are rows the model was trained on"):
+        scored = fasttrack.evaluate("models:/sample/1", SAMPLE, settings=settings)
     assert (scored.name, scored.version, scored.rows) == ("sample", "1", len(pd.read_csv(SAMPLE).drop_duplicates()))
     assert 0.85 < scored.metrics["roc_auc"] <= 1
     assert scored.at_registration["roc_auc"] == pytest.approx(trained.metrics["roc_auc"])
+    # The whole file holds every training row: the warning says how many.
+    assert scored.trained_on == trained.result.train_rows and scored.overlap_note is None
+    assert scored.warnings == [
+        f"{trained.result.train_rows} of the {scored.rows} rows of {SAMPLE} are rows the model was trained on: "
+        "its metrics on them overstate how it does on new data"
+    ]
+
+
+def test_evaluate_on_rows_the_model_never_saw_does_not_warn(
+    trained: TrainOutcome, settings: Any, tmp_path: Path
+) -> None:
+    held_out = tmp_path / "held_out.csv"
+    trained.result.X_test.assign(label=trained.result.y_test.to_numpy()).to_csv(held_out, index=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        scored = fasttrack.evaluate("models:/sample/1", held_out, settings=settings)
+    assert (scored.trained_on, scored.warnings, scored.rows) == (0, [], trained.result.test_rows)
+    assert scored.metrics["roc_auc"] == pytest.approx(trained.metrics["roc_auc"])
+    # A model folder used directly still names its run, and the run its training rows.
+    folder = fasttrack.load("models:/sample/1", settings=settings).folder.path
+    assert fasttrack.evaluate(folder, held_out, settings=settings).trained_on == 0
 
 
 def test_score_file_writes_every_row(trained: TrainOutcome, settings: Any, tmp_path: Path) -> None:
@@ -123,7 +146,8 @@ def test_promote_compares_a_challenger_with_the_champion(trained: TrainOutcome, 
     assert challenger.version == "2" and challenger.aliases == []  # the champion stays until promotion
     result = fasttrack.promote("sample", "2", metric="accuracy", settings=settings)
     assert result.decision in ("promoted", "rejected") and result.champion is not None
-    assert result.moved == (result.challenger.score > result.champion.score)  # type: ignore[operator]
+    assert result.interval is not None and result.rows == challenger.result.test_rows and result.excluded == 0
+    assert result.moved == (result.interval[0] > 0)
     assert fasttrack.promote("sample", "1" if result.moved else "2", force=True, settings=settings).moved
 
 

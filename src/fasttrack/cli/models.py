@@ -58,7 +58,9 @@ def models_promote(
     margin: Annotated[
         float | None,
         typer.Option(
-            min=0, help="How much better the challenger must be (default: FASTTRACK_PROMOTION_MARGIN, else 0)."
+            min=0,
+            help="How much better the challenger must surely be: the interval's lower bound must exceed it "
+            "(default: FASTTRACK_PROMOTION_MARGIN, else 0).",
         ),
     ] = None,
     metric: Annotated[str | None, typer.Option(help="Metric to compare (default: the primary metric).")] = None,
@@ -67,9 +69,11 @@ def models_promote(
 ) -> None:
     """Compare a challenger with the champion on the same rows; move @champion only if it is better.
 
-    Both versions are scored on the challenger's held-out test part (or on --data / --sql), and the alias moves
-    when the challenger beats the champion's primary metric by at least --margin. The decision and both scores
-    are recorded as fasttrack.promotion.* tags on both versions. Servers following the alias pick it up.
+    Both versions are scored on the challenger's held-out test part (or on --data / --sql) minus every row either
+    version trained on; with fewer than FASTTRACK_PROMOTION_MIN_ROWS rows left it refuses to decide (exit 1). The
+    alias moves when the lower bound of the confidence interval of the challenger's improvement on the primary
+    metric (a paired bootstrap) is above --margin. The decision, both scores, the interval and the rows used and
+    left out are recorded as fasttrack.promotion.* tags on both versions. Servers following the alias pick it up.
     """
     import fasttrack
 
@@ -100,6 +104,13 @@ def models_promote(
         table.add_row(result.challenger.version, "challenger", render.number(result.challenger.score))
         table.add_row(result.champion.version, f"@{alias}", render.number(result.champion.score))
         out.print(table)
+        if result.interval is not None and result.confidence is not None:
+            out.print(
+                f"improvement {result.improvement:+.4f}, {result.confidence:.0%} interval {result.interval[0]:+.4f} "
+                f"to {result.interval[1]:+.4f} ({result.resamples} paired bootstrap resamples), margin "
+                f"{result.margin:g}; {result.rows} rows compared, {result.excluded} left out as training rows",
+                highlight=False,
+            )
         if result.decision != "rejected":  # a rejection says why on stderr
             out.print(result.reason, highlight=False)
     if result.decision == "rejected":

@@ -10,7 +10,7 @@ from rich.table import Table
 
 from fasttrack.cli import render
 from fasttrack.cli.options import DbOption, ModelOption, SqlOption, parse_pairs
-from fasttrack.cli.render import out
+from fasttrack.cli.render import err, out
 from fasttrack.config import ModelKind, Task
 from fasttrack.errors import ConfigError, QualityGateError
 
@@ -91,7 +91,10 @@ def evaluate(
     db: DbOption = None,
     model: ModelOption = None,
 ) -> None:
-    """Score a model on labelled data and compare with the metrics it was registered with."""
+    """Score a model on labelled data and compare with the metrics it was registered with.
+
+    Warns (on stderr) when some of the rows are rows the model was trained on, saying how many.
+    """
     import fasttrack
 
     with render.steps() as step:
@@ -104,3 +107,7 @@ def evaluate(
     for metric, value in scored.metrics.items():
         table.add_row(metric, f"{value:.4f}", render.number(scored.at_registration.get(metric)))
     out.print(table)
+    for warning in scored.warnings:
+        err.print(f"[yellow]warning:[/] {warning}", highlight=False)
+    if scored.trained_on is None and scored.overlap_note:
+        err.print(f"note: cannot tell whether the model trained on these rows: {scored.overlap_note}", highlight=False)

@@ -2,10 +2,11 @@
 
 :mod:`fasttrack.training.promotion` scores the champion and the challenger on the same rows and decides; this
 module reads what it needs from MLflow (the versions, the alias holder, the challenger's held-out test part that
-every training run logs as ``reports/holdout.parquet``) and writes the outcome: the alias moved when the decision
-says so, and the decision, both scores, the metric, the margin and the data as ``fasttrack.promotion.*`` tags on
-both versions, so the registry keeps the reason every champion is the champion. A server following ``@champion``
-sees the alias move.
+every training run logs as ``reports/holdout.parquet``, and each version's record of the rows it trained on,
+``reports/train_rows.parquet``) and writes the outcome: the alias moved when the decision says so, and the decision,
+both scores, the metric, the margin, the improvement's confidence interval and the rows used and left out as
+``fasttrack.promotion.*`` tags on both versions, so the registry keeps the reason every champion is the champion. A
+server following ``@champion`` sees the alias move.
 """
 
 from __future__ import annotations
@@ -19,14 +20,16 @@ from fasttrack.config import Settings
 from fasttrack.errors import ConfigError, ModelNotFoundError
 from fasttrack.registry.cache import download_artifacts
 from fasttrack.registry.errors import registry_errors
-from fasttrack.registry.layout import HOLDOUT_ARTIFACT
+from fasttrack.registry.layout import HOLDOUT_ARTIFACT, TRAIN_ROWS_ARTIFACT
 from fasttrack.registry.model_folder import read_metadata
 from fasttrack.registry.resolve import resolve_model
-from fasttrack.registry.store import client
+from fasttrack.registry.store import client, configure
 
 if TYPE_CHECKING:
     import pandas as pd
     from mlflow import MlflowClient
+
+    from fasttrack.training.split import TrainingRows
 
 TAG_PREFIX = "fasttrack.promotion."
 Decision = Literal["promoted", "rejected", "forced", "no-champion", "already-champion"]
@@ -57,6 +60,17 @@ class PromotionResult:
     data: str | None = None
     rows: int = 0
     decided_at: str = ""
+    #: Rows of the comparison data left out because one of the versions trained on them (``rows`` were used).
+    excluded: int = 0
+    #: The challenger's improvement on ``metric`` (positive: better, in the metric's direction), and its paired
+    #: bootstrap confidence interval (``low``, ``high``) at ``confidence`` over ``resamples`` resamples.
+    improvement: float | None = None
+    interval: tuple[float, float] | None = None
+    confidence: float | None = None
+    resamples: int = 0
+    #: Versions with no record of their training rows (registered before FastTrack kept one): rows they trained on
+    #: may be among those used.
+    unrecorded: tuple[str, ...] = ()
 
     @property
     def moved(self) -> bool:
@@ -84,6 +98,27 @@ def standing(settings: Settings, name: str, challenger: str, alias: str) -> Stan
 def model_target(settings: Settings, name: str, version: str) -> str:
     """The target column of a registered version (what a labelled comparison data set must contain)."""
     return read_metadata(resolve_model(f"models:/{name}/{version}", settings).path).target
+
+
+def training_rows(settings: Settings, name: str, version: str) -> TrainingRows | None:
+    """The record of the rows version ``version`` of ``name`` trained on, or ``None`` when its run has none (a
+    version registered before FastTrack kept the record, or one without a run)."""
+    with registry_errors(f"reading the training rows of {name} version {version}"):
+        run_id = client(settings).get_model_version(name, version).run_id
+    return run_training_rows(settings, run_id) if run_id else None
+
+
+def run_training_rows(settings: Settings, run_id: str) -> TrainingRows | None:
+    """The record of the rows the model of training run ``run_id`` was fitted on, or ``None`` when it has none."""
+    from fasttrack.training.split import TrainingRows
+
+    configure(settings)
+    with tempfile.TemporaryDirectory(prefix="fasttrack-rows-") as tmp:
+        try:
+            path = download_artifacts(f"runs:/{run_id}/{TRAIN_ROWS_ARTIFACT}", Path(tmp))
+        except ModelNotFoundError:
+            return None
+        return TrainingRows.read(path)
 
 
 def held_out_rows(settings: Settings, name: str, version: str) -> pd.DataFrame:
@@ -140,8 +175,21 @@ def _record(mlflow_client: MlflowClient, result: PromotionResult) -> None:
                 "champion_score": repr(result.champion.score),
                 "data": result.data or "",
                 "rows": str(result.rows),
+                "excluded": str(result.excluded),
             }
         )
+    if result.interval is not None:
+        shared.update(
+            {
+                "improvement": repr(result.improvement),
+                "interval_low": repr(result.interval[0]),
+                "interval_high": repr(result.interval[1]),
+                "confidence": f"{result.confidence:g}",
+                "resamples": str(result.resamples),
+            }
+        )
+    if result.unrecorded:
+        shared["unrecorded"] = ",".join(result.unrecorded)
     sides = [(result.challenger.version, "challenger")]
     if result.champion is not None:
         sides.append((result.champion.version, "champion"))

@@ -34,7 +34,7 @@ from sklearn.metrics import (
 )
 
 from fasttrack.config import ResolvedTask, higher_is_better
-from fasttrack.runtime.base import Runtime, align_proba, natives
+from fasttrack.runtime.base import Prediction, Runtime, align_proba, natives
 
 
 def compute_metrics(
@@ -108,8 +108,9 @@ def _classification_metrics(
     # `labels` has, so the columns are sorted to match.
     order = sorted(range(len(label_list)), key=lambda i: label_list[i])
     sorted_labels = [label_list[i] for i in order]
-    sorted_scores = scores[:, order]
-    # float32 models (XGBoost) give rows that sum to 1 only within float32 precision, which log_loss warns about.
+    # float32 models (XGBoost, ONNX graphs) give probabilities a rounding off [0, 1] (a forest's 1 - 1.0000001) and
+    # rows that sum to 1 only within float32 precision: log_loss refuses the first and warns about the second.
+    sorted_scores = np.clip(scores[:, order], 0.0, 1.0)
     totals = sorted_scores.sum(axis=1, keepdims=True)
     sorted_scores = np.divide(sorted_scores, totals, out=sorted_scores.copy(), where=totals > 0)
     if len(label_list) > 2 and present == known:
@@ -196,13 +197,18 @@ def evaluate_runtime(runtime: Runtime, frame: pd.DataFrame, truth: npt.ArrayLike
     a value a feature cannot take raises :class:`~fasttrack.errors.SchemaValidationError`) and is predicted by the
     runtime the model serves with, so ``fasttrack evaluate`` and promotion score what the server would answer.
     """
+    prediction = predict_runtime(runtime, frame)
+    return compute_metrics(runtime.task, truth, prediction.values, prediction.probabilities, runtime.labels)
+
+
+def predict_runtime(runtime: Runtime, frame: pd.DataFrame) -> Prediction:
+    """A registered model's predictions for the raw feature columns ``frame`` (and a classifier's probabilities,
+    one column per entry of ``runtime.labels``), through the feature contract as :func:`evaluate_runtime` scores."""
     from fasttrack.features.frames import frame_input
 
     prepared = frame_input(frame, runtime.schema)
     prepared.raise_for_violations()
-    classifier = runtime.labels is not None
-    prediction = runtime.predict(prepared.columns, prepared.rows, probabilities=classifier)
-    return compute_metrics(runtime.task, truth, prediction.values, prediction.probabilities, runtime.labels)
+    return runtime.predict(prepared.columns, prepared.rows, probabilities=runtime.labels is not None)
 
 
 @dataclass(frozen=True)

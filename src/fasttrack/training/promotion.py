@@ -1,54 +1,131 @@
-"""Champion/challenger promotion: ``@champion`` moves only to a version that beats it on the same rows.
+"""Champion/challenger promotion: ``@champion`` moves only to a version that is surely better on rows neither saw.
 
 The champion and the challenger may have been trained on different data, so their registered metrics are not
 comparable. :func:`promote_challenger` scores both on one data set -- by default the challenger's held-out test
-part, or a labelled data set the caller gives -- with :func:`fasttrack.training.evaluate.evaluate_runtime`,
-through the runtime each version serves with (its checked ONNX graph when it has one, so promotion does not
-unpickle a version it need not). The alias moves only when the challenger is better on the metric (the
-challenger's primary metric unless told otherwise) by at least the margin, in the metric's direction; ``force``
-moves it regardless. Either way :func:`fasttrack.registry.promotion.record_promotion` moves the alias and records
-the decision and its evidence on both versions.
+part, or a labelled data set the caller gives -- minus every row either version trained on (each version records
+its training rows, :mod:`fasttrack.training.split`; a version registered before that has no record, and the reason
+says so). With fewer rows left than ``FASTTRACK_PROMOTION_MIN_ROWS`` it refuses to decide. Each version predicts the
+rows once, through the runtime it serves with (its checked ONNX graph when it has one, so promotion does not unpickle
+a version it need not); :func:`fasttrack.training.compare.paired_bootstrap` gives the challenger's improvement on the
+metric (the challenger's primary metric unless told otherwise) and its confidence interval, and the alias moves only
+when the interval's lower bound is above the margin, in the metric's direction; ``force`` moves it regardless.
+Either way :func:`fasttrack.registry.promotion.record_promotion` moves the alias and records the decision and its
+evidence (scores, interval, rows used and left out) on both versions.
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from fasttrack.config import CLASSIFICATION_METRICS, REGRESSION_METRICS, Settings, higher_is_better
 from fasttrack.errors import ConfigError, DataError
 from fasttrack.registry.layout import CHAMPION
 from fasttrack.registry.model_folder import LoadedModel, load_model_folder
-from fasttrack.registry.promotion import Contender, Decision, PromotionResult, held_out_rows, record_promotion, standing
+from fasttrack.registry.promotion import (
+    Contender,
+    Decision,
+    PromotionResult,
+    held_out_rows,
+    record_promotion,
+    standing,
+    training_rows,
+)
 from fasttrack.registry.resolve import resolve_model
+from fasttrack.training.compare import Outputs, PairedInterval, paired_bootstrap
+from fasttrack.training.evaluate import compute_metrics
+from fasttrack.training.split import row_hashes
 
 
 def decide(
-    challenger: float, champion: float, *, metric: str, margin: float, force: bool = False
+    interval: PairedInterval, challenger: float, champion: float, *, margin: float, force: bool = False
 ) -> tuple[Decision, str]:
-    """The gate: the challenger wins when it is better than the champion on ``metric`` by at least ``margin``.
+    """The gate: the challenger wins when the lower bound of its improvement's interval is above ``margin``.
 
-    "Better" follows :func:`~fasttrack.config.higher_is_better`; with a margin of 0 the challenger must still be
-    strictly better (a tie keeps the champion). ``force`` promotes a challenger that loses, saying so. Returns the
-    decision and one sentence quoting both scores.
+    ``challenger`` and ``champion`` are the two scores on all the rows compared and ``interval`` the paired
+    bootstrap interval of the improvement (in the metric's direction, :func:`~fasttrack.config.higher_is_better`),
+    so with a margin of 0 the challenger must be better on nearly every resample, not merely on average. ``force``
+    promotes a challenger that does not win, saying so. Returns the decision and one sentence quoting both scores
+    and the interval.
     """
     if margin < 0 or not math.isfinite(margin):
         raise ConfigError(f"the promotion margin must be a number >= 0, got {margin}")
+    metric = interval.metric
     higher = higher_is_better(metric)
     improvement = challenger - champion if higher else champion - challenger
     direction = "higher" if higher else "lower"
     scores = f"{metric} {challenger:.4f} vs {champion:.4f} ({direction} is better)"
-    if improvement > 0 and improvement >= margin:
-        return "promoted", f"the challenger is better by {improvement:.4f} (margin {margin:g}): {scores}"
+    shown = f"{interval.confidence:.0%} interval {interval.low:+.4f} to {interval.high:+.4f}"
+    if interval.low > margin:
+        return (
+            "promoted",
+            f"the challenger is better by {improvement:.4f} ({shown}, above the margin {margin:g}): {scores}",
+        )
     if improvement > 0:
-        why = f"the challenger is better by only {improvement:.4f}, less than the margin {margin:g}: {scores}"
+        why = (
+            f"the challenger is better by {improvement:.4f}, but its {shown} does not clear the margin {margin:g}: "
+            f"{scores}"
+        )
     elif improvement == 0:
-        why = f"the challenger ties with the champion: {scores}"
+        why = f"the challenger ties with the champion ({shown}): {scores}"
     else:
-        why = f"the challenger is worse by {-improvement:.4f}: {scores}"
+        why = f"the challenger is worse by {-improvement:.4f} ({shown}): {scores}"
     return ("forced", f"forced although {why}") if force else ("rejected", why)
+
+
+@dataclass(frozen=True)
+class FreshRows:
+    """Which comparison rows neither version trained on (``used``), how many of the rows each version trained on,
+    and the versions that kept no record of their training rows."""
+
+    used: np.ndarray[Any, np.dtype[np.bool_]]
+    trained_on: dict[str, int]
+    unrecorded: tuple[str, ...]
+
+    @property
+    def rows(self) -> int:
+        """Rows neither version trained on."""
+        return int(self.used.sum())
+
+    @property
+    def excluded(self) -> int:
+        """Rows left out because a version trained on them."""
+        return int((~self.used).sum())
+
+
+def fresh_rows(
+    settings: Settings, name: str, frame: pd.DataFrame, source: str, versions: dict[str, LoadedModel]
+) -> FreshRows:
+    """The rows of ``frame`` that none of ``versions`` (version -> model) trained on, by their recorded row hashes.
+
+    A version with no record (registered before FastTrack kept one) excludes nothing and is named in
+    ``unrecorded``. Raises :class:`~fasttrack.errors.DataError` when ``frame`` lacks a column a version's rows are
+    identified by.
+    """
+    seen = np.zeros(len(frame), dtype=bool)
+    trained_on: dict[str, int] = {}
+    unrecorded: list[str] = []
+    for version, model in versions.items():
+        record = training_rows(settings, name, version)
+        if record is None or not record.comparable(model.schema):
+            unrecorded.append(version)
+            continue
+        try:
+            hashes = row_hashes(frame, model.schema)
+        except DataError as exc:
+            raise DataError(
+                f"cannot tell which rows of {source} version {version} trained on: {exc}; compare on labelled data "
+                "with both versions' columns (--data FILE)"
+            ) from None
+        trained = record.contains(hashes)
+        trained_on[version] = int(trained.sum())
+        seen |= trained
+    return FreshRows(~seen, trained_on, tuple(unrecorded))
 
 
 def promote_challenger(
@@ -66,11 +143,15 @@ def promote_challenger(
     """Compare version ``challenger`` of ``name`` with the version holding ``alias`` and move the alias if it wins.
 
     ``frame`` is labelled comparison data (named ``frame_source`` in the record); by default the challenger's
-    held-out test part is used. ``margin`` defaults to the ``promotion_margin`` setting; ``metric`` to the
-    challenger's primary metric. With no version holding the alias, the challenger simply gets it. Nothing is
-    compared or recorded when the challenger already holds the alias.
+    held-out test part is used. Rows either version trained on are left out; with fewer than
+    ``settings.promotion_min_rows`` left, :class:`~fasttrack.errors.DataError` is raised and nothing is moved or
+    recorded. ``margin`` defaults to the ``promotion_margin`` setting; ``metric`` to the challenger's primary metric;
+    the interval's resamples and confidence come from ``settings``. With no version holding the alias, the
+    challenger simply gets it. Nothing is compared or recorded when the challenger already holds the alias.
     """
     margin = settings.promotion_margin if margin is None else margin
+    if margin < 0 or not math.isfinite(margin):
+        raise ConfigError(f"the promotion margin must be a number >= 0, got {margin}")
     start = standing(settings, name, challenger, alias)
     challenger, holder = start.challenger, start.holder
     now = datetime.now(UTC).isoformat(timespec="seconds")
@@ -98,16 +179,43 @@ def promote_challenger(
     _check_metric(metric, new.metadata.task)
     if frame is None:
         frame, frame_source = held_out_rows(settings, name, challenger), f"holdout of version {challenger}"
-    data, rows = _labelled(frame, new.metadata.target, frame_source or "the comparison data")
-    new_metrics = _score(new, data, challenger, frame_source)
-    old_metrics = _score(old, data, holder, frame_source)
+    source = frame_source or "the comparison data"
+    data = _labelled(frame, new.metadata.target, source)
+    # Each version predicts every row once (a missing column is named before anything else is read); the rows
+    # either version trained on are then dropped from the truth and both predictions alike.
+    new_outputs = _predict(new, data, challenger, source)
+    old_outputs = _predict(old, data, holder, source)
+    fresh = fresh_rows(settings, name, data, source, {challenger: new, holder: old})
+    rows = fresh.rows
+    if rows < settings.promotion_min_rows:
+        raise DataError(_too_few(rows, len(data), source, fresh, settings.promotion_min_rows))
+    truth = _truth(data, new.metadata.task, new.metadata.target)[fresh.used]
+    new_outputs, old_outputs = new_outputs.rows(fresh.used), old_outputs.rows(fresh.used)
+    task = new.metadata.task
+    new_metrics = compute_metrics(task, truth, new_outputs.values, new_outputs.probabilities, new_outputs.labels)
+    old_metrics = compute_metrics(task, truth, old_outputs.values, old_outputs.probabilities, old_outputs.labels)
     for version, scored in ((challenger, new_metrics), (holder, old_metrics)):
         if metric not in scored:
             raise DataError(
-                f"{metric} cannot be computed for version {version} on {frame_source} "
+                f"{metric} cannot be computed for version {version} on {source} "
                 f"(computed: {', '.join(scored) or 'nothing'}); choose another --metric or other data"
             )
-    decision, reason = decide(new_metrics[metric], old_metrics[metric], metric=metric, margin=margin, force=force)
+    interval = paired_bootstrap(
+        task,
+        metric,
+        truth,
+        new_outputs,
+        old_outputs,
+        resamples=settings.promotion_resamples,
+        confidence=settings.promotion_confidence,
+    )
+    decision, reason = decide(interval, new_metrics[metric], old_metrics[metric], margin=margin, force=force)
+    reason += f"; {rows} rows compared, {fresh.excluded} left out as training rows"
+    for version in fresh.unrecorded:
+        reason += (
+            f"; version {version} has no record of the rows it trained on (registered before FastTrack kept one), "
+            "so some rows compared may be its training rows"
+        )
     result = PromotionResult(
         name=name,
         alias=alias,
@@ -117,12 +225,28 @@ def promote_challenger(
         champion=Contender(holder, old_metrics[metric], old_metrics),
         metric=metric,
         margin=margin,
-        data=frame_source,
+        data=source,
         rows=rows,
         decided_at=now,
+        excluded=fresh.excluded,
+        improvement=interval.improvement,
+        interval=(interval.low, interval.high),
+        confidence=interval.confidence,
+        resamples=interval.resamples,
+        unrecorded=fresh.unrecorded,
     )
     record_promotion(settings, result)
     return result
+
+
+def _too_few(rows: int, total: int, source: str, fresh: FreshRows, needed: int) -> str:
+    """The refusal: how many rows are left, why the others were left out, and what to do."""
+    trained = ", ".join(f"version {version} trained on {count}" for version, count in fresh.trained_on.items())
+    return (
+        f"not enough rows to decide: {rows} of the {total} rows of {source} were trained on by neither version"
+        f"{f' ({trained})' if trained else ''}, and the gate needs at least {needed} (FASTTRACK_PROMOTION_MIN_ROWS); "
+        "compare on more labelled rows that neither version trained on (--data FILE)"
+    )
 
 
 def _load(settings: Settings, name: str, version: str) -> LoadedModel:
@@ -144,29 +268,32 @@ def _check_metric(metric: str, task: str) -> None:
         raise ConfigError(f"metric {metric!r} does not apply to {task}; use one of {', '.join(known)}")
 
 
-def _labelled(frame: pd.DataFrame, target: str, source: str) -> tuple[pd.DataFrame, int]:
+def _labelled(frame: pd.DataFrame, target: str, source: str) -> pd.DataFrame:
     if target not in frame.columns:
         raise DataError(f"{source} has no target column {target!r}; columns are: {', '.join(map(str, frame.columns))}")
     rows = frame.loc[frame[target].notna()].reset_index(drop=True)
     if rows.empty:
         raise DataError(f"{source} has no rows with a value for {target!r}")
-    return rows, len(rows)
+    return rows
 
 
-def _score(model: LoadedModel, frame: pd.DataFrame, version: str, source: str | None) -> dict[str, float]:
+def _truth(frame: pd.DataFrame, task: str, target: str) -> np.ndarray[Any, Any]:
+    """The true values as the metrics compare them: float64 for a regression, plain Python labels otherwise
+    (pandas' string and nullable dtypes would not compare with the models' labels)."""
+    if task == "regression":
+        return frame[target].astype("float64").to_numpy()
+    return np.asarray(frame[target].astype(object).to_numpy(), dtype=object)
+
+
+def _predict(model: LoadedModel, frame: pd.DataFrame, version: str, source: str) -> Outputs:
+    """One version's predictions for the comparison rows, through the runtime it serves with."""
     from fasttrack.errors import SchemaValidationError
     from fasttrack.runtime.select import open_runtime
-    from fasttrack.training.evaluate import evaluate_runtime
+    from fasttrack.training.evaluate import predict_runtime
 
-    meta = model.metadata
-    truth = frame[meta.target]
-    if meta.task == "regression":
-        truth = truth.astype("float64")
-    else:
-        # Plain Python values, as the model's labels are: pandas' string and nullable dtypes would not compare.
-        truth = pd.Series(truth.astype(object).to_numpy(), name=meta.target)
+    runtime = open_runtime(model)
     try:
-        return evaluate_runtime(open_runtime(model), frame, truth)
+        prediction = predict_runtime(runtime, frame)
     except SchemaValidationError as exc:
         missing = [v.field for v in exc.violations if v.reason == "required column is missing"]
         if missing:
@@ -176,3 +303,4 @@ def _score(model: LoadedModel, frame: pd.DataFrame, version: str, source: str | 
                 "compare on labelled data with both versions' columns (--data FILE)"
             ) from None
         raise DataError(f"version {version} cannot be scored on {source}: {exc}") from None
+    return Outputs(prediction.values, prediction.probabilities, runtime.labels)

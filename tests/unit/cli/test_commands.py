@@ -14,7 +14,7 @@ import pytest
 from typer.testing import CliRunner
 
 from fasttrack.cli import app
-from fasttrack.errors import ConfigError, QualityGateError
+from fasttrack.errors import ConfigError, PromotionRejectedError, QualityGateError
 from support import REPO
 
 SAMPLE = str(REPO / "data" / "sample" / "classification.csv")
@@ -64,6 +64,9 @@ def test_evaluate_shows_this_data_beside_registration(trained: Any, home: Path) 
     result = invoke(home, "evaluate", "--data", SAMPLE, "-m", "models:/sample@champion")
     assert result.exit_code == 0, result.output
     assert "sample v1 on" in result.stdout and "at registration" in result.stdout
+    # The sample file holds the rows the model trained on: the command says how many, on stderr.
+    assert "warning:" in result.stderr and "are rows the model was trained on" in result.stderr
+    assert "warning" not in result.stdout
 
 
 def test_predict_writes_the_file_and_says_how_fast(trained: Any, home: Path, tmp_path: Path) -> None:
@@ -83,6 +86,19 @@ def test_models_list_show_and_promote(trained: Any, home: Path) -> None:
     assert promoted.exit_code == 0 and "already version 1: nothing to do" in promoted.stdout
     both = invoke(home, "models", "promote", "sample", "1", "--challenger", "2")
     assert isinstance(both.exception, ConfigError) and "give one" in str(both.exception)
+
+
+def test_promote_shows_the_interval_and_the_rows_and_show_keeps_them(trained: Any, home: Path) -> None:
+    second = invoke(home, "train", "-c", CONFIG, "--data", SAMPLE, "--cv-folds", "0", "--param", "C=0.01")
+    assert second.exit_code == 0, second.output
+    promoted = invoke(home, "models", "promote", "sample", "2", "--margin", "0.5")
+    assert isinstance(promoted.exception, PromotionRejectedError)  # nothing beats a model by 0.5 ROC AUC
+    assert "95% interval" in promoted.stdout and "1000 paired bootstrap resamples" in promoted.stdout
+    assert "0 left out as training rows" in promoted.stdout
+    shown = invoke(home, "models", "show", "sample", "2")
+    assert shown.exit_code == 0, shown.output
+    for key in ("interval_low:", "interval_high:", "confidence: 0.95", "excluded: 0", "rows:", "improvement:"):
+        assert key in shown.stdout, key
 
 
 def test_ingest_writes_the_clean_data_and_schema(tmp_path: Path, home: Path) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from fasttrack.config import Settings
@@ -37,6 +38,24 @@ def test_the_held_out_rows_are_the_runs_test_part(good_result: TrainResult, two_
     assert len(rows) == good_result.test_rows
 
 
+def test_the_training_rows_are_the_runs_record(good_result: TrainResult, two_versions: Settings) -> None:
+    recorded = promotion.training_rows(two_versions, "toy", "2")
+    assert recorded is not None and good_result.training_rows is not None
+    assert np.array_equal(recorded.hashes, good_result.training_rows.hashes)
+    assert (recorded.rows, recorded.columns) == (good_result.train_rows, good_result.training_rows.columns)
+    run_id = client(two_versions).get_model_version("toy", "2").run_id
+    assert run_id is not None
+    by_run = promotion.run_training_rows(two_versions, run_id)
+    assert by_run is not None and np.array_equal(by_run.hashes, recorded.hashes)
+
+
+def test_a_run_without_a_record_of_its_training_rows_has_none(
+    two_versions: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(promotion, "TRAIN_ROWS_ARTIFACT", "reports/none.parquet")
+    assert promotion.training_rows(two_versions, "toy", "2") is None
+
+
 def test_a_run_without_held_out_rows_asks_for_data(two_versions: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(promotion, "HOLDOUT_ARTIFACT", "reports/none.parquet")
     with pytest.raises(ConfigError, match="--data FILE"):
@@ -56,6 +75,12 @@ def decision(decision: promotion.Decision) -> PromotionResult:
         data="fresh.csv",
         rows=60,
         decided_at="2026-12-03T00:00:00+00:00",
+        excluded=15,
+        improvement=0.1,
+        interval=(0.04, 0.16),
+        confidence=0.95,
+        resamples=1000,
+        unrecorded=("1",),
     )
 
 
@@ -83,6 +108,9 @@ def test_a_rejection_is_recorded_on_both_versions_and_moves_nothing(two_versions
             "fresh.csv",
             "60",
         )
+        assert (recorded["excluded"], recorded["improvement"], recorded["interval_low"]) == ("15", "0.1", "0.04")
+        assert (recorded["interval_high"], recorded["confidence"], recorded["resamples"]) == ("0.16", "0.95", "1000")
+        assert recorded["unrecorded"] == "1"
 
 
 def test_a_promotion_moves_the_alias(two_versions: Settings) -> None:

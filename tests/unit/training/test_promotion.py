@@ -13,6 +13,7 @@ from fasttrack.data.describe import infer_schema
 from fasttrack.errors import ConfigError, DataError, ModelNotFoundError
 from fasttrack.registry import promotion, versions
 from fasttrack.registry.store import client as registry_client
+from fasttrack.training.compare import PairedInterval
 from fasttrack.training.promotion import decide, promote_challenger
 from fasttrack.training.publish import publish
 from fasttrack.training.train import TrainResult, train
@@ -21,33 +22,46 @@ from unit.registry.conftest import fit, make_frame
 NAME = "toy"
 
 
+def interval(low: float, high: float, metric: str = "roc_auc") -> PairedInterval:
+    return PairedInterval(metric, (low + high) / 2, low, high, 0.95, 1000, 500)
+
+
 @pytest.mark.parametrize(
-    ("challenger", "champion", "metric", "margin", "force", "decision", "needle"),
+    ("challenger", "champion", "bounds", "metric", "margin", "force", "decision", "needle"),
     [
-        (0.90, 0.80, "roc_auc", 0.0, False, "promoted", "better by 0.1000"),
-        (0.80, 0.90, "roc_auc", 0.0, False, "rejected", "worse by 0.1000"),
-        (0.85, 0.85, "roc_auc", 0.0, False, "rejected", "ties"),
-        (0.85, 0.84, "roc_auc", 0.05, False, "rejected", "less than the margin 0.05"),
-        (0.90, 0.84, "roc_auc", 0.05, False, "promoted", "margin 0.05"),
-        (0.80, 0.90, "roc_auc", 0.0, True, "forced", "forced although the challenger is worse"),
+        (0.90, 0.80, (0.08, 0.12), "roc_auc", 0.0, False, "promoted", "better by 0.1000 (95% interval +0.0800"),
+        (0.80, 0.90, (-0.12, -0.08), "roc_auc", 0.0, False, "rejected", "worse by 0.1000"),
+        (0.85, 0.85, (-0.01, 0.01), "roc_auc", 0.0, False, "rejected", "ties"),
+        # Better on these rows, but not surely: the interval straddles 0 (or the margin), so the champion stays.
+        (0.8508, 0.85, (-0.0009, 0.0025), "roc_auc", 0.0, False, "rejected", "does not clear the margin 0"),
+        (0.90, 0.84, (0.04, 0.08), "roc_auc", 0.05, False, "rejected", "does not clear the margin 0.05"),
+        (0.90, 0.84, (0.051, 0.07), "roc_auc", 0.05, False, "promoted", "above the margin 0.05"),
+        (0.80, 0.90, (-0.12, -0.08), "roc_auc", 0.0, True, "forced", "forced although the challenger is worse"),
         # Lower is better: a smaller error wins, and the margin is a reduction.
-        (1.5, 2.0, "rmse", 0.0, False, "promoted", "lower is better"),
-        (2.0, 1.5, "rmse", 0.0, False, "rejected", "worse by 0.5000"),
-        (1.9, 2.0, "rmse", 0.5, False, "rejected", "less than the margin 0.5"),
-        (0.30, 0.50, "log_loss", 0.1, False, "promoted", "better by 0.2000"),
+        (1.5, 2.0, (0.3, 0.7), "rmse", 0.0, False, "promoted", "lower is better"),
+        (2.0, 1.5, (-0.7, -0.3), "rmse", 0.0, False, "rejected", "worse by 0.5000"),
+        (1.9, 2.0, (0.01, 0.2), "rmse", 0.5, False, "rejected", "does not clear the margin 0.5"),
+        (0.30, 0.50, (0.15, 0.25), "log_loss", 0.1, False, "promoted", "better by 0.2000"),
     ],
 )
-def test_the_gate(
-    challenger: float, champion: float, metric: str, margin: float, force: bool, decision: str, needle: str
+def test_the_gate_reads_the_intervals_lower_bound(
+    challenger: float,
+    champion: float,
+    bounds: tuple[float, float],
+    metric: str,
+    margin: float,
+    force: bool,
+    decision: str,
+    needle: str,
 ) -> None:
-    got, reason = decide(challenger, champion, metric=metric, margin=margin, force=force)
+    got, reason = decide(interval(*bounds, metric=metric), challenger, champion, margin=margin, force=force)
     assert got == decision
     assert needle in reason
 
 
 def test_the_margin_cannot_be_negative() -> None:
     with pytest.raises(ConfigError, match="margin"):
-        decide(0.9, 0.8, metric="roc_auc", margin=-0.1)
+        decide(interval(0.05, 0.1), 0.9, 0.8, margin=-0.1)
 
 
 def weak_result(frame: pd.DataFrame) -> TrainResult:
@@ -65,14 +79,25 @@ def weak_result(frame: pd.DataFrame) -> TrainResult:
     return train(frame, config, infer_schema(frame, "label", "auto"))
 
 
+#: Rows of the toy data: its held-out part (about 20 %) is well above the minimum the fixture's settings ask for.
+ROWS = 1000
+
+
+def forest(seed: int, **overrides: object) -> TrainResult:
+    """A small random forest on the toy data: two of them differ only by ``seed``."""
+    return fit(make_frame(rows=ROWS), model="random_forest", params={"n_estimators": 10}, seed=seed, **overrides)
+
+
 @pytest.fixture(scope="module")
 def store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
-    """An embedded store with version 1 (strong, the champion) and version 2 (weak) of ``toy``."""
+    """An embedded store with versions of ``toy``: 1 (strong linear, the champion), 2 (weak), 3 and 4 (random
+    forests that differ only by their seed) and 5 (a forest whose split used another salt)."""
     with pytest.MonkeyPatch.context() as patch:
         for var in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI", "FASTTRACK_TRACKING_URI", "FASTTRACK_MODEL"):
             patch.delenv(var, raising=False)
-        settings = get_settings(home=tmp_path_factory.mktemp("promotion") / "home")
-        for result in (fit(make_frame()), weak_result(make_frame())):
+        settings = get_settings(home=tmp_path_factory.mktemp("promotion") / "home", promotion_min_rows=50)
+        frame = make_frame(rows=ROWS)
+        for result in (fit(frame), weak_result(frame), forest(1), forest(2), forest(1, split_salt="pepper")):
             publish(result, settings=settings, source="memory://toy.csv", fingerprint="f" * 64)
         yield settings
 
@@ -82,7 +107,7 @@ def settings(store: Settings) -> Settings:
     """The shared store with version 1 as the champion again and no promotion tags left from other tests."""
     client = registry_client(store)
     versions.promote(store, NAME, "1")
-    for version in ("1", "2"):
+    for version in ("1", "2", "3", "4", "5"):
         for key in client.get_model_version(NAME, version).tags:
             if key.startswith(promotion.TAG_PREFIX):
                 client.delete_model_version_tag(NAME, version, key)
@@ -150,7 +175,7 @@ def test_the_margin_comes_from_the_settings_unless_given(settings: Settings) -> 
 def test_comparison_on_given_data(settings: Settings) -> None:
     frame = make_frame(rows=120, seed=7)
     result = promote_challenger(settings, NAME, "2", frame=frame, frame_source="fresh.csv", metric="accuracy")
-    assert (result.data, result.rows, result.metric) == ("fresh.csv", 120, "accuracy")
+    assert (result.data, result.rows, result.excluded, result.metric) == ("fresh.csv", 120, 0, "accuracy")
     assert tags(settings, "1")["data"] == "fresh.csv"
 
     with pytest.raises(DataError, match="no target column 'label'"):
@@ -205,3 +230,77 @@ def test_versions_of_different_tasks_are_not_compared(settings: Settings, tmp_pa
             promote_challenger(settings, NAME, str(run.version))
     finally:
         registry_client(settings).delete_model_version(NAME, str(run.version))
+
+
+def test_the_decision_records_its_interval_and_rows(settings: Settings) -> None:
+    result = promote_challenger(settings, NAME, "2")
+    assert result.interval is not None and result.improvement is not None and result.champion is not None
+    low, high = result.interval
+    assert low <= result.improvement <= high < 0  # the weak stump is surely worse
+    assert (result.confidence, result.resamples) == (0.95, 1000)
+    # Same salt, same features, same rows: the challenger's held-out rows are held out by the champion too.
+    assert result.excluded == 0 and result.unrecorded == ()
+    assert f"{result.rows} rows compared, 0 left out as training rows" in result.reason
+    for recorded in (tags(settings, "2"), tags(settings, "1")):
+        assert float(recorded["interval_low"]) == low and float(recorded["interval_high"]) == high
+        assert float(recorded["improvement"]) == result.improvement
+        assert (recorded["confidence"], recorded["resamples"], recorded["excluded"]) == ("0.95", "1000", "0")
+    # The same rows and versions give the same interval and decision.
+    again = promote_challenger(settings, NAME, "2")
+    assert (again.decision, again.interval) == (result.decision, result.interval)
+
+
+def test_a_clearly_better_challenger_wins_and_a_seed_does_not(settings: Settings) -> None:
+    versions.promote(settings, NAME, "2")
+    better = promote_challenger(settings, NAME, "1")
+    assert better.decision == "promoted" and better.interval is not None and better.interval[0] > 0
+    versions.promote(settings, NAME, "3")
+    reseeded = promote_challenger(settings, NAME, "4")
+    assert reseeded.decision == "rejected" and champion(settings) == "3"
+    assert reseeded.interval is not None and reseeded.interval[0] <= 0 <= reseeded.interval[1]
+
+
+def test_an_interval_that_straddles_the_margin_keeps_the_champion(settings: Settings) -> None:
+    versions.promote(settings, NAME, "2")
+    measured = promote_challenger(settings, NAME, "1", margin=1.0)
+    assert measured.decision == "rejected" and measured.interval is not None and measured.improvement is not None
+    low = measured.interval[0]
+    margin = (low + measured.improvement) / 2  # the challenger beats it on average, not surely
+    straddled = promote_challenger(settings, NAME, "1", margin=margin)
+    assert straddled.decision == "rejected" and champion(settings) == "2"
+    assert "does not clear the margin" in straddled.reason
+
+
+def test_rows_a_version_trained_on_are_left_out(settings: Settings) -> None:
+    # Version 5's split used another salt: most of its held-out rows are rows the champion trained on.
+    result = promote_challenger(settings.model_copy(update={"promotion_min_rows": 10}), NAME, "5", margin=1.0)
+    held_out = len(promotion.held_out_rows(settings, NAME, "5"))
+    assert result.rows + result.excluded == held_out
+    assert result.excluded > result.rows > 0
+    assert f"{result.excluded} left out as training rows" in result.reason
+    assert tags(settings, "5")["excluded"] == str(result.excluded)
+    # Labelled rows that include the champion's training rows lose those rows too.
+    every = make_frame(rows=ROWS)
+    on_everything = promote_challenger(settings, NAME, "2", frame=every, frame_source="all.csv", margin=1.0)
+    assert on_everything.rows + on_everything.excluded == ROWS
+    assert on_everything.rows == len(promotion.held_out_rows(settings, NAME, "1"))
+
+
+def test_too_few_fresh_rows_refuse_to_decide(settings: Settings) -> None:
+    strict = settings.model_copy(update={"promotion_min_rows": 10_000})
+    refusal = r"not enough rows to decide: \d+ of the \d+ rows .*\(FASTTRACK_PROMOTION_MIN_ROWS\)"
+    with pytest.raises(DataError, match=refusal):
+        promote_challenger(strict, NAME, "2")
+    with pytest.raises(DataError, match=r"version 1 trained on \d+"):
+        promote_challenger(settings.model_copy(update={"promotion_min_rows": 400}), NAME, "5", force=True)
+    assert champion(settings) == "1" and tags(settings, "2") == {} and tags(settings, "5") == {}
+
+
+def test_versions_without_a_record_decide_as_before_and_say_so(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(promotion, "TRAIN_ROWS_ARTIFACT", "reports/none.parquet")
+    result = promote_challenger(settings, NAME, "5")
+    assert result.unrecorded == ("5", "1") and result.excluded == 0
+    assert "version 1 has no record of the rows it trained on" in result.reason
+    assert tags(settings, "1")["unrecorded"] == "5,1"
