@@ -78,28 +78,31 @@ def test_two_versions_compared_on_rows_neither_trained_on(tmp_path: Path) -> Non
 
 
 @pytest.mark.datasets
-def test_bank_marketing_a_seed_is_not_an_improvement(datasets_dir: Path, tmp_path: Path) -> None:
-    """The issue's finding: on bank_additional.csv a challenger differing only by its seed was refused by 0.0094
-    because the champion was scored on its own training rows. Now both are scored on rows neither trained on, and
-    a seed is not an improvement either way."""
+def test_bank_marketing_the_champion_is_scored_on_rows_it_never_saw(datasets_dir: Path, tmp_path: Path) -> None:
+    """The issue's finding: on bank_additional.csv a challenger differing only by its seed (7 against 42) was refused
+    by 0.0094, because the champion was scored on its own training rows (0.9587, against 0.9520 on its held-out
+    rows). Now both are scored on the rows both held out, and the decision is the interval's. At the margin of the
+    cross-validation spread the issue quotes (0.0017), the seed is not an improvement."""
     home = tmp_path / "home"
     bank = str(datasets_dir / "bank_additional.csv")
     common = ["--data", bank, "--target", "y", "--cv-folds", "0", "--name", "bank"]
     for seed in ("42", "7"):
         trained = run_cli("train", *common, "--seed", seed, home=home)
         assert trained.returncode == 0, trained.stderr
-    promoted = run_cli("models", "promote", "bank", "2", home=home)
+    promoted = run_cli("models", "promote", "bank", "2", "--margin", "0.0017", home=home)
     assert promoted.returncode != 0, promoted.stdout  # the champion stays
     rows, excluded = compared(promoted.stdout)
-    assert excluded == 0 and 7000 < rows < 9500  # about 20 % of 41,176 rows, none trained on by either version
-    interval = re.search(r"95% interval ([-+]\d\.\d{4}) to ([-+]\d\.\d{4})", promoted.stdout)
+    assert excluded == 0 and 7000 < rows < 9500  # about 20 % of 41,176 rows, trained on by neither version
+    interval = re.search(
+        r"improvement ([-+]\d\.\d{4}), 95% interval ([-+]\d\.\d{4}) to ([-+]\d\.\d{4})", promoted.stdout
+    )
     assert interval, promoted.stdout
-    assert float(interval.group(1)) <= 0.0 <= float(interval.group(2))
+    improvement, low, high = (float(interval.group(i)) for i in (1, 2, 3))
+    assert low <= improvement <= high and low < 0.0017 and abs(improvement) < 0.0094 / 3
 
     # The champion is scored on its own held-out rows, so its score is the test metric it was registered with.
     from fasttrack.api import describe_version
 
-    settings = serving_settings(home)
-    champion = describe_version("bank", "1", settings=settings)
+    champion = describe_version("bank", "1", settings=serving_settings(home))
     recorded = {k.removeprefix("fasttrack.promotion."): v for k, v in champion.tags.items()}
     assert float(recorded["champion_score"]) == pytest.approx(champion.metrics["test_roc_auc"], abs=1e-3)
