@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from fasttrack import exit_codes
+
 
 class FastTrackError(Exception):
     """Base class of every error FastTrack raises on purpose.
@@ -17,7 +19,7 @@ class FastTrackError(Exception):
     """
 
     status_code: int = 500
-    exit_code: int = 1
+    exit_code: int = exit_codes.ERROR
 
     def __init__(self, message: str) -> None:
         super().__init__(message)
@@ -31,7 +33,7 @@ class ConfigError(FastTrackError):
     """A configuration value or command-line option is invalid (a usage error)."""
 
     status_code = 400
-    exit_code = 2
+    exit_code = exit_codes.USAGE
 
 
 class DataError(FastTrackError):
@@ -63,12 +65,6 @@ class SchemaValidationError(DataError):
 
 class QualityGateError(FastTrackError):
     """A trained model did not pass the quality gate and was not registered for serving."""
-
-
-class PromotionRejectedError(FastTrackError):
-    """A challenger did not beat the champion by the required margin; the alias was left where it was."""
-
-    status_code = 409
 
 
 class ModelNotFoundError(FastTrackError):

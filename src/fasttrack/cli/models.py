@@ -7,13 +7,26 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
+from fasttrack import exit_codes
 from fasttrack.cli import render
 from fasttrack.cli.options import DbOption, SqlOption
-from fasttrack.cli.render import out
+from fasttrack.cli.render import err, out
 from fasttrack.config import get_settings
-from fasttrack.errors import ConfigError, PromotionRejectedError
+from fasttrack.errors import ConfigError
 
 models_app = typer.Typer(help="List, show and promote registered models.", no_args_is_help=True)
+
+PROMOTE_HELP = f"""Compare a challenger with the champion on the same rows; move @champion only if it is better.
+
+Both versions are scored on the challenger's held-out test part (or on --data / --sql), and the alias moves
+when the challenger beats the champion's primary metric by at least --margin. The decision and both scores
+are recorded as fasttrack.promotion.* tags on both versions. Servers following the alias pick it up.
+
+Exit codes: {exit_codes.OK} the alias moved after a comparison (promoted, or --force) or the challenger already
+held it; {exit_codes.NOT_BETTER} the challenger was not better and the alias stays (the reason in one line on
+stderr; Airflow's BashOperator shows the task as skipped); {exit_codes.NO_CHAMPION} no version held the alias,
+so the challenger took it without a comparison; {exit_codes.ERROR} an error; {exit_codes.USAGE} a usage error.
+"""
 
 
 @models_app.command("list")
@@ -42,7 +55,7 @@ def models_list(name: Annotated[str | None, typer.Argument(help="Only this regis
     out.print(table)
 
 
-@models_app.command("promote")
+@models_app.command("promote", help=PROMOTE_HELP)
 def models_promote(
     name: Annotated[str, typer.Argument(help="Registered model name.")],
     version: Annotated[str | None, typer.Argument(help="Challenger version (same as --challenger).")] = None,
@@ -65,12 +78,7 @@ def models_promote(
     force: Annotated[bool, typer.Option("--force", help="Move the alias even if the challenger loses.")] = False,
     alias: Annotated[str, typer.Option(help="Alias to move.")] = "champion",
 ) -> None:
-    """Compare a challenger with the champion on the same rows; move @champion only if it is better.
-
-    Both versions are scored on the challenger's held-out test part (or on --data / --sql), and the alias moves
-    when the challenger beats the champion's primary metric by at least --margin. The decision and both scores
-    are recorded as fasttrack.promotion.* tags on both versions. Servers following the alias pick it up.
-    """
+    """Compare a challenger with the champion; move the alias if it wins (help: :data:`PROMOTE_HELP`)."""
     import fasttrack
 
     if version and challenger and version != challenger:
@@ -103,13 +111,24 @@ def models_promote(
         if result.decision != "rejected":  # a rejection says why on stderr
             out.print(result.reason, highlight=False)
     if result.decision == "rejected":
-        raise PromotionRejectedError(
-            f"{name}@{alias} stays at version {result.champion.version if result.champion else '?'}: "
-            f"{result.reason} (use --force to promote anyway)"
+        # An outcome, not a failure: one line saying why, and the exit code schedulers skip on.
+        err.print(
+            f"not promoted: {name}@{alias} stays at version {result.champion.version if result.champion else '?'}: "
+            f"{result.reason} (use --force to promote anyway)",
+            markup=False,
+            highlight=False,
+            soft_wrap=True,
         )
+        raise typer.Exit(exit_codes.NOT_BETTER)
     if result.decision == "already-champion":
         out.print(f"{name}@{alias} is already version {result.challenger.version}: nothing to do")
         return
+    if result.decision == "no-champion":
+        out.print(
+            f"[green]promoted[/] {name}@{alias} -> version {result.challenger.version} "
+            "(no version held it: taken without a comparison)"
+        )
+        raise typer.Exit(exit_codes.NO_CHAMPION)
     note = " (forced)" if result.decision == "forced" else ""
     out.print(f"[green]promoted[/] {name}@{alias} -> version {result.challenger.version}{note}")
 

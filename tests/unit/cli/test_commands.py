@@ -106,3 +106,41 @@ def _run(home: Path, run_id: str | None) -> Any:
 
     uri = _settings(home).resolved_tracking_uri()
     return MlflowClient(tracking_uri=uri).get_run(str(run_id))
+
+
+@pytest.fixture(scope="module")
+def contested(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A home of its own: ``sample`` version 1 (logistic regression, the champion) and 2 (a one-split stump)."""
+    home = tmp_path_factory.mktemp("cli-contested")
+    quick = ("--data", SAMPLE, "--target", "label", "--name", "sample", "--cv-folds", "0")
+    first = invoke(home, "train", *quick, "--model", "linear")
+    assert first.exit_code == 0, first.output
+    stump = ("--model", "random_forest", "--param", "n_estimators=1", "--param", "max_depth=1")
+    second = invoke(home, "train", *quick, *stump)
+    assert second.exit_code == 0 and "version 2" in second.stdout, second.output
+    return home
+
+
+def test_promote_exit_codes_name_each_outcome(contested: Path) -> None:
+    from fasttrack import exit_codes
+
+    worse = invoke(contested, "models", "promote", "sample", "2")
+    assert worse.exit_code == exit_codes.NOT_BETTER == 99, worse.output
+    assert worse.exception is None or isinstance(worse.exception, SystemExit)
+    assert "not promoted: sample@champion stays at version 1: the challenger is worse" in worse.stderr
+    assert "roc_auc" in worse.stdout  # the table of both scores
+
+    first = invoke(contested, "models", "promote", "sample", "2", "--alias", "staging")
+    assert first.exit_code == exit_codes.NO_CHAMPION == 98, first.output
+    assert "promoted sample@staging -> version 2 (no version held it: taken without a comparison)" in first.stdout
+
+    forced = invoke(contested, "models", "promote", "sample", "2", "--force")
+    assert forced.exit_code == exit_codes.OK, forced.output
+    assert "promoted sample@champion -> version 2 (forced)" in forced.stdout
+    again = invoke(contested, "models", "promote", "sample", "2")
+    assert again.exit_code == exit_codes.OK and "already version 2: nothing to do" in again.stdout
+
+    helped = invoke(contested, "models", "promote", "--help")
+    assert "Exit codes: 0 the alias moved" in " ".join(helped.stdout.split())
+    assert "99 the challenger was not better" in " ".join(helped.stdout.split())
+    assert "98 no version held the alias" in " ".join(helped.stdout.split())
