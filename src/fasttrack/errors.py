@@ -67,6 +67,21 @@ class QualityGateError(FastTrackError):
     """A trained model did not pass the quality gate and was not registered for serving."""
 
 
+class AliasError(FastTrackError):
+    """An alias cannot be moved as asked: nothing to roll back to, or its lock could not be taken in time."""
+
+    status_code = 409
+
+
+class AliasMovedError(AliasError):
+    """An alias no longer points where a decision to move it was made against (another promotion or a rollback
+    moved it meanwhile): nothing was moved or recorded, and the caller decides again against ``holder``."""
+
+    def __init__(self, message: str, *, holder: str | None) -> None:
+        super().__init__(message)
+        self.holder = holder
+
+
 class ModelNotFoundError(FastTrackError):
     """A model URI, registered model, version or alias does not exist."""
 
