@@ -6,6 +6,7 @@ Exit codes and one-line errors of the installed ``fasttrack`` process are checke
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +15,7 @@ import pytest
 from typer.testing import CliRunner
 
 from fasttrack.cli import app
-from fasttrack.errors import ConfigError, QualityGateError
+from fasttrack.errors import AliasError, ConfigError, ModelNotFoundError, QualityGateError
 from support import REPO
 
 SAMPLE = str(REPO / "data" / "sample" / "classification.csv")
@@ -144,3 +145,41 @@ def test_promote_exit_codes_name_each_outcome(contested: Path) -> None:
     assert "Exit codes: 0 the alias moved" in " ".join(helped.stdout.split())
     assert "99 the challenger was not better" in " ".join(helped.stdout.split())
     assert "98 no version held the alias" in " ".join(helped.stdout.split())
+
+
+def test_rollback_and_history(contested: Path) -> None:
+    # Whatever ran before: @champion at version 2 after a forced move, @staging first set by a promotion.
+    invoke(contested, "models", "rollback", "sample", "--to", "1")
+    invoke(contested, "models", "promote", "sample", "2", "--force")
+    invoke(contested, "models", "promote", "sample", "2", "--alias", "staging")
+    back = invoke(contested, "models", "rollback", "sample")
+    assert back.exit_code == 0, back.output
+    assert "rolled back sample@champion: version 2 -> version 1" in back.stdout
+    assert "servers following models:/sample@champion pick it up" in back.stdout
+
+    shown = invoke(contested, "models", "history", "sample", "--alias", "champion")
+    assert shown.exit_code == 0, shown.output
+    # Cells of the table's rows: time, alias, version, decision, by, scores.
+    rows = [[c.strip() for c in line.split("│")[1:-1]] for line in shown.stdout.splitlines() if "│ @champion" in line]
+    assert rows[0][2:4] == ["- -> 1", "registered"]
+    assert [row[2:4] for row in rows[-2:]] == [["1 -> 2", "forced"], ["2 -> 1", "rollback"]]
+    assert re.fullmatch(r"roc_auc: v2 0\.\d{4} vs v1 0\.\d{4}", rows[-2][5]), rows[-2]
+    assert rows[-1][5] == ""  # a rollback compares nothing
+    assert "now: sample@champion -> version 1" in shown.stdout
+
+    lines = invoke(contested, "models", "history", "sample", "--json").stdout.splitlines()
+    events = [json.loads(line) for line in lines]
+    assert {e["alias"] for e in events} == {"champion", "staging"} and events[0]["by"]
+    assert events[-1]["decision"] == "rollback" and events[-1]["before"] == "2" and events[-1]["after"] == "1"
+
+    to = invoke(contested, "models", "rollback", "sample", "--to", "1")
+    assert to.exit_code == 0 and "already version 1: nothing to do" in to.stdout
+
+    nothing = invoke(contested, "models", "rollback", "sample", "--alias", "staging")
+    assert isinstance(nothing.exception, AliasError)
+    assert "took sample@staging when no version held it" in str(nothing.exception)
+    missing = invoke(contested, "models", "rollback", "sample", "--to", "7")
+    assert isinstance(missing.exception, ModelNotFoundError) and "version 7 of sample" in str(missing.exception)
+
+    show = invoke(contested, "models", "show", "sample")
+    assert "every move of its aliases: fasttrack models history sample" in show.stdout
