@@ -1,9 +1,10 @@
-"""Alias history with real processes: two promotions started at the same time, and a rollback that a real server
-following ``models:/NAME@champion`` picks up by itself."""
+"""Alias history with real processes: two promotions started at the same time, a rollback that a real server
+following ``models:/NAME@champion`` picks up by itself, and the lock and history through a real MLflow server."""
 
 from __future__ import annotations
 
 import subprocess
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -14,7 +15,9 @@ import pytest
 
 from fasttrack import exit_codes
 from fasttrack.config import TrainConfig
-from fasttrack.registry.history import read_history
+from fasttrack.registry.alias_lock import LOCK_PREFIX, AliasLock
+from fasttrack.registry.history import history_of, read_history, record_move
+from services import MlflowServer
 from support import FASTTRACK, REPO, clean_env, register_copy, run_cli, serve, serving_settings, trained_home
 
 pytestmark = pytest.mark.integration
@@ -114,3 +117,40 @@ def test_a_server_following_the_alias_picks_up_a_rollback(tmp_path_factory: pyte
 
     again = run_cli("models", "rollback", name, "--to", "9", home=home)
     assert again.returncode == 1 and f"version 9 of {name} does not exist" in again.stderr
+
+
+def test_the_lock_and_the_history_hold_on_a_tracking_server(mlflow_server: MlflowServer) -> None:
+    # The same lock and event tags, through MLflow's REST API: threads stand for processes on other machines.
+    from mlflow import MlflowClient
+
+    url = mlflow_server.url
+    name = f"remote-lock-{uuid.uuid4().hex[:8]}"
+    MlflowClient(tracking_uri=url, registry_uri=url).create_registered_model(name)
+    counter = {"value": 0, "inside": 0, "most_inside": 0}
+    errors: list[BaseException] = []
+
+    def work(who: str) -> None:
+        try:
+            client = MlflowClient(tracking_uri=url, registry_uri=url)
+            with AliasLock(client, name, "champion", poll=0.05):
+                counter["inside"] += 1
+                counter["most_inside"] = max(counter["most_inside"], counter["inside"])
+                value = counter["value"]
+                time.sleep(0.05)  # a read-sleep-write increment loses updates unless the lock serialises them
+                counter["value"] = value + 1
+                counter["inside"] -= 1
+            record_move(client, name, "champion", expected=None, to=None, decision="rejected", reason="-", by=who)
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(f"machine-{i}",)) for i in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    assert errors == []
+    assert (counter["value"], counter["most_inside"]) == (4, 1)
+    remote = MlflowClient(tracking_uri=url, registry_uri=url).get_registered_model(name)
+    events = history_of(name, dict(remote.aliases), dict(remote.tags)).events
+    assert sorted(e.by for e in events) == [f"machine-{i}" for i in range(4)]  # no event lost
+    assert not [key for key in remote.tags if key.startswith(LOCK_PREFIX)]  # every lock tag removed
