@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from fasttrack.batch.score import ScoreProgress, ScoreSummary
     from fasttrack.data.clean import CleanOptions
     from fasttrack.data.ingest import IngestResult
+    from fasttrack.registry.history import AliasEvent, AliasHistory
     from fasttrack.registry.model_folder import LoadedModel
     from fasttrack.registry.promotion import PromotionResult
     from fasttrack.registry.runs import TrackedRun
@@ -37,12 +38,14 @@ if TYPE_CHECKING:
 __all__ = [
     "ModelEvaluation",
     "TrainOutcome",
+    "alias_history",
     "describe_version",
     "evaluate",
     "ingest",
     "list_versions",
     "load",
     "promote",
+    "rollback",
     "score_file",
     "train",
 ]
@@ -522,7 +525,9 @@ def promote(
     PromotionResult
         The ``decision`` (``promoted``, ``rejected``, ``forced``, ``no-champion``, ``already-champion``), its
         ``reason``, both versions' scores, the ``improvement`` and its ``interval``, the ``rows`` compared and
-        ``excluded``, and whether the alias ``moved``; recorded as tags on both versions.
+        ``excluded``, and whether the alias ``moved``; recorded as tags on both versions and as an event of the
+        alias history (:func:`alias_history`). When another promotion or a rollback moves the alias during the
+        comparison, the challenger is compared again with the new holder.
 
     Raises
     ------
@@ -533,9 +538,11 @@ def promote(
     DataError
         Fewer rows that neither version trained on than ``FASTTRACK_PROMOTION_MIN_ROWS`` (nothing is moved or
         recorded, ``force`` or not), or comparison data the versions cannot be scored on.
+    AliasError
+        The alias kept moving during three comparisons, or another move of it held its lock too long.
     """
     from fasttrack.registry.promotion import model_target
-    from fasttrack.training.promotion import promote_challenger
+    from fasttrack.training.promotion import promote_until_settled
 
     step = on_step or _silent
     if metric:
@@ -548,10 +555,11 @@ def promote(
         ingested = _labelled_data(data, sql, db, model_target(settings, name, challenger))
         frame, source = ingested.frame, ingested.source
     step(f"comparing version {challenger} with @{alias}")
-    return promote_challenger(
+    return promote_until_settled(
         settings,
         name,
         challenger,
+        on_moved=lambda moved: step(f"@{alias} moved meanwhile (now version {moved.holder}): comparing again"),
         alias=alias,
         margin=margin,
         metric=metric,
@@ -585,6 +593,82 @@ def describe_version(name: str, version: str = "champion", *, settings: Settings
     from fasttrack.registry.versions import describe_version as described
 
     return described(settings or get_settings(), name, version)
+
+
+def alias_history(name: str, *, alias: str | None = None, settings: Settings | None = None) -> AliasHistory:
+    """Every recorded move of the aliases of registered model ``name``, and where each alias points now.
+
+    Parameters
+    ----------
+    name
+        The registered model.
+    alias
+        Only this alias (default: every alias).
+    settings
+        As for :func:`train`.
+
+    Returns
+    -------
+    AliasHistory
+        ``events`` oldest first (:class:`~fasttrack.registry.history.AliasEvent`: ``at``, ``alias``, ``before``,
+        ``after``, ``decision``, ``by``, ``host``, ``reason`` and, after a comparison, ``comparison`` with both
+        scores), ``holders`` (alias -> version now) and ``notes``. Promotion decisions that kept the alias are
+        events too (``before == after``). A move made outside FastTrack (MLflow's UI or API) leaves no event: a
+        note says so when an alias points elsewhere than its last recorded move.
+
+    Raises
+    ------
+    ModelNotFoundError
+        No such registered model.
+    """
+    from fasttrack.registry.history import read_history
+
+    return read_history(settings or get_settings(), name, alias)
+
+
+def rollback(
+    name: str,
+    *,
+    to: str | None = None,
+    alias: str = "champion",
+    settings: Settings | None = None,
+) -> AliasEvent | None:
+    """Move ``alias`` back to the version it pointed at before its last recorded move, or to version ``to``.
+
+    The move is recorded in the alias history as a ``rollback`` event, made under the same lock and holder check as
+    a promotion; a server following ``models:/NAME@ALIAS`` picks the version up at its next poll. Rolling back
+    twice returns to where the first rollback started, as ``kubectl rollout undo`` does.
+
+    Parameters
+    ----------
+    name
+        The registered model.
+    to
+        The version to move the alias to (default: the previous holder, from the history).
+    alias
+        The alias to move (``champion``).
+    settings
+        As for :func:`train`.
+
+    Returns
+    -------
+    AliasEvent | None
+        The recorded event (``before``, ``after``, ``by``, ``at``), or ``None`` when that version already holds
+        the alias (nothing moved or recorded).
+
+    Raises
+    ------
+    AliasError
+        Nothing to roll back to: the alias is not set, has no recorded move, was moved outside FastTrack since its
+        last recorded move, or was first set by it (give ``to``).
+    ModelNotFoundError
+        No such model, or the target version does not exist (deleted).
+    ConfigError
+        ``to`` is not a version number.
+    """
+    from fasttrack.registry.history import rollback as move_back
+
+    return move_back(settings or get_settings(), name, alias, to)
 
 
 # ----------------------------------------------------------------------------------------------- score_file

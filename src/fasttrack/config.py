@@ -92,6 +92,11 @@ class Settings(BaseSettings):
         description="Confidence level of the interval of the challenger's improvement (two-sided; the gate reads "
         "its lower bound).",
     )
+    actor: str | None = Field(
+        None,
+        description="Who moves an alias, as `fasttrack models history` records it (default: the Airflow DAG and run "
+        "inside an Airflow task, else the OS user).",
+    )
     host: str = Field("127.0.0.1", description="Interface `fasttrack serve` binds (the container sets 0.0.0.0).")
     port: int = Field(8000, ge=1, le=65535, description="Port `fasttrack serve` listens on.")
     workers: int = Field(1, ge=1, description="Server worker processes (metrics are aggregated across them).")

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from fasttrack import exit_codes
+
 
 class FastTrackError(Exception):
     """Base class of every error FastTrack raises on purpose.
@@ -17,7 +19,7 @@ class FastTrackError(Exception):
     """
 
     status_code: int = 500
-    exit_code: int = 1
+    exit_code: int = exit_codes.ERROR
 
     def __init__(self, message: str) -> None:
         super().__init__(message)
@@ -31,7 +33,7 @@ class ConfigError(FastTrackError):
     """A configuration value or command-line option is invalid (a usage error)."""
 
     status_code = 400
-    exit_code = 2
+    exit_code = exit_codes.USAGE
 
 
 class DataError(FastTrackError):
@@ -65,10 +67,19 @@ class QualityGateError(FastTrackError):
     """A trained model did not pass the quality gate and was not registered for serving."""
 
 
-class PromotionRejectedError(FastTrackError):
-    """A challenger did not beat the champion by the required margin; the alias was left where it was."""
+class AliasError(FastTrackError):
+    """An alias cannot be moved as asked: nothing to roll back to, or its lock could not be taken in time."""
 
     status_code = 409
+
+
+class AliasMovedError(AliasError):
+    """An alias no longer points where a decision to move it was made against (another promotion or a rollback
+    moved it meanwhile): nothing was moved or recorded, and the caller decides again against ``holder``."""
+
+    def __init__(self, message: str, *, holder: str | None) -> None:
+        super().__init__(message)
+        self.holder = holder
 
 
 class ModelNotFoundError(FastTrackError):

@@ -14,6 +14,7 @@ import httpx
 import pytest
 from mlflow import MlflowClient
 
+from fasttrack import exit_codes
 from services import MlflowServer
 from support import free_port, one_line_error, run_cli, serve
 
@@ -43,10 +44,11 @@ def test_train_register_promote_serve(mlflow_server: MlflowServer, tmp_path: Pat
     assert listed.returncode == 0, listed.stderr
     assert mlflow_server.url in listed.stdout and "champion" in listed.stdout
 
-    # The gate: on version 2's held-out rows, version 1 is better; the alias stays and the command exits 1.
+    # The gate: on version 2's held-out rows, version 1 is better; the alias stays and the command exits 99.
     refused = run_cli("models", "promote", NAME, "--challenger", "2", home=bob, **env)
-    assert refused.returncode == 1, refused.stdout
-    assert one_line_error(refused).startswith(f"error: {NAME}@champion stays at version 1: the challenger is worse")
+    assert refused.returncode == exit_codes.NOT_BETTER, refused.stdout
+    reason = one_line_error(refused, code=exit_codes.NOT_BETTER)
+    assert reason.startswith(f"not promoted: {NAME}@champion stays at version 1: the challenger is worse")
     assert "challenger" in refused.stdout and "roc_auc" in refused.stdout  # the table of both scores
     # Both URIs explicitly: MlflowClient falls back to the process-wide registry URI, which other tests set.
     client = MlflowClient(tracking_uri=mlflow_server.url, registry_uri=mlflow_server.url)
@@ -83,8 +85,7 @@ def test_train_register_promote_serve(mlflow_server: MlflowServer, tmp_path: Pat
         margin = run_cli(
             "models", "promote", NAME, "1", "--data", SAMPLE, home=alice, **env, FASTTRACK_PROMOTION_MARGIN="0.5"
         )
-        assert margin.returncode == 1
-        assert "less than the margin 0.5" in one_line_error(margin)
+        assert "less than the margin 0.5" in one_line_error(margin, code=exit_codes.NOT_BETTER)
         back = run_cli("models", "promote", NAME, "--challenger", "1", "--data", SAMPLE, home=alice, **env)
         assert back.returncode == 0, back.stderr
         assert f"promoted {NAME}@champion -> version 1" in back.stdout

@@ -151,6 +151,24 @@ def test_promote_compares_a_challenger_with_the_champion(trained: TrainOutcome, 
     assert fasttrack.promote("sample", "1" if result.moved else "2", force=True, settings=settings).moved
 
 
+def test_alias_history_and_rollback(trained: TrainOutcome, settings: Any) -> None:
+    from fasttrack import api
+
+    other = fasttrack.train(CONFIG, data=str(SAMPLE), cv_folds=0, params={"C": 0.2}, settings=settings).version
+    assert other is not None
+    start = api.alias_history("sample", alias="champion", settings=settings).holders["champion"]
+    assert fasttrack.promote("sample", other, force=True, settings=settings).moved
+    last = api.alias_history("sample", alias="champion", settings=settings).events[-1]
+    assert (last.before, last.after, last.decision) == (start, other, "forced")
+    assert last.comparison is not None and last.comparison.champion == start and last.by
+
+    back = api.rollback("sample", settings=settings)
+    assert back is not None and (back.before, back.after, back.decision) == (other, start, "rollback")
+    assert api.rollback("sample", to=start, settings=settings) is None
+    with pytest.raises(ModelNotFoundError):
+        api.alias_history("nothing", settings=settings)
+
+
 def test_ingest_infers_the_schema_for_a_target() -> None:
     ingested = fasttrack.ingest(SAMPLE, target="label", drop=["feature_2"])
     assert ingested.schema is not None and ingested.schema.feature_names == ["feature_1"]

@@ -1,7 +1,8 @@
 """The ``fasttrack`` Typer app: global options, the commands of each group, and how failures end the process.
 
-Every failure FastTrack expects prints one readable line (``error: ...``) and exits 1; usage errors exit 2.
-``--debug`` shows the traceback instead.
+Every failure FastTrack expects prints one readable line (``error: ...``) and exits 1; usage errors exit 2; the
+other codes (``models promote``'s outcomes, Ctrl-C) are in :mod:`fasttrack.exit_codes`. ``--debug`` shows the
+traceback instead.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from typing import Annotated
 import typer
 from rich.markup import escape
 
-from fasttrack import __version__, process
+from fasttrack import __version__, exit_codes, process
 from fasttrack.cli import data, models, scoring, serve, training
 from fasttrack.cli.render import err, out
 from fasttrack.errors import FastTrackError
@@ -87,8 +88,8 @@ def main(argv: list[str] | None = None) -> None:
             raise
         if _interrupted(done):
             err.print("interrupted")
-            sys.exit(130)
-        code = done.code if isinstance(done.code, int) else (0 if done.code is None else 1)
+            sys.exit(exit_codes.INTERRUPTED)
+        code = done.code if isinstance(done.code, int) else (exit_codes.OK if done.code is None else exit_codes.ERROR)
         if isinstance(done.code, str):
             err.print(done.code, highlight=False, soft_wrap=True)
         process.exit_without_teardown(code)
@@ -99,7 +100,7 @@ def main(argv: list[str] | None = None) -> None:
         process.exit_without_teardown(exc.exit_code)
     except KeyboardInterrupt:
         err.print("interrupted")
-        sys.exit(130)
+        sys.exit(exit_codes.INTERRUPTED)
     except Exception as exc:
         if debug:
             raise
@@ -108,4 +109,4 @@ def main(argv: list[str] | None = None) -> None:
             highlight=False,
             soft_wrap=True,
         )
-        sys.exit(1)
+        sys.exit(exit_codes.ERROR)

@@ -1,19 +1,43 @@
-"""``fasttrack models``: list, show and promote registered models."""
+"""``fasttrack models``: list, show, promote and roll back registered models, and the history of their aliases."""
 
 from __future__ import annotations
 
-from typing import Annotated
+import json
+from dataclasses import asdict
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.table import Table
 
+from fasttrack import exit_codes
 from fasttrack.cli import render
 from fasttrack.cli.options import DbOption, SqlOption
-from fasttrack.cli.render import out
+from fasttrack.cli.render import err, out
 from fasttrack.config import get_settings
-from fasttrack.errors import ConfigError, PromotionRejectedError
+from fasttrack.errors import ConfigError
 
-models_app = typer.Typer(help="List, show and promote registered models.", no_args_is_help=True)
+if TYPE_CHECKING:
+    from fasttrack.registry.history import AliasEvent
+
+models_app = typer.Typer(
+    help="List, show, promote and roll back registered models; the history of their aliases.", no_args_is_help=True
+)
+
+PROMOTE_HELP = f"""Compare a challenger with the champion on the same rows; move @champion only if it is better.
+
+Both versions are scored on the challenger's held-out test part (or on --data / --sql) minus every row either
+version trained on; with fewer than FASTTRACK_PROMOTION_MIN_ROWS rows left it refuses to decide (exit 1). The
+alias moves when the lower bound of the confidence interval of the challenger's improvement on the primary
+metric (a paired bootstrap) is above --margin. The decision, both scores, the interval and the rows used and
+left out are recorded as fasttrack.promotion.* tags on both versions and in the alias history (fasttrack models
+history). Servers following the alias pick it up. If another promotion moves the alias meanwhile, the
+challenger is compared again with the new holder.
+
+Exit codes: {exit_codes.OK} the alias moved after a comparison (promoted, or --force) or the challenger already
+held it; {exit_codes.NOT_BETTER} the challenger was not better and the alias stays (the reason in one line on
+stderr; Airflow's BashOperator shows the task as skipped); {exit_codes.NO_CHAMPION} no version held the alias,
+so the challenger took it without a comparison; {exit_codes.ERROR} an error; {exit_codes.USAGE} a usage error.
+"""
 
 
 @models_app.command("list")
@@ -42,7 +66,7 @@ def models_list(name: Annotated[str | None, typer.Argument(help="Only this regis
     out.print(table)
 
 
-@models_app.command("promote")
+@models_app.command("promote", help=PROMOTE_HELP)
 def models_promote(
     name: Annotated[str, typer.Argument(help="Registered model name.")],
     version: Annotated[str | None, typer.Argument(help="Challenger version (same as --challenger).")] = None,
@@ -67,14 +91,7 @@ def models_promote(
     force: Annotated[bool, typer.Option("--force", help="Move the alias even if the challenger loses.")] = False,
     alias: Annotated[str, typer.Option(help="Alias to move.")] = "champion",
 ) -> None:
-    """Compare a challenger with the champion on the same rows; move @champion only if it is better.
-
-    Both versions are scored on the challenger's held-out test part (or on --data / --sql) minus every row either
-    version trained on; with fewer than FASTTRACK_PROMOTION_MIN_ROWS rows left it refuses to decide (exit 1). The
-    alias moves when the lower bound of the confidence interval of the challenger's improvement on the primary
-    metric (a paired bootstrap) is above --margin. The decision, both scores, the interval and the rows used and
-    left out are recorded as fasttrack.promotion.* tags on both versions. Servers following the alias pick it up.
-    """
+    """Compare a challenger with the champion; move the alias if it wins (help: :data:`PROMOTE_HELP`)."""
     import fasttrack
 
     if version and challenger and version != challenger:
@@ -114,15 +131,114 @@ def models_promote(
         if result.decision != "rejected":  # a rejection says why on stderr
             out.print(result.reason, highlight=False)
     if result.decision == "rejected":
-        raise PromotionRejectedError(
-            f"{name}@{alias} stays at version {result.champion.version if result.champion else '?'}: "
-            f"{result.reason} (use --force to promote anyway)"
+        # An outcome, not a failure: one line saying why, and the exit code schedulers skip on.
+        err.print(
+            f"not promoted: {name}@{alias} stays at version {result.champion.version if result.champion else '?'}: "
+            f"{result.reason} (use --force to promote anyway)",
+            markup=False,
+            highlight=False,
+            soft_wrap=True,
         )
+        raise typer.Exit(exit_codes.NOT_BETTER)
     if result.decision == "already-champion":
         out.print(f"{name}@{alias} is already version {result.challenger.version}: nothing to do")
         return
+    if result.decision == "no-champion":
+        out.print(
+            f"[green]promoted[/] {name}@{alias} -> version {result.challenger.version} "
+            "(no version held it: taken without a comparison)"
+        )
+        raise typer.Exit(exit_codes.NO_CHAMPION)
     note = " (forced)" if result.decision == "forced" else ""
     out.print(f"[green]promoted[/] {name}@{alias} -> version {result.challenger.version}{note}")
+
+
+@models_app.command("rollback")
+def models_rollback(
+    name: Annotated[str, typer.Argument(help="Registered model name.")],
+    to: Annotated[
+        str | None,
+        typer.Option("--to", help="Version to move the alias to (default: the one it held before its last move)."),
+    ] = None,
+    alias: Annotated[str, typer.Option(help="Alias to move.")] = "champion",
+) -> None:
+    """Move @champion back to the version it held before its last recorded move, or to --to VERSION.
+
+    The move is recorded in the alias history as a rollback; servers following the alias pick it up at their next
+    poll. Rolling back twice returns to where the first rollback started. Refused, saying why, when there is
+    nothing to roll back to (no recorded move, or the alias was moved outside FastTrack since) or the version
+    does not exist.
+    """
+    from fasttrack.api import rollback
+
+    event = rollback(name, to=to, alias=alias, settings=get_settings())
+    if event is None:
+        out.print(f"{name}@{alias} is already version {to}: nothing to do")
+        return
+    out.print(f"[green]rolled back[/] {name}@{alias}: version {event.before} -> version {event.after}")
+    out.print(f"servers following models:/{name}@{alias} pick it up at their next registry poll", highlight=False)
+
+
+@models_app.command("history")
+def models_history(
+    name: Annotated[str, typer.Argument(help="Registered model name.")],
+    alias: Annotated[str | None, typer.Option(help="Only this alias (default: every alias).")] = None,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="One JSON object per event (JSON Lines), oldest first.")
+    ] = False,
+) -> None:
+    """Every recorded move of a model's aliases: when, which version before and after, the decision, who or what
+    made it (FASTTRACK_ACTOR, the Airflow DAG run, or the OS user) and both scores when there was a comparison.
+
+    Promotion decisions that kept the alias are listed too. Moves made outside FastTrack (MLflow's UI or API)
+    leave no event: the current holder of every alias is shown anyway, with a note when it differs from the last
+    recorded move.
+    """
+    from fasttrack.api import alias_history
+
+    history = alias_history(name, alias=alias, settings=get_settings())
+    if as_json:
+        for event in history.events:
+            out.print(json.dumps(asdict(event), default=str), markup=False, highlight=False, soft_wrap=True)
+        return
+    if history.events:
+        table = Table(title=f"alias history of {name} (oldest first)", title_justify="left")
+        table.add_column("time (UTC)", no_wrap=True)
+        table.add_column("alias", no_wrap=True)
+        table.add_column("version", no_wrap=True)
+        table.add_column("decision", no_wrap=True)
+        table.add_column("by", overflow="fold")  # an Airflow run id is one long word: shown whole
+        table.add_column("scores")
+        for event in history.events:
+            table.add_row(
+                event.at.strftime("%Y-%m-%d %H:%M:%S"),
+                f"@{event.alias}",
+                _move(event),
+                event.decision,
+                event.by,
+                _scores(event),
+            )
+        out.print(table)
+    else:
+        out.print(f"no recorded alias moves of {name}{f' @{alias}' if alias else ''} yet")
+    for held, version in history.holders.items():
+        out.print(f"now: {name}@{held} -> version {version}", highlight=False)
+    for note in history.notes:
+        out.print(f"note: {note}", markup=False, highlight=False)
+
+
+def _move(event: AliasEvent) -> str:
+    if not event.moved:
+        return f"{event.after} (kept)"
+    return f"{event.before or '-'} -> {event.after or '-'}"
+
+
+def _scores(event: AliasEvent) -> str:
+    c = event.comparison
+    if c is None:
+        return ""
+    challenger, champion = render.number(c.challenger_score), render.number(c.champion_score)
+    return f"{c.metric}: v{c.challenger} {challenger} vs v{c.champion} {champion}"
 
 
 @models_app.command("show")
@@ -163,3 +279,4 @@ def models_show(
         out.print("[bold]last promotion decision[/]")
         for key, value in sorted(promotion.items()):
             out.print(f"  {key}: {value}", highlight=False)
+    out.print(f"every move of its aliases: fasttrack models history {details.name}", highlight=False)

@@ -16,6 +16,10 @@ TAG_DATA_PREFIX = "fasttrack.data."
 #: Run tags recording the ONNX export stored with the model: its status, and why when it is not ``ok``.
 TAG_ONNX = "fasttrack.onnx"
 TAG_ONNX_REASON = "fasttrack.onnx.reason"
+#: Registered-model tags: one per event of the alias history (``<UTC time>-<random>``, JSON), and one per
+#: contender for an alias's lock while a move is under way (``<alias>.<id>``).
+TAG_ALIAS_HISTORY = "fasttrack.alias_history."
+TAG_ALIAS_LOCK = "fasttrack.alias_lock."
 #: The training run's held-out test part (features and target), for champion/challenger comparisons.
 HOLDOUT_ARTIFACT = "reports/holdout.parquet"
 #: The rows the training run's model was fitted on, as content hashes (``fasttrack.training.split.TrainingRows``).

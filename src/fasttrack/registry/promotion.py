@@ -5,8 +5,9 @@ module reads what it needs from MLflow (the versions, the alias holder, the chal
 every training run logs as ``reports/holdout.parquet``, and each version's record of the rows it trained on,
 ``reports/train_rows.parquet``) and writes the outcome: the alias moved when the decision says so, and the decision,
 both scores, the metric, the margin, the improvement's confidence interval and the rows used and left out as
-``fasttrack.promotion.*`` tags on both versions, so the registry keeps the reason every champion is the champion. A
-server following ``@champion`` sees the alias move.
+``fasttrack.promotion.*`` tags on both versions, so the registry keeps the reason every champion is the champion, and
+as an event of the alias history (:mod:`fasttrack.registry.history`, which also makes the move safe against a
+concurrent one). A server following ``@champion`` sees the alias move.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from fasttrack.config import Settings
 from fasttrack.errors import ConfigError, ModelNotFoundError
 from fasttrack.registry.cache import download_artifacts
 from fasttrack.registry.errors import registry_errors
+from fasttrack.registry.history import AliasEvent, Comparison, actor, record_move
 from fasttrack.registry.layout import HOLDOUT_ARTIFACT, TRAIN_ROWS_ARTIFACT
 from fasttrack.registry.model_folder import read_metadata
 from fasttrack.registry.resolve import resolve_model
@@ -144,16 +146,42 @@ def held_out_rows(settings: Settings, name: str, version: str) -> pd.DataFrame:
         return pd.read_parquet(path)
 
 
-def record_promotion(settings: Settings, result: PromotionResult) -> None:
-    """Move ``result.alias`` to the challenger when the decision moved it, and record the decision as
-    ``fasttrack.promotion.*`` tags on both versions (nothing for a challenger that already held the alias)."""
+def record_promotion(settings: Settings, result: PromotionResult) -> AliasEvent | None:
+    """Move ``result.alias`` to the challenger when the decision moved it, and record the decision: an event in the
+    alias history (:func:`fasttrack.registry.history.record_move`) and ``fasttrack.promotion.*`` tags on both
+    versions. Nothing is recorded for a challenger that already held the alias (``None``).
+
+    The decision was made against the version holding the alias then (``result.champion``, or none): if another
+    promotion or a rollback moved the alias since, nothing is moved or written and
+    :class:`~fasttrack.errors.AliasMovedError` names the new holder, so the caller decides again.
+    """
     if result.decision == "already-champion":
-        return
+        return None
+    comparison = None
+    if result.champion is not None:
+        comparison = Comparison(
+            metric=result.metric or "",
+            challenger=result.challenger.version,
+            challenger_score=result.challenger.score,
+            champion=result.champion.version,
+            champion_score=result.champion.score,
+            margin=result.margin,
+            data=result.data,
+            rows=result.rows,
+        )
     with registry_errors(f"promoting {result.name} version {result.challenger.version}"):
-        mlflow_client = client(settings)
-        if result.moved:
-            mlflow_client.set_registered_model_alias(result.name, result.alias, result.challenger.version)
-        _record(mlflow_client, result)
+        return record_move(
+            client(settings),
+            result.name,
+            result.alias,
+            expected=result.champion.version if result.champion is not None else None,
+            to=result.challenger.version if result.moved else None,
+            decision=result.decision,
+            reason=result.reason,
+            by=actor(settings),
+            comparison=comparison,
+            then=lambda mlflow_client: _record(mlflow_client, result),
+        )
 
 
 def _record(mlflow_client: MlflowClient, result: PromotionResult) -> None:

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 from fasttrack.config import Settings
 from fasttrack.registry.cache import download_artifacts
 from fasttrack.registry.errors import registry_errors
+from fasttrack.registry.history import actor
 from fasttrack.registry.layout import HOLDOUT_ARTIFACT, TAG_DATA_PREFIX, TAG_ONNX, TAG_ONNX_REASON, TRAIN_ROWS_ARTIFACT
 from fasttrack.registry.model_folder import (
     DataLineage,
@@ -210,6 +211,7 @@ def log_training(
                     run_id,
                     primary_metric=primary,
                     value=evaluation.metrics[primary],
+                    by=actor(settings),
                 )
                 return TrackedRun(
                     run_id=run_id,

@@ -11,7 +11,9 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from fasttrack.config import Settings
+from fasttrack.errors import AliasMovedError
 from fasttrack.registry.errors import ALREADY_EXISTS, NOT_FOUND, error_code, registry_errors
+from fasttrack.registry.history import actor, record_move
 from fasttrack.registry.layout import CHAMPION, TAG_DATA_PREFIX, TAG_PRIMARY, TAG_PRIMARY_VALUE
 from fasttrack.registry.resolve import resolve_model
 from fasttrack.registry.store import client
@@ -60,11 +62,21 @@ class VersionDetails:
 
 
 def register_version(
-    mlflow_client: MlflowClient, model_uri: str, name: str, run_id: str, *, primary_metric: str, value: float
+    mlflow_client: MlflowClient,
+    model_uri: str,
+    name: str,
+    run_id: str,
+    *,
+    primary_metric: str,
+    value: float,
+    by: str | None = None,
 ) -> RegisteredVersion:
     """Register the logged model ``model_uri`` as a new version of ``name``; the model's first becomes champion.
 
     The registered model is created on first use; the version is tagged with the primary metric and its value.
+    Taking ``@champion`` is an alias move like any other: recorded in the alias history on behalf of ``by``
+    (default: :func:`~fasttrack.registry.history.actor`), and left to the other one when two first versions are
+    registered at once.
     """
     try:
         mlflow_client.create_registered_model(name)
@@ -80,8 +92,21 @@ def register_version(
     )
     aliases: list[str] = []
     if CHAMPION not in mlflow_client.get_registered_model(name).aliases:
-        mlflow_client.set_registered_model_alias(name, CHAMPION, version.version)
-        aliases.append(CHAMPION)
+        number = str(version.version)
+        try:
+            record_move(
+                mlflow_client,
+                name,
+                CHAMPION,
+                expected=None,
+                to=number,
+                decision="registered",
+                reason=f"version {number}, the model's first registered version, takes @{CHAMPION}",
+                by=by or actor(),
+            )
+            aliases.append(CHAMPION)
+        except AliasMovedError:
+            pass  # another first version took it meanwhile: this one waits for `fasttrack models promote`
     return RegisteredVersion(name=name, version=str(version.version), aliases=aliases)
 
 

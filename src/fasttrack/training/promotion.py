@@ -16,6 +16,7 @@ evidence (scores, interval, rows used and left out) on both versions.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -24,7 +25,7 @@ import numpy as np
 import pandas as pd
 
 from fasttrack.config import CLASSIFICATION_METRICS, REGRESSION_METRICS, Settings, higher_is_better
-from fasttrack.errors import ConfigError, DataError
+from fasttrack.errors import AliasError, AliasMovedError, ConfigError, DataError
 from fasttrack.registry.layout import CHAMPION
 from fasttrack.registry.model_folder import LoadedModel, load_model_folder
 from fasttrack.registry.promotion import (
@@ -304,3 +305,38 @@ def _predict(model: LoadedModel, frame: pd.DataFrame, version: str, source: str)
             ) from None
         raise DataError(f"version {version} cannot be scored on {source}: {exc}") from None
     return Outputs(prediction.values, prediction.probabilities, runtime.labels)
+
+
+#: How many times a promotion decides when the alias keeps moving between its comparison and its move.
+ATTEMPTS = 3
+
+
+def promote_until_settled(
+    settings: Settings,
+    name: str,
+    challenger: str,
+    *,
+    on_moved: Callable[[AliasMovedError], None] | None = None,
+    **options: Any,
+) -> PromotionResult:
+    """:func:`promote_challenger` (``options`` are its keywords), decided again when the alias moved meanwhile.
+
+    A promotion compares against the version holding the alias when it starts; if another promotion or a rollback
+    moves the alias before this one's move, :func:`~fasttrack.registry.promotion.record_promotion` refuses (nothing
+    moved or recorded) and the comparison runs again against the new holder, up to :data:`ATTEMPTS` times;
+    ``on_moved`` hears of each retry. Two racing promotions thus never both win silently: the later one sees the
+    earlier one's result and decides against it (or finds its challenger already holds the alias).
+    """
+    attempt = 1
+    while True:
+        try:
+            return promote_challenger(settings, name, challenger, **options)
+        except AliasMovedError as moved:
+            if attempt >= ATTEMPTS:
+                raise AliasError(
+                    f"{name}@{options.get('alias', CHAMPION)} kept moving while version {challenger} was compared "
+                    f"({ATTEMPTS} attempts; last: {moved}): nothing was moved, try again"
+                ) from None
+            attempt += 1
+            if on_moved is not None:
+                on_moved(moved)

@@ -6,6 +6,7 @@ Exit codes and one-line errors of the installed ``fasttrack`` process are checke
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +15,7 @@ import pytest
 from typer.testing import CliRunner
 
 from fasttrack.cli import app
-from fasttrack.errors import ConfigError, PromotionRejectedError, QualityGateError
+from fasttrack.errors import AliasError, ConfigError, ModelNotFoundError, QualityGateError
 from support import REPO
 
 SAMPLE = str(REPO / "data" / "sample" / "classification.csv")
@@ -92,7 +93,7 @@ def test_promote_shows_the_interval_and_the_rows_and_show_keeps_them(trained: An
     second = invoke(home, "train", "-c", CONFIG, "--data", SAMPLE, "--cv-folds", "0", "--param", "C=0.01")
     assert second.exit_code == 0, second.output
     promoted = invoke(home, "models", "promote", "sample", "2", "--margin", "0.5")
-    assert isinstance(promoted.exception, PromotionRejectedError)  # nothing beats a model by 0.5 ROC AUC
+    assert promoted.exit_code == 99, promoted.output  # nothing beats a model by 0.5 ROC AUC: not better
     assert "95% interval" in promoted.stdout and "1000 paired bootstrap resamples" in promoted.stdout
     assert "0 left out as training rows" in promoted.stdout
     shown = invoke(home, "models", "show", "sample", "2")
@@ -122,3 +123,79 @@ def _run(home: Path, run_id: str | None) -> Any:
 
     uri = _settings(home).resolved_tracking_uri()
     return MlflowClient(tracking_uri=uri).get_run(str(run_id))
+
+
+@pytest.fixture(scope="module")
+def contested(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A home of its own: ``sample`` version 1 (logistic regression, the champion) and 2 (a one-split stump)."""
+    home = tmp_path_factory.mktemp("cli-contested")
+    quick = ("--data", SAMPLE, "--target", "label", "--name", "sample", "--cv-folds", "0")
+    first = invoke(home, "train", *quick, "--model", "linear")
+    assert first.exit_code == 0, first.output
+    stump = ("--model", "random_forest", "--param", "n_estimators=1", "--param", "max_depth=1")
+    second = invoke(home, "train", *quick, *stump)
+    assert second.exit_code == 0 and "version 2" in second.stdout, second.output
+    return home
+
+
+def test_promote_exit_codes_name_each_outcome(contested: Path) -> None:
+    from fasttrack import exit_codes
+
+    worse = invoke(contested, "models", "promote", "sample", "2")
+    assert worse.exit_code == exit_codes.NOT_BETTER == 99, worse.output
+    assert worse.exception is None or isinstance(worse.exception, SystemExit)
+    assert "not promoted: sample@champion stays at version 1: the challenger is worse" in worse.stderr
+    assert "roc_auc" in worse.stdout  # the table of both scores
+
+    first = invoke(contested, "models", "promote", "sample", "2", "--alias", "staging")
+    assert first.exit_code == exit_codes.NO_CHAMPION == 98, first.output
+    assert "promoted sample@staging -> version 2 (no version held it: taken without a comparison)" in first.stdout
+
+    forced = invoke(contested, "models", "promote", "sample", "2", "--force")
+    assert forced.exit_code == exit_codes.OK, forced.output
+    assert "promoted sample@champion -> version 2 (forced)" in forced.stdout
+    again = invoke(contested, "models", "promote", "sample", "2")
+    assert again.exit_code == exit_codes.OK and "already version 2: nothing to do" in again.stdout
+
+    helped = invoke(contested, "models", "promote", "--help")
+    assert "Exit codes: 0 the alias moved" in " ".join(helped.stdout.split())
+    assert "99 the challenger was not better" in " ".join(helped.stdout.split())
+    assert "98 no version held the alias" in " ".join(helped.stdout.split())
+
+
+def test_rollback_and_history(contested: Path) -> None:
+    # Whatever ran before: @champion at version 2 after a forced move, @staging first set by a promotion.
+    invoke(contested, "models", "rollback", "sample", "--to", "1")
+    invoke(contested, "models", "promote", "sample", "2", "--force")
+    invoke(contested, "models", "promote", "sample", "2", "--alias", "staging")
+    back = invoke(contested, "models", "rollback", "sample")
+    assert back.exit_code == 0, back.output
+    assert "rolled back sample@champion: version 2 -> version 1" in back.stdout
+    assert "servers following models:/sample@champion pick it up" in back.stdout
+
+    shown = invoke(contested, "models", "history", "sample", "--alias", "champion")
+    assert shown.exit_code == 0, shown.output
+    # Cells of the table's rows: time, alias, version, decision, by, scores.
+    rows = [[c.strip() for c in line.split("│")[1:-1]] for line in shown.stdout.splitlines() if "│ @champion" in line]
+    assert rows[0][2:4] == ["- -> 1", "registered"]
+    assert [row[2:4] for row in rows[-2:]] == [["1 -> 2", "forced"], ["2 -> 1", "rollback"]]
+    assert re.fullmatch(r"roc_auc: v2 0\.\d{4} vs v1 0\.\d{4}", rows[-2][5]), rows[-2]
+    assert rows[-1][5] == ""  # a rollback compares nothing
+    assert "now: sample@champion -> version 1" in shown.stdout
+
+    lines = invoke(contested, "models", "history", "sample", "--json").stdout.splitlines()
+    events = [json.loads(line) for line in lines]
+    assert {e["alias"] for e in events} == {"champion", "staging"} and events[0]["by"]
+    assert events[-1]["decision"] == "rollback" and events[-1]["before"] == "2" and events[-1]["after"] == "1"
+
+    to = invoke(contested, "models", "rollback", "sample", "--to", "1")
+    assert to.exit_code == 0 and "already version 1: nothing to do" in to.stdout
+
+    nothing = invoke(contested, "models", "rollback", "sample", "--alias", "staging")
+    assert isinstance(nothing.exception, AliasError)
+    assert "took sample@staging when no version held it" in str(nothing.exception)
+    missing = invoke(contested, "models", "rollback", "sample", "--to", "7")
+    assert isinstance(missing.exception, ModelNotFoundError) and "version 7 of sample" in str(missing.exception)
+
+    show = invoke(contested, "models", "show", "sample")
+    assert "every move of its aliases: fasttrack models history sample" in show.stdout

@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 
 from fasttrack.config import Settings
-from fasttrack.errors import ConfigError, ModelNotFoundError
-from fasttrack.registry import promotion, runs
+from fasttrack.errors import AliasMovedError, ConfigError, ModelNotFoundError
+from fasttrack.registry import promotion, runs, versions
+from fasttrack.registry.history import Comparison, read_history
 from fasttrack.registry.promotion import Contender, PromotionResult, held_out_rows, record_promotion, standing
 from fasttrack.registry.store import client
 from fasttrack.training.train import TrainResult
@@ -120,5 +121,29 @@ def test_a_promotion_moves_the_alias(two_versions: Settings) -> None:
 
 
 def test_nothing_is_recorded_for_the_holder_itself(two_versions: Settings) -> None:
-    record_promotion(two_versions, PromotionResult("toy", "champion", "already-champion", "held", Contender("1")))
+    before = read_history(two_versions, "toy").events
+    held = PromotionResult("toy", "champion", "already-champion", "held", Contender("1"))
+    assert record_promotion(two_versions, held) is None
     assert tags(two_versions, "1") == {} and holder(two_versions) == "1"
+    assert read_history(two_versions, "toy").events == before
+
+
+def test_the_decision_is_an_event_of_the_alias_history(two_versions: Settings) -> None:
+    event = record_promotion(two_versions, decision("promoted"))
+    assert event is not None
+    recorded = read_history(two_versions, "toy").events[-1]
+    assert recorded == event
+    assert (recorded.before, recorded.after, recorded.decision, recorded.reason) == ("1", "2", "promoted", "because")
+    assert recorded.comparison == Comparison("roc_auc", "2", 0.9, "1", 0.8, margin=0.01, data="fresh.csv", rows=60)
+
+
+def test_a_decision_against_a_champion_that_is_gone_moves_and_records_nothing(two_versions: Settings) -> None:
+    versions.promote(two_versions, "toy", "2")  # another promotion got there first
+    before = read_history(two_versions, "toy").events
+    for outcome in ("promoted", "rejected"):
+        with pytest.raises(AliasMovedError, match="pointed at version 1, now at version 2") as moved:
+            record_promotion(two_versions, decision(outcome))  # type: ignore[arg-type]
+        assert moved.value.holder == "2"
+    assert holder(two_versions) == "2"
+    assert tags(two_versions, "1") == {} and tags(two_versions, "2") == {}
+    assert read_history(two_versions, "toy").events == before

@@ -10,11 +10,13 @@ import pytest
 
 from fasttrack.config import Settings, TrainConfig, get_settings
 from fasttrack.data.describe import infer_schema
-from fasttrack.errors import ConfigError, DataError, ModelNotFoundError
+from fasttrack.errors import AliasError, AliasMovedError, ConfigError, DataError, ModelNotFoundError
 from fasttrack.registry import promotion, versions
+from fasttrack.registry.history import read_history
 from fasttrack.registry.store import client as registry_client
+from fasttrack.training import promotion as training_promotion
 from fasttrack.training.compare import PairedInterval
-from fasttrack.training.promotion import decide, promote_challenger
+from fasttrack.training.promotion import decide, promote_challenger, promote_until_settled
 from fasttrack.training.publish import publish
 from fasttrack.training.train import TrainResult, train
 from unit.registry.conftest import fit, make_frame
@@ -304,3 +306,60 @@ def test_versions_without_a_record_decide_as_before_and_say_so(
     assert result.unrecorded == ("5", "1") and result.excluded == 0
     assert "version 1 has no record of the rows it trained on" in result.reason
     assert tags(settings, "1")["unrecorded"] == "5,1"
+
+
+@pytest.fixture
+def third(settings: Settings) -> Iterator[str]:
+    """Version 3 of ``toy``: the same model as version 1 (so the two tie), removed after the test."""
+    client = registry_client(settings)
+    one = client.get_model_version(NAME, "1")
+    created = client.create_model_version(NAME, source=one.source, run_id=one.run_id, model_id=one.model_id)
+    try:
+        yield str(created.version)
+    finally:
+        client.delete_model_version(NAME, str(created.version))
+
+
+def test_a_promotion_decides_again_when_another_one_moved_the_alias_first(
+    settings: Settings, third: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The weak version 2 holds the alias; version 3 (= version 1) would beat it. While 3 is being compared with
+    # 2, another promotion (1 against 2) finishes first: 3 must now be compared with 1, not moved over it.
+    versions.promote(settings, NAME, "2")
+    real = training_promotion.record_promotion
+    raced: list[str] = []
+
+    def another_promotion_lands_first(settings: Settings, result: promotion.PromotionResult) -> object:
+        if not raced:
+            raced.append(result.challenger.version)
+            assert promote_challenger(settings, NAME, "1").decision == "promoted"
+        return real(settings, result)
+
+    monkeypatch.setattr(training_promotion, "record_promotion", another_promotion_lands_first)
+    moves: list[AliasMovedError] = []
+    result = promote_until_settled(settings, NAME, third, on_moved=moves.append)
+
+    assert raced == [third] and [m.holder for m in moves] == ["1"]
+    assert result.champion is not None and result.champion.version == "1"
+    assert result.decision == "rejected" and "ties" in result.reason  # the same model as version 1
+    assert champion(settings) == "1"
+    events = read_history(settings, NAME).events
+    other, ours = events[-2], events[-1]
+    assert (other.before, other.after, other.decision) == ("2", "1", "promoted")
+    assert (ours.before, ours.after, ours.decision) == ("1", "1", "rejected")
+    assert ours.comparison is not None and (ours.comparison.challenger, ours.comparison.champion) == (third, "1")
+
+
+def test_a_promotion_gives_up_when_the_alias_keeps_moving(
+    settings: Settings, third: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real = training_promotion.record_promotion
+
+    def moved_every_time(settings: Settings, result: promotion.PromotionResult) -> object:
+        versions.promote(settings, NAME, "2" if champion(settings) == "1" else "1")
+        return real(settings, result)
+
+    monkeypatch.setattr(training_promotion, "record_promotion", moved_every_time)
+    with pytest.raises(AliasError, match=rf"toy@champion kept moving while version {third} was compared \(3 attempts"):
+        promote_until_settled(settings, NAME, third)
+    assert tags(settings, third) == {}
