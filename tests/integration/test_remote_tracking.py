@@ -85,7 +85,7 @@ def test_train_register_promote_serve(mlflow_server: MlflowServer, tmp_path: Pat
         margin = run_cli(
             "models", "promote", NAME, "1", "--data", SAMPLE, home=alice, **env, FASTTRACK_PROMOTION_MARGIN="0.5"
         )
-        assert "less than the margin 0.5" in one_line_error(margin, code=exit_codes.NOT_BETTER)
+        assert "does not clear the margin 0.5" in one_line_error(margin, code=exit_codes.NOT_BETTER)
         back = run_cli("models", "promote", NAME, "--challenger", "1", "--data", SAMPLE, home=alice, **env)
         assert back.returncode == 0, back.stderr
         assert f"promoted {NAME}@champion -> version 1" in back.stdout
