@@ -57,19 +57,19 @@ class Airflow:
     store: Path
     commands: list[str] = field(default_factory=list)
 
-    def run(self, *args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
+    def run(self, *args: str, timeout: float = 600, **env: str) -> subprocess.CompletedProcess[str]:
         """``airflow ARGS`` to completion, in a new session; afterwards no process it started may be left."""
-        return self._run([str(AIRFLOW_BIN / "airflow"), *args], timeout)
+        return self._run([str(AIRFLOW_BIN / "airflow"), *args], timeout, env)
 
     def python(self, code: str, *args: str) -> subprocess.CompletedProcess[str]:
         """Airflow's own interpreter running ``code``."""
-        return self._run([str(AIRFLOW_BIN / "python"), "-c", code, *args], 300)
+        return self._run([str(AIRFLOW_BIN / "python"), "-c", code, *args], 300, {})
 
-    def _run(self, argv: list[str], timeout: float) -> subprocess.CompletedProcess[str]:
+    def _run(self, argv: list[str], timeout: float, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
         marker = uuid.uuid4().hex
         process = subprocess.Popen(
             argv,
-            env={**self.env, MARKER: marker},
+            env={**self.env, **env, MARKER: marker},
             cwd=self.home,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
@@ -123,6 +123,18 @@ class Airflow:
         assert row is not None, f"{dag_id}.{task_id} returned nothing in {run_id}"
         value = json.loads(row[0])
         return json.loads(value) if isinstance(value, str) and value[:1] in "{[" else value
+
+    def rendered(self, dag_id: str, run_id: str, task_id: str) -> dict[str, Any]:
+        """A task's template fields as Airflow rendered them for the run (its command, environment, arguments)."""
+        with self.db() as db:
+            row = db.execute(
+                "SELECT rendered_fields FROM rendered_task_instance_fields "
+                "WHERE dag_id = ? AND run_id = ? AND task_id = ?",
+                (dag_id, run_id, task_id),
+            ).fetchone()
+        assert row is not None, f"{dag_id}.{task_id} has no rendered fields in {run_id}"
+        fields: dict[str, Any] = json.loads(row[0])
+        return fields
 
     def asset_events(self, uri: str) -> list[dict[str, Any]]:
         """The extras of the events of the asset ``uri``, oldest first."""
@@ -252,6 +264,14 @@ def test_a_broken_dag_file_is_reported(airflow: Airflow, tmp_path: Path) -> None
     found = json.loads(parsed.stdout.strip().splitlines()[-1])
     assert list(found["errors"]) == ["broken_dag.py"] and "RuntimeError: boom" in found["errors"]["broken_dag.py"]
     assert set(found["dags"]) == {"fasttrack_retrain", "fasttrack_score"}
+    # The command docs/orchestration.md gives, on the same two folders.
+    command = ("dags", "list-import-errors", "--local", "--bundle-name", "dags-folder", "--output", "json")
+    broken = airflow.run(*command, AIRFLOW__CORE__DAGS_FOLDER=str(folder))
+    assert broken.returncode == 1
+    assert [e["filepath"] for e in json.loads(broken.stdout.strip().splitlines()[-1])] == ["broken_dag.py"]
+    ours = airflow.run(*command)
+    assert ours.returncode == 0, ours.stderr
+    assert ours.stdout.strip().splitlines()[-1] == "[]"
 
 
 @pytest.fixture(scope="module")
@@ -273,6 +293,12 @@ def test_a_first_retraining_registers_and_promotes(airflow: Airflow, first_run: 
     # The promotion updated the champion asset, which schedules fasttrack_score.
     assert airflow.asset_events(f"models:/{NAME}@champion") == [{"version": "1"}]
     assert f"nothing to check against: no registered model {NAME!r}" in first_run.output
+    # Every task says who it is, for the registry's alias history: the bash tasks in their environment, the
+    # Python ones as an argument they export.
+    actor = f"airflow:fasttrack_retrain/{run}"
+    for task in ("check_data", "promote"):
+        assert airflow.rendered("fasttrack_retrain", run, task)["env"]["FASTTRACK_ACTOR"] == actor
+    assert airflow.rendered("fasttrack_retrain", run, "train")["op_kwargs"]["actor"] == actor
 
 
 @pytest.fixture(scope="module")
