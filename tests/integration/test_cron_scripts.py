@@ -1,6 +1,7 @@
 """deploy/cron/: the DAGs' steps without Airflow, run as cron would run them, on a real embedded store.
 
-A first run registers and promotes version 1 and scores with it; a run on worse data keeps the champion and exits 0;
+A first run registers and promotes version 1 and scores with it; a run on noisier data, whose challenger is not
+clearly better, keeps the champion and exits 0;
 a run on data missing a feature stops at the check with the reason, before anything is trained.
 """
 
@@ -38,7 +39,7 @@ def test_retrain_then_keep_then_refuse_broken_data(tmp_path: Path) -> None:
 
     home = tmp_path / "home"
     churn(600, seed=1).to_csv(tmp_path / "good.csv", index=False)
-    churn(300, seed=2, noise=0.4).to_csv(tmp_path / "worse.csv", index=False)
+    churn(1500, seed=2, noise=0.2).to_csv(tmp_path / "noisier.csv", index=False)
     churn(300, seed=3).drop(columns=["plan"]).to_csv(tmp_path / "broken.csv", index=False)
     churn(100, seed=4, labelled=False).to_csv(tmp_path / "to-score.csv", index=False)
     config = tmp_path / "churn.yaml"
@@ -62,7 +63,7 @@ def test_retrain_then_keep_then_refuse_broken_data(tmp_path: Path) -> None:
     kept = run(
         "retrain.sh",
         home,
-        FASTTRACK_RETRAIN_DATA=str(tmp_path / "worse.csv"),
+        FASTTRACK_RETRAIN_DATA=str(tmp_path / "noisier.csv"),
         FASTTRACK_PROMOTION_MARGIN="0.02",
         **common,
     )
