@@ -19,7 +19,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 HOME_DIR := .fasttrack
 
-.PHONY: help install install-dev run train serve mlflow-ui mlflow-server sample-data lint monitoring-check format test test-unit clean postgresql bench
+.PHONY: help install install-dev run train serve mlflow-ui mlflow-server sample-data lint monitoring-check format test test-unit clean postgresql bench airflow-env airflow-lock
 
 help: ## List every target with one line each
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-18s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -126,7 +126,27 @@ postgresql: ## Install the PostgreSQL server the database tests start (Debian pa
 	command -v apt-get >/dev/null || { echo "error: no apt-get: install the PostgreSQL server (initdb, pg_ctl) yourself" >&2; exit 1; }; \
 	set -x; $$sudo apt-get update && $$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends postgresql
 
-test: lint postgresql ## Lint, type-check and run the whole test suite
+# Airflow 3 for the DAGs in dags/ (docs/orchestration.md), in an environment of its own under $(AIRFLOW_DIR)/: Airflow
+# pins FastAPI and Starlette below FastTrack's, so it cannot share .venv. venv/ is installed from the pinned
+# deploy/airflow/requirements.txt and home/ (AIRFLOW_HOME) holds a migrated SQLite metadata database, which the DAG
+# tests copy. The stamp's name carries the lock's hash: an unchanged lock is never rebuilt, a changed one is, whole.
+AIRFLOW_DIR := .airflow
+AIRFLOW_LOCK := deploy/airflow/requirements.txt
+AIRFLOW_STAMP := $(AIRFLOW_DIR)/.built-$(shell $(PYTHON) -c "import hashlib, sys; print(hashlib.sha256(open(sys.argv[1], 'rb').read()).hexdigest()[:16])" $(AIRFLOW_LOCK) 2>/dev/null)
+
+airflow-env: $(AIRFLOW_STAMP) ## Build the Airflow 3 environment for the DAGs (.airflow/: venv + SQLite DB), once per lock
+
+$(AIRFLOW_STAMP): | $(filter .tools/bin/uv,$(UV))
+	rm -rf $(AIRFLOW_DIR)
+	$(UV) venv --quiet $(AIRFLOW_DIR)/venv
+	$(UV) pip sync --quiet --python $(AIRFLOW_DIR)/venv/bin/python $(AIRFLOW_LOCK)
+	AIRFLOW_HOME=$(abspath $(AIRFLOW_DIR))/home AIRFLOW__CORE__LOAD_EXAMPLES=False $(AIRFLOW_DIR)/venv/bin/airflow db migrate
+	touch $@
+
+airflow-lock: $(filter .tools/bin/uv,$(UV)) ## Re-resolve deploy/airflow/requirements.txt from requirements.in (Python 3.11)
+	$(UV) pip compile --quiet --python-version 3.11 deploy/airflow/requirements.in -o $(AIRFLOW_LOCK)
+
+test: lint postgresql airflow-env ## Lint, type-check and run the whole test suite (builds the Airflow env once)
 	$(VENV)/bin/python -m pytest
 
 test-unit: install-dev $(PROMETHEUS_DEB) ## Only the unit tests (fast)
@@ -151,4 +171,4 @@ bench: install ## Benchmark serving (wrk: hello world, brief-style, mlflow, fast
 	$(VENV)/bin/python bench/targets.py --dir $(BENCH_DIR)
 
 clean: ## Remove the virtual environments, the local store and caches
-	rm -rf $(VENV) .tools $(HOME_DIR) $(BENCH_DIR) .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) .tools $(HOME_DIR) $(BENCH_DIR) $(AIRFLOW_DIR) .mypy_cache .ruff_cache .pytest_cache

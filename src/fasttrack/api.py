@@ -20,11 +20,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from fasttrack.config import Engine, Settings, Task, TrainConfig, get_settings, higher_is_better
-from fasttrack.errors import ConfigError
+from fasttrack.errors import ConfigError, Violation
 
 if TYPE_CHECKING:
     from fasttrack.batch.score import ScoreProgress, ScoreSummary
     from fasttrack.data.clean import CleanOptions
+    from fasttrack.data.compat import Purpose
     from fasttrack.data.ingest import IngestResult
     from fasttrack.registry.history import AliasEvent, AliasHistory
     from fasttrack.registry.model_folder import LoadedModel
@@ -36,9 +37,11 @@ if TYPE_CHECKING:
     from fasttrack.training.train import TrainResult
 
 __all__ = [
+    "DataCheck",
     "ModelEvaluation",
     "TrainOutcome",
     "alias_history",
+    "check_data",
     "describe_version",
     "evaluate",
     "ingest",
@@ -168,6 +171,116 @@ def _labelled_data(data: str | Path | None, sql: str | None, db: str | None, tar
     from fasttrack.data.clean import CleanOptions
 
     return _read(data, sql, db, target=target, options=CleanOptions(drop_identifiers=False, drop_constant=False))
+
+
+# ----------------------------------------------------------------------------------------------- check_data
+@dataclass(frozen=True)
+class DataCheck:
+    """What :func:`check_data` found: the version the data was held against, and what differs, one line each.
+
+    ``breaking`` lists what stops the data from being used as it is (``compatible`` is then false), ``notes``
+    what is worth a look but breaks nothing; each is a :class:`~fasttrack.errors.Violation` (``field``,
+    ``reason``).
+    """
+
+    name: str
+    version: str | None
+    model_uri: str
+    source: str
+    rows: int
+    purpose: Purpose
+    breaking: list[Violation]
+    notes: list[Violation]
+
+    @property
+    def compatible(self) -> bool:
+        """Whether nothing breaks (notes allowed)."""
+        return not self.breaking
+
+
+def check_data(
+    data: str | Path | None = None,
+    *,
+    against: str | Path | None = None,
+    sql: str | None = None,
+    db: str | None = None,
+    purpose: Purpose = "train",
+    format: str | None = None,
+    settings: Settings | None = None,
+    on_step: OnStep | None = None,
+) -> DataCheck:
+    """Compare new data with the training schema of a registered version, before retraining on it or scoring it.
+
+    The data is read and cleaned as training would read it (the version's missing markers; for ``train``, the
+    constant and identifier columns cleaning drops), then compared column by column
+    (:func:`fasttrack.data.compat.compare`). Breaking for ``train``: a feature the data lacks or that cleaning
+    would drop, a changed kind (numbers now text, categories now numbers), values a feature cannot take, a
+    missing target, labels the model never had or a target of the other task. Breaking for ``score``: an absent
+    feature the training data always had, values a feature cannot take. Notes: new columns, unseen categories,
+    numbers outside the training range, missing values where training had none.
+
+    Parameters
+    ----------
+    data, sql, db
+        The new data: a file or URL, or a query and its database.
+    against
+        The version whose schema the data must fit: a model URI (``models:/NAME@champion``) or a model folder;
+        default: ``FASTTRACK_MODEL``, else the default model's champion.
+    purpose
+        ``train`` (the data is to retrain the model: it carries the target) or ``score`` (it is to be scored).
+    format
+        The file's format when its name does not say.
+    settings, on_step
+        As for :func:`train`.
+
+    Returns
+    -------
+    DataCheck
+        The version checked against, the rows read, the ``breaking`` changes and the ``notes``; nothing is raised
+        for a breaking change (``compatible`` says whether there is one).
+
+    Raises
+    ------
+    ModelNotFoundError
+        No such model, version or alias (no version to check against yet).
+    DataError
+        The data cannot be read.
+    ConfigError
+        No source, two sources, or an unknown ``purpose``.
+    """
+    from fasttrack.data.clean import CleanOptions
+    from fasttrack.data.compat import compare
+    from fasttrack.registry.model_folder import load_model_folder
+    from fasttrack.registry.resolve import resolve_model
+
+    step = on_step or _silent
+    check_source(data, sql, db)
+    if purpose not in ("train", "score"):
+        raise ConfigError(f"purpose must be train or score, not {purpose!r}")
+    settings = settings or get_settings()
+    step("finding the model")
+    resolved = resolve_model(str(against) if against is not None else None, settings)
+    folder = load_model_folder(resolved.path)
+    schema = folder.schema
+    step(f"reading {data or 'the query'}")
+    training = purpose == "train"
+    # Read as training reads: the version's markers; dropping what retraining would drop (that is a finding), but
+    # never for scoring, where a column constant in one batch is fine. The target is handled by the comparison,
+    # so that a missing one is reported beside the rest rather than stopping the read.
+    options = CleanOptions(missing_markers=schema.missing_markers, drop_constant=training, drop_identifiers=training)
+    ingested = _read(data, sql, db, target=None, options=options, format=format)
+    step("comparing with the training schema")
+    found = compare(ingested.frame, schema, purpose=purpose, dropped=ingested.report.dropped_columns)
+    return DataCheck(
+        name=resolved.name or folder.metadata.name,
+        version=resolved.version,
+        model_uri=resolved.uri,
+        source=ingested.source,
+        rows=ingested.report.rows_in,
+        purpose=purpose,
+        breaking=found.breaking,
+        notes=found.notes,
+    )
 
 
 # ---------------------------------------------------------------------------------------------------- train

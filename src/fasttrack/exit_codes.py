@@ -21,6 +21,9 @@ USAGE: Final = 2
 NO_CHAMPION: Final = 98
 #: ``models promote``: the challenger was not better; the alias stays where it was (the reason on stderr).
 NOT_BETTER: Final = 99
+#: ``check --skip-missing``: no such model yet (a first training run), so nothing to check against. The same 99
+#: as :data:`NOT_BETTER`: both say "nothing to do this time, and no failure", which a DAG shows as skipped.
+NO_MODEL_YET: Final = 99
 #: Ctrl-C.
 INTERRUPTED: Final = 130
 
@@ -32,6 +35,7 @@ MEANINGS: Final[dict[int, str]] = {
     USAGE: "a usage error: a bad option or value",
     NO_CHAMPION: "`models promote`: no version held the alias; the challenger took it without a comparison",
     NOT_BETTER: "`models promote`: the challenger was not better; the alias stays (the reason in one line on "
-    "stderr); Airflow's BashOperator shows it as skipped",
+    "stderr); `check --skip-missing`: no such model yet, nothing to check against; Airflow's BashOperator shows "
+    "either as skipped",
     INTERRUPTED: "interrupted (Ctrl-C)",
 }

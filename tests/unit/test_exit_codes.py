@@ -31,3 +31,19 @@ def test_the_alias_page_quotes_the_promotion_codes() -> None:
     page = (REPO / "docs" / "aliases.md").read_text(encoding="utf-8")
     for code in (exit_codes.OK, exit_codes.NO_CHAMPION, exit_codes.NOT_BETTER):
         assert f"| {code} | {exit_codes.MEANINGS[code]} |" in page
+
+
+def test_the_dags_exit_codes_are_fasttracks() -> None:
+    # The DAGs run in Airflow's interpreter, which cannot import FastTrack: they repeat the numbers, read here.
+    import ast
+
+    tree = ast.parse((REPO / "dags" / "fasttrack_common.py").read_text())
+    values = {
+        target.id: node.value.value
+        for node in tree.body
+        if isinstance(node, ast.Assign) and isinstance(node.value, ast.Constant)
+        for target in node.targets
+        if isinstance(target, ast.Name)
+    }
+    assert values["EXIT_SKIPPED"] == exit_codes.NOT_BETTER == exit_codes.NO_MODEL_YET
+    assert values["EXIT_FIRST_CHAMPION"] == exit_codes.NO_CHAMPION

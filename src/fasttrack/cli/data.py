@@ -1,17 +1,23 @@
-"""``fasttrack ingest``: read and clean a data set, report what cleaning did, save the data and its schema."""
+"""``fasttrack ingest``: read and clean a data set, report what cleaning did, save the data and its schema.
+``fasttrack check``: hold new data against a registered version's training schema before retraining or scoring."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 import typer
 
+from fasttrack import exit_codes
 from fasttrack.cli import render
 from fasttrack.cli.options import DbOption, SqlOption
 from fasttrack.cli.render import out
 from fasttrack.config import Task
-from fasttrack.errors import ConfigError
+from fasttrack.errors import ConfigError, DataError, ModelNotFoundError
+
+#: Exit status of ``check --skip-missing`` when there is no version to check against yet: "nothing was done, and
+#: that is not a failure", the status ``models promote`` gives a challenger that was not better, and the one
+#: Airflow's bash tasks show as skipped (their default ``skip_on_exit_code``).
 
 
 def ingest(
@@ -52,3 +58,68 @@ def ingest(
     if schema_out and result.schema is not None:
         result.schema.save(schema_out)
         out.print(f"schema written to {schema_out}")
+
+
+def check(
+    data: Annotated[
+        str | None,
+        typer.Argument(help="The new data: CSV, JSON, JSON Lines or Parquet, a path or a URL (s3://..., gs://...)."),
+    ] = None,
+    against: Annotated[
+        str | None,
+        typer.Option(
+            "--against",
+            help="Model whose training schema the data must fit: models:/NAME@champion, models:/NAME/3 or a "
+            "folder (default: FASTTRACK_MODEL, else the default model's champion).",
+        ),
+    ] = None,
+    sql: SqlOption = None,
+    db: DbOption = None,
+    purpose: Annotated[
+        Literal["train", "score"],
+        typer.Option(
+            "--for", help="train: the data is to retrain the model (it needs the target); score: to be scored."
+        ),
+    ] = "train",
+    skip_missing: Annotated[
+        bool,
+        typer.Option(
+            "--skip-missing",
+            help=f"No such model yet (a first training run): say so and exit {exit_codes.NO_MODEL_YET} "
+            "instead of failing.",
+        ),
+    ] = False,
+    fmt: Annotated[
+        str | None, typer.Option("--format", help="csv, json, jsonl or parquet (default: extension).")
+    ] = None,
+) -> None:
+    """Check new data against a registered version's training schema: exit 1 on a breaking change.
+
+    Breaking (one line each, exit 1): a missing feature, a changed kind or type, values a feature cannot take, a
+    missing target, labels the model never had or a task change (with --for score: only what stops scoring).
+    Reported, exit 0: new columns, unseen categories, values outside the training range, missing values.
+    """
+    import fasttrack
+
+    try:
+        with render.steps() as step:
+            found = fasttrack.check_data(
+                data, against=against, sql=sql, db=db, purpose=purpose, format=fmt, on_step=step
+            )
+    except ModelNotFoundError as exc:
+        if not skip_missing:
+            raise
+        out.print(f"nothing to check against: {exc}", markup=False, highlight=False)
+        raise typer.Exit(exit_codes.NO_MODEL_YET) from None
+    model = f"{found.name} version {found.version}" if found.version else found.model_uri
+    use = "to train on" if found.purpose == "train" else "to score"
+    counts = f"{len(found.breaking)} breaking changes, {len(found.notes)} notes"
+    out.print(
+        f"{found.source} ({found.rows} rows) against {model}, as data {use}: {counts}", markup=False, highlight=False
+    )
+    for kind, lines in (("breaking", found.breaking), ("note", found.notes)):
+        for line in lines:
+            out.print(f"{kind}: {line}", markup=False, highlight=False)
+    if not found.compatible:
+        raise DataError(f"{found.source} does not fit {model} as data {use}: {len(found.breaking)} breaking changes")
+    out.print(f"compatible: {found.source} fits {model} as data {use}", markup=False, highlight=False)

@@ -30,6 +30,7 @@ app = typer.Typer(
     rich_markup_mode="rich",
 )
 app.command()(data.ingest)
+app.command()(data.check)
 app.command()(training.train)
 app.command()(training.evaluate)
 app.command()(scoring.predict)

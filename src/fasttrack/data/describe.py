@@ -45,7 +45,7 @@ def infer_task(target: pd.Series) -> Literal["classification", "regression"]:
     explicitly where the guess is wrong.
     """
     values = target.dropna()
-    if _kind(values) != "numeric":
+    if column_kind(values) != "numeric":
         return "classification"
     numbers = values.to_numpy(dtype="float64")
     distinct = int(np.unique(numbers).size)
@@ -135,7 +135,10 @@ def categorical_profile(values: pd.Series, top: int = PROFILE_TOP_CATEGORIES) ->
     return CategoricalProfile(frequencies=frequencies, other=int(counts.iloc[top:].sum()) / total, missing=missing)
 
 
-def _kind(values: pd.Series) -> FeatureKind:
+def column_kind(values: pd.Series) -> FeatureKind:
+    """The kind of feature a cleaned column becomes: ``boolean`` for booleans, ``numeric`` for numbers,
+    ``categorical`` for everything else (text). Training describes its columns by this rule, and the check of new
+    data (:mod:`fasttrack.data.compat`) tells a changed kind by it."""
     import pandas as pd
 
     if pd.api.types.is_bool_dtype(values.dtype):
@@ -197,7 +200,7 @@ def _target_schema(values: pd.Series, name: str, task: str, bins: int) -> Target
         return TargetSchema(
             name=name, task="classification", dtype=dtype, labels=labels, profile=categorical_profile(values)
         )
-    if _kind(present) != "numeric":
+    if column_kind(present) != "numeric":
         raise DataError(f"target {name!r} is not numeric ({dtype}), so it cannot be a regression target")
     numbers = present.to_numpy(dtype="float64")
     if not np.isfinite(numbers).all():
@@ -215,7 +218,7 @@ def _target_schema(values: pd.Series, name: str, task: str, bins: int) -> Target
 def _feature_schema(
     values: pd.Series, name: str, max_categories: int, min_category_count: int, bins: int
 ) -> FeatureSchema:
-    kind = _kind(values)
+    kind = column_kind(values)
     missing_ratio = float(values.isna().mean()) if len(values) else 0.0
     feature = FeatureSchema(
         name=name, kind=kind, dtype=str(values.dtype), nullable=missing_ratio > 0, missing_ratio=missing_ratio
