@@ -6,8 +6,9 @@
 #   docker run -p 8000:8000 -v "$PWD/model:/models/sample:ro" -e FASTTRACK_MODEL=/models/sample fasttrack
 #   docker run -v fasttrack-home:/app/.fasttrack fasttrack train --config configs/sample.yaml
 #   docker build --target with-model --build-arg MODEL_DIR=path/to/model -t fasttrack:model .   (model baked in)
+#   docker build --target mlflow-server -t fasttrack-mlflow .   (the team's MLflow server, PostgreSQL driver included)
 #
-# Both stages start from the same pinned base so the virtual environment built in the first runs in the second.
+# Every stage starts from the same pinned base, so a virtual environment built in one runs in another.
 # hadolint checks this file (`make lint`); tests/unit/test_deploy.py checks that it agrees with the Makefile, the
 # server's settings and the other deployment files.
 
@@ -67,6 +68,40 @@ HEALTHCHECK --interval=30s --timeout=5s --start-period=60s --start-interval=2s -
     CMD ["python", "/app/deploy/docker/healthcheck.py", "/health"]
 ENTRYPOINT ["/bin/sh", "/app/deploy/docker/entrypoint.sh"]
 CMD ["serve"]
+
+# ---------------------------------------------------------------------------------------------- mlflow-server
+# The team's MLflow tracking server (docker-compose.yml's `mlflow`): exactly the MLflow of uv.lock, the version the
+# clients and the integration tests run, with the extras `make mlflow-server` installs: sql (psycopg, the driver of
+# its PostgreSQL backend store) and s3 (boto3, for the artifacts it proxies to MinIO or S3). Its own virtual
+# environment, so the FastTrack image above stays without extras; the install steps are the builder's, with the
+# extras (`make install EXTRAS="s3 sql"`) and without the project, which the server does not run.
+FROM python:3.11-slim-bookworm AS mlflow-builder
+ARG UV_VERSION=0.13.9
+ENV UV_PYTHON=python3 \
+    UV_PYTHON_DOWNLOADS=never \
+    UV_LINK_MODE=copy \
+    UV_COMPILE_BYTECODE=1
+RUN pip install --no-cache-dir "uv==${UV_VERSION}"
+WORKDIR /app
+COPY pyproject.toml uv.lock README.md ./
+RUN --mount=type=cache,target=/root/.cache/uv uv sync --locked --no-dev --no-install-project --extra=s3 --extra=sql
+
+FROM python:3.11-slim-bookworm AS mlflow-server
+RUN groupadd --system --gid 10001 mlflow \
+    && useradd --system --no-log-init --create-home --uid 10001 --gid mlflow --home-dir /home/mlflow \
+        --shell /usr/sbin/nologin mlflow
+WORKDIR /app
+COPY --from=mlflow-builder /app/.venv /app/.venv
+ENV PATH="/app/.venv/bin:${PATH}" \
+    PYTHONUNBUFFERED=1 \
+    PYTHONDONTWRITEBYTECODE=1
+USER 10001:10001
+EXPOSE 5000
+# Liveness: MLflow's /health (the slim base has no curl; compose's healthcheck does the same).
+HEALTHCHECK --interval=30s --timeout=5s --start-period=60s --retries=3 \
+    CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:5000/health', timeout=4)"]
+ENTRYPOINT ["mlflow", "server"]
+CMD ["--host", "0.0.0.0", "--port", "5000"]
 
 # ------------------------------------------------------------------------------------------------- with-model
 # Optional: a model folder copied in at build time, served without any tracking server:

@@ -59,20 +59,24 @@ serve: ## Serve the sample model's champion (after `make train`)
 mlflow-ui: ## Open the MLflow UI on the embedded store, on 127.0.0.1:5000
 	$(VENV)/bin/mlflow ui --backend-store-uri sqlite:///$(abspath $(HOME_DIR))/mlflow.db --host 127.0.0.1 --port 5000
 
-# The team setup on one machine: an MLflow server with a SQLite store under .fasttrack/server/ and artifacts it serves
-# itself (--serve-artifacts) from ARTIFACTS_DESTINATION: a folder by default, or an object store, e.g.
+# The team setup on one machine: an MLflow server whose runs, registry and aliases are in PostgreSQL, with the
+# artifacts it serves itself (--serve-artifacts) from ARTIFACTS_DESTINATION: a folder by default, or an object store,
 #   make mlflow-server ARTIFACTS_DESTINATION=s3://bucket/mlflow   (with AWS_* / MLFLOW_S3_ENDPOINT_URL set for MinIO)
-# Then, in another shell: export MLFLOW_TRACKING_URI=http://127.0.0.1:5000 and use fasttrack as usual.
+# The database: MLFLOW_BACKEND_STORE_URI when set (the team's PostgreSQL, e.g. postgresql+psycopg://mlflow@db/mlflow,
+# the password in PGPASSWORD or ~/.pgpass), else a local cluster in POSTGRES_DIR that deploy/mlflow/server.sh
+# creates on first use, starts with the server and stops after it (the Debian package postgresql, installed when
+# missing). Then, in another shell: export MLFLOW_TRACKING_URI=http://127.0.0.1:5000 and use fasttrack as usual.
 MLFLOW_HOST ?= 127.0.0.1
 MLFLOW_PORT ?= 5000
 ARTIFACTS_DESTINATION ?= $(abspath $(HOME_DIR))/server/artifacts
+MLFLOW_BACKEND_STORE_URI ?=
+POSTGRES_DIR ?= $(abspath $(HOME_DIR))/server/postgres
 MLFLOW_SERVER_OPTS ?=
 
-mlflow-server: EXTRAS += $(if $(filter s3://%,$(ARTIFACTS_DESTINATION)),s3)$(if $(filter gs://%,$(ARTIFACTS_DESTINATION)),gcs)
-mlflow-server: install ## Run a team MLflow server on 127.0.0.1:5000 (SQLite + served artifacts; ARTIFACTS_DESTINATION=s3://...)
-	@mkdir -p $(HOME_DIR)/server
-	$(VENV)/bin/mlflow server --backend-store-uri sqlite:///$(abspath $(HOME_DIR))/server/mlflow.db \
-		--serve-artifacts --artifacts-destination $(ARTIFACTS_DESTINATION) \
+mlflow-server: EXTRAS += sql $(if $(filter s3://%,$(ARTIFACTS_DESTINATION)),s3)$(if $(filter gs://%,$(ARTIFACTS_DESTINATION)),gcs)
+mlflow-server: install $(if $(MLFLOW_BACKEND_STORE_URI),,postgresql) ## Run a team MLflow server on 127.0.0.1:5000 (PostgreSQL + served artifacts)
+	MLFLOW=$(VENV)/bin/mlflow POSTGRES_DIR='$(POSTGRES_DIR)' MLFLOW_BACKEND_STORE_URI='$(MLFLOW_BACKEND_STORE_URI)' \
+		deploy/mlflow/server.sh --serve-artifacts --artifacts-destination $(ARTIFACTS_DESTINATION) \
 		--host $(MLFLOW_HOST) --port $(MLFLOW_PORT) $(MLFLOW_SERVER_OPTS)
 
 sample-data: ## Regenerate data/sample/ from its script (fixed seed: the files do not change)
@@ -115,8 +119,9 @@ format: install-dev ## Apply ruff's fixes and formatting
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
 
-# The PostgreSQL server (Debian package `postgresql`) for tests/integration/test_postgres.py, which initdb's, starts and
-# stops its own throw-away cluster on a free port. Installed when initdb is missing; that needs root (or sudo).
+# The PostgreSQL server (Debian package `postgresql`): the integration tests (SQL ingestion, the team store) initdb,
+# start and stop their own throw-away clusters on free ports, and `make mlflow-server` runs its local cluster with it.
+# Installed when initdb is missing; that needs root (or sudo).
 INITDB := $(firstword $(wildcard /usr/lib/postgresql/*/bin/initdb) $(shell command -v initdb 2>/dev/null))
 
 postgresql: ## Install the PostgreSQL server the database tests start (Debian package; nothing to do when present)

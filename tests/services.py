@@ -5,8 +5,8 @@
   user whose keys the tests use), so wrong credentials are refused as a real store refuses them. moto's
   authentication does not understand presigned URLs, which MLflow 3 clients download artifacts with, so the
   artifact store of the MLflow server is a second moto without it.
-- :func:`run_mlflow`: ``mlflow server`` with a SQLite backend and, given a :class:`Moto`, artifacts served from
-  a bucket on it (``--artifacts-destination s3://...``).
+- :func:`run_mlflow`: ``mlflow server`` with a SQLite backend or a given one (a PostgreSQL database: the team
+  store) and, given a :class:`Moto`, artifacts served from a bucket on it (``--artifacts-destination s3://...``).
 - :func:`run_postgres`: the Debian ``postgresql`` package's ``initdb`` and ``pg_ctl`` on a throw-away cluster
   with password authentication. PostgreSQL refuses to run as root, so as root the cluster belongs to the
   ``postgres`` user the package creates (``runuser``). ``make test`` installs the package when it is absent.
@@ -28,7 +28,7 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import httpx
@@ -160,6 +160,8 @@ class MlflowServer:
     url: str
     artifacts: str
     store: Moto | None = None
+    #: Its log: MLflow's messages and Uvicorn's access log (one line per request, with the status).
+    log: Path | None = None
 
     def env(self, **overrides: str) -> dict[str, str]:
         """Variables for a ``fasttrack`` process that tracks and registers on this server.
@@ -171,12 +173,21 @@ class MlflowServer:
 
 
 @contextmanager
-def run_mlflow(workdir: Path, moto: Moto | None = None, bucket: str = "mlflow-artifacts") -> Iterator[MlflowServer]:
-    """Start ``mlflow server`` (SQLite backend in ``workdir``; artifacts on ``moto`` when given) on a free port."""
+def run_mlflow(
+    workdir: Path,
+    moto: Moto | None = None,
+    bucket: str = "mlflow-artifacts",
+    *,
+    backend: Postgres | None = None,
+    workers: int = 1,
+) -> Iterator[MlflowServer]:
+    """Start ``mlflow server`` on a free port: its backend a SQLite file in ``workdir``, or the database of
+    ``backend`` (through psycopg, the password in ``PGPASSWORD`` as ``docker-compose.yml`` passes it); artifacts on
+    ``moto`` when given, else in ``workdir``. ``workers``: Uvicorn worker processes (each its own database pool)."""
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "AWS_"))}
-    # One worker and no background job runner: the tests need the tracking API only.
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "AWS_", "PG"))}
+    # No background job runner: the tests need the tracking API only.
     env.update({"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"})
     if moto is not None:
         moto.client().create_bucket(Bucket=bucket)  # type: ignore[attr-defined]
@@ -184,11 +195,16 @@ def run_mlflow(workdir: Path, moto: Moto | None = None, bucket: str = "mlflow-ar
         artifacts = f"s3://{bucket}/artifacts"
     else:
         artifacts = str(workdir / "mlflow-artifacts")
+    if backend is not None:
+        store = backend.url(password="", driver="postgresql+psycopg")
+        env["PGPASSWORD"] = backend.password
+    else:
+        store = f"sqlite:///{workdir / 'mlflow.db'}"
     args = [
         str(BIN / "mlflow"),
         "server",
         "--backend-store-uri",
-        f"sqlite:///{workdir / 'mlflow.db'}",
+        store,
         "--artifacts-destination",
         artifacts,
         "--host",
@@ -196,12 +212,12 @@ def run_mlflow(workdir: Path, moto: Moto | None = None, bucket: str = "mlflow-ar
         "--port",
         str(port),
         "--workers",
-        "1",
+        str(workers),
     ]
     log = workdir / "mlflow-server.log"
     with _process(args, log, env) as process:
         _wait(lambda: httpx.get(f"{url}/health", timeout=2).status_code == 200, process, log, "mlflow server", 180)
-        yield MlflowServer(url, artifacts, moto)
+        yield MlflowServer(url, artifacts, moto, log)
 
 
 # ------------------------------------------------------------------------------------------------- postgres
@@ -221,12 +237,23 @@ class Postgres:
         auth = f"{self.user}:{secret}" if secret else self.user
         return f"{driver}://{auth}@{self.host}:{self.port}/{self.database}"
 
+    def create_database(self, name: str) -> Postgres:
+        """Create the empty database ``name`` on this server and return this server with it as its database."""
+        import psycopg
+        from psycopg import sql
+
+        # CREATE DATABASE cannot run inside a transaction.
+        with psycopg.connect(self.url(), autocommit=True) as connection:
+            connection.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+        return replace(self, database=name)
+
 
 def postgres_bin() -> Path:
-    """The folder of ``initdb`` and ``pg_ctl``: on PATH, else the newest /usr/lib/postgresql/<version>/bin."""
+    """The folder of ``initdb`` and ``pg_ctl`` (and the client tools beside them): on PATH (links resolved), else
+    the newest /usr/lib/postgresql/<version>/bin."""
     on_path = shutil.which("pg_ctl")
     if on_path and shutil.which("initdb"):
-        return Path(on_path).parent
+        return Path(on_path).resolve().parent
     versions = sorted(
         Path("/usr/lib/postgresql").glob("*/bin/pg_ctl"), key=lambda p: int(p.parts[-3]) if p.parts[-3].isdigit() else 0
     )
@@ -281,11 +308,11 @@ def run_postgres() -> Iterator[Postgres]:
         if started:
             with contextlib.suppress(RuntimeError, subprocess.TimeoutExpired):
                 run(str(bindir / "pg_ctl"), "-D", str(data), "-m", "fast", "-w", "-t", "30", "stop", timeout=60)
-            _kill_postmaster(data / "postmaster.pid")
+            kill_postmaster(data / "postmaster.pid")
         shutil.rmtree(root, ignore_errors=True)
 
 
-def _kill_postmaster(pidfile: Path) -> None:
+def kill_postmaster(pidfile: Path) -> None:
     """If ``pg_ctl stop`` failed, the postmaster is still there: stop it by the pid it wrote."""
     with contextlib.suppress(OSError, ValueError, IndexError):
         pid = int(pidfile.read_text().splitlines()[0])

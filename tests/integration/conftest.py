@@ -1,4 +1,4 @@
-"""Session-wide services for the integration tests: S3 (moto), an MLflow server and PostgreSQL.
+"""Session-wide services for the integration tests: S3 (moto), PostgreSQL and an MLflow server on both.
 
 Each starts once per test session, on the first test that asks for it, and stops at the end of the session.
 A service that cannot start fails the tests that need it (see ``tests/services.py``).
@@ -28,14 +28,18 @@ def artifact_store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Moto]:
 
 
 @pytest.fixture(scope="session")
-def mlflow_server(tmp_path_factory: pytest.TempPathFactory, artifact_store: Moto) -> Iterator[MlflowServer]:
-    """A real ``mlflow server``: SQLite backend, artifacts in a bucket of ``artifact_store``."""
-    with run_mlflow(tmp_path_factory.mktemp("mlflow-server"), artifact_store) as server:
+def postgres() -> Iterator[Postgres]:
+    """A real PostgreSQL server on a throw-away cluster with password authentication."""
+    with run_postgres() as server:
         yield server
 
 
 @pytest.fixture(scope="session")
-def postgres() -> Iterator[Postgres]:
-    """A real PostgreSQL server on a throw-away cluster with password authentication."""
-    with run_postgres() as server:
+def mlflow_server(
+    tmp_path_factory: pytest.TempPathFactory, artifact_store: Moto, postgres: Postgres
+) -> Iterator[MlflowServer]:
+    """A real ``mlflow server`` as a team runs it: PostgreSQL backend (its own database on ``postgres``), artifacts
+    in a bucket of ``artifact_store``."""
+    database = postgres.create_database("mlflow_session")
+    with run_mlflow(tmp_path_factory.mktemp("mlflow-server"), artifact_store, backend=database) as server:
         yield server

@@ -1,4 +1,4 @@
-"""The team setup: every command against a real ``mlflow server`` (SQLite backend, artifacts on S3).
+"""The team setup: every command against a real ``mlflow server`` (PostgreSQL backend, artifacts on S3).
 
 train -> register -> promote (with the gate) -> serve, as two people sharing one server would, and an
 unreachable server reported in one line within seconds.

@@ -44,6 +44,8 @@ WORKFLOW = ROOT / ".github" / "workflows" / "ci-cd.yml"
 ENTRYPOINT = ROOT / "deploy" / "docker" / "entrypoint.sh"
 HEALTHCHECK = ROOT / "deploy" / "docker" / "healthcheck.py"
 SMOKE_TEST = ROOT / "deploy" / "ci" / "smoke-test.sh"
+# What `make mlflow-server` runs (tests/integration/test_team_store.py runs it for real).
+MLFLOW_SERVER_SH = ROOT / "deploy" / "mlflow" / "server.sh"
 # Written by the monitoring issue; the checks on what compose mounts from it apply once it exists.
 MONITORING = ROOT / "monitoring"
 
@@ -231,6 +233,31 @@ def test_dockerfile_installs_as_the_makefile_does() -> None:
     env = {k: v for i in builder.all("ENV") for k, v in env_pairs(i.args).items()}
     assert env.get("UV_PYTHON_DOWNLOADS") == "never"
     assert env.get("UV_COMPILE_BYTECODE") in (None, makefile_var("export UV_COMPILE_BYTECODE"))
+
+
+def test_dockerfile_mlflow_server_installs_as_make_mlflow_server_does() -> None:
+    # The same uv, environment and locked sync as the builder, with the extras the server needs and without the
+    # project (the server runs MLflow only): what `make install EXTRAS="s3 sql"` installs, bar FastTrack itself.
+    builder, mlflow = stage("builder"), stage("mlflow-builder")
+    assert [a.args for a in mlflow.all("ARG")] == [a.args for a in builder.all("ARG")]
+    assert [i.args for i in mlflow.all("ENV")] == [i.args for i in builder.all("ENV")]
+    runs = [re.sub(r"^(--\S+\s+)+", "", r.args) for r in mlflow.all("RUN")]
+    assert runs[0] == re.sub(r"^(--\S+\s+)+", "", builder.all("RUN")[0].args), "uv is installed as in the builder"
+    (sync,) = [r.split("uv sync", 1)[1].split() for r in runs if "uv sync" in r]
+    extras = {w.removeprefix("--extra=") for w in sync if w.startswith("--extra=")}
+    assert [w for w in sync if not w.startswith("--extra=")] == ["--locked", "--no-dev", "--no-install-project"]
+    # sql: the PostgreSQL driver `make mlflow-server` adds (EXTRAS += sql ...); s3: for compose's s3:// artifacts.
+    makefile = (ROOT / "Makefile").read_text(encoding="utf-8")
+    assert re.search(r"^mlflow-server: EXTRAS \+= sql\b", makefile, re.MULTILINE)
+    assert extras == {"sql", "s3"}
+    optional = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]["optional-dependencies"]
+    assert any(d.startswith("psycopg") for d in optional["sql"]) and any(d.startswith("boto3") for d in optional["s3"])
+    server = stage("mlflow-server")
+    copies = [copy_parts(i.args) for i in server.all("COPY")]
+    assert [(flags.get("from"), sources) for flags, sources, _ in copies] == [("mlflow-builder", ["/app/.venv"])]
+    (entrypoint,) = server.all("ENTRYPOINT")
+    assert json.loads(entrypoint.args) == ["mlflow", "server"]
+    assert server.all("USER") and server.all("USER")[-1].args.split(":")[0] not in ("0", "root")
 
 
 def test_dockerfile_runs_as_a_non_root_user() -> None:
@@ -451,7 +478,7 @@ def test_smoke_test_script_checks_the_brief_prediction(prediction: bytes, code: 
 
 
 def test_scripts_are_executable() -> None:
-    for script in (ENTRYPOINT, SMOKE_TEST, ROOT / "deploy" / "compose" / "create-bucket.sh"):
+    for script in (ENTRYPOINT, SMOKE_TEST, ROOT / "deploy" / "compose" / "create-bucket.sh", MLFLOW_SERVER_SH):
         assert script.stat().st_mode & stat.S_IXUSR, f"{script} is not executable"
 
 
@@ -497,7 +524,9 @@ def has_healthcheck(service: dict[str, Any]) -> bool:
 
 
 def test_compose_has_the_stack() -> None:
-    assert set(services()) == {"minio", "create-bucket", "mlflow", "trainer", "api", "prometheus", "grafana"}
+    assert set(services()) == {
+        "minio", "create-bucket", "postgres", "mlflow", "trainer", "api", "prometheus", "grafana"
+    }  # fmt: skip
 
 
 def test_compose_images_are_pinned_or_built_from_this_repo() -> None:
@@ -516,7 +545,7 @@ def test_compose_images_are_pinned_or_built_from_this_repo() -> None:
 def test_compose_start_order_and_health_conditions() -> None:
     expected = {
         "create-bucket": {"minio": "service_healthy"},
-        "mlflow": {"create-bucket": "service_completed_successfully"},
+        "mlflow": {"create-bucket": "service_completed_successfully", "postgres": "service_healthy"},
         "trainer": {"mlflow": "service_healthy"},
         "api": {"mlflow": "service_healthy", "trainer": "service_completed_successfully"},
         "grafana": {"prometheus": "service_healthy"},
@@ -587,15 +616,9 @@ def test_compose_mlflow_server_registry_and_artifacts() -> None:
         assert (uri.hostname, uri.port) == ("mlflow", port), f"{name}: MLFLOW_TRACKING_URI is not the mlflow service"
         assert "mlflow" in mlflow_option("allowed-hosts").split(","), "MLflow 3 would refuse Host: mlflow"
     assert f":{port}/health" in " ".join(mlflow["healthcheck"]["test"])
-    # The server and the client library are the same MLflow version.
-    lock = tomllib.loads((ROOT / "uv.lock").read_text(encoding="utf-8"))
-    locked = next(p["version"] for p in lock["package"] if p["name"] == "mlflow")
-    assert re.fullmatch(rf"ghcr\.io/mlflow/mlflow:v{re.escape(locked)}-full", mlflow["image"]), mlflow["image"]
-    # SQLite on a named volume; artifacts in the MinIO bucket that create-bucket makes.
-    backend = mlflow_option("backend-store-uri")
-    assert backend.startswith("sqlite:////")
-    volumes = {v.split(":")[1]: v.split(":")[0] for v in mlflow["volumes"]}
-    assert any(backend.removeprefix("sqlite:///").startswith(target + "/") for target in volumes)
+    # The server is the Dockerfile's mlflow-server stage: the client library's MLflow (uv.lock), with the driver.
+    assert builds_repo_image(mlflow) and mlflow["build"]["target"] == "mlflow-server"
+    # Artifacts in the MinIO bucket that create-bucket makes.
     bucket = urlparse(mlflow_option("artifacts-destination"))
     assert bucket.scheme == "s3"
     create = services()["create-bucket"]
@@ -607,6 +630,31 @@ def test_compose_mlflow_server_registry_and_artifacts() -> None:
     minio_env = service_env(services()[endpoint.hostname])
     assert env["AWS_ACCESS_KEY_ID"] == minio_env["MINIO_ROOT_USER"]
     assert env["AWS_SECRET_ACCESS_KEY"] == minio_env["MINIO_ROOT_PASSWORD"]
+
+
+def test_compose_mlflow_backend_store_is_the_postgres_service() -> None:
+    # Runs, registry and aliases in PostgreSQL through psycopg (the sql extra the image installs); the password
+    # reaches libpq as PGPASSWORD, never in the URI or on a command line.
+    backend = urlparse(mlflow_option("backend-store-uri"))
+    assert backend.scheme == "postgresql+psycopg"
+    assert backend.password is None
+    postgres = services()["postgres"]
+    pg_env = service_env(postgres)
+    assert backend.hostname == "postgres" and (backend.port or 5432) == 5432
+    assert backend.username == pg_env["POSTGRES_USER"]
+    assert backend.path == f"/{pg_env['POSTGRES_DB']}"
+    assert service_env(services()["mlflow"])["PGPASSWORD"] == pg_env["POSTGRES_PASSWORD"]
+    # Pinned, its data on a named volume at the image's PGDATA, not published on the host.
+    assert re.fullmatch(r"postgres:\d+\.\d+-bookworm", postgres["image"]), postgres["image"]
+    volumes = {v.split(":")[1]: v.split(":")[0] for v in postgres["volumes"]}
+    assert not volumes["/var/lib/postgresql/data"].startswith((".", "/"))
+    assert "ports" not in postgres
+    # Healthy once it answers over TCP: the socket-only server of its first start's init phase does not count.
+    test = postgres["healthcheck"]["test"]
+    assert test[:2] == ["CMD", "pg_isready"] and "--host=127.0.0.1" in test
+    assert f"--username={pg_env['POSTGRES_USER']}" in test and f"--dbname={pg_env['POSTGRES_DB']}" in test
+    # Nothing else writes the old SQLite store.
+    assert all("sqlite" not in json.dumps(s) for s in services().values())
 
 
 def bind_mounts() -> list[tuple[str, str, str]]:
