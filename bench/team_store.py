@@ -12,17 +12,28 @@ command can succeed after one), lines saying "database is locked" (server and cl
 in the server's log, versions registered out of those expected, requests to the model server that failed, whether
 the model server ended on the final champion, and the wall time.
 
+Then, per backend, a long reader: a transaction that reads the store and stays open for ``--hold`` seconds (what a
+backup of the SQLite file or an analyst's query does), started while ``fasttrack models promote --force`` runs: the
+promotion's exit code and wall time, the 5xx answers and "database is locked" lines. SQLite (MLflow uses it without
+WAL, with a 20 s busy timeout) lets no writer commit while a reader holds the file; PostgreSQL's readers block no
+writer.
+
 Run: ``.venv/bin/python bench/team_store.py [--rounds 3] [--trainers 2] [--trainings 2] [--promoters 3]
-[--rounds-per-person 2] [--workers 2] [--json FILE]``. Needs PostgreSQL (``make postgresql``). Not part of the
-test suite.
+[--rounds-per-person 2] [--workers 2] [--hold 60] [--json FILE]``. Needs PostgreSQL (``make postgresql``). Not
+part of the test suite.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import sqlite3
 import sys
 import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +43,8 @@ from rich.table import Table
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 from services import Postgres, run_mlflow, run_postgres  # noqa: E402
-from team_load import TeamLoad, run_team_load  # noqa: E402
+from support import run_cli  # noqa: E402
+from team_load import LOCKED, SERVER_ERROR, TeamLoad, run_team_load, write_data  # noqa: E402
 
 console = Console(width=160)
 
@@ -75,6 +87,72 @@ def summary(backend: str, load: TeamLoad, *, expected: int) -> dict[str, Any]:
     }
 
 
+@contextmanager
+def reader(backend: str, store: Path | Postgres, seconds: float) -> Iterator[threading.Event]:
+    """A read transaction on the store, open for ``seconds`` from when this block starts (the event is set once it
+    holds its snapshot or lock); it ends on its own, the block waits for it."""
+    holding = threading.Event()
+
+    def hold() -> None:
+        if backend == "sqlite":
+            assert isinstance(store, Path)
+            connection = sqlite3.connect(store, isolation_level=None)
+            connection.execute("BEGIN")
+            connection.execute("SELECT count(*) FROM model_versions").fetchall()  # takes the SHARED lock
+            holding.set()
+            time.sleep(seconds)
+            connection.execute("COMMIT")
+            connection.close()
+            return
+        import psycopg
+
+        assert isinstance(store, Postgres)
+        with psycopg.connect(store.url()) as connection:
+            connection.execute("BEGIN ISOLATION LEVEL REPEATABLE READ")
+            connection.execute("SELECT count(*) FROM model_versions").fetchall()
+            holding.set()
+            time.sleep(seconds)
+
+    thread = threading.Thread(target=hold, daemon=True)
+    thread.start()
+    holding.wait(30)
+    try:
+        yield holding
+    finally:
+        thread.join(seconds + 60)
+
+
+def long_reader(backend: str, postgres: Postgres, args: argparse.Namespace) -> dict[str, Any]:
+    """Two versions trained, then ``models promote --force`` while a reader holds the store for ``--hold`` s."""
+    with tempfile.TemporaryDirectory(prefix=f"fasttrack-reader-{backend}-") as tmp:
+        workdir = Path(tmp)
+        database = postgres.create_database("bench_reader") if backend == "postgresql" else None
+        with run_mlflow(workdir, backend=database, workers=args.workers) as server:
+            assert server.log is not None
+            data = write_data(workdir / "data.csv")
+            env = server.env()
+            for _ in range(2):
+                trained = run_cli("train", "--data", str(data), "--target", "label", "--name", "held",
+                                  "--model", "linear", "--cv-folds", "0", home=workdir / "trainer", **env)  # fmt: skip
+                assert trained.returncode == 0, trained.stderr
+            store: Path | Postgres = database if database is not None else workdir / "mlflow.db"
+            with reader(backend, store, args.hold):
+                started = time.monotonic()
+                promoted = run_cli("models", "promote", "held", "--challenger", "2", "--force",
+                                   home=workdir / "person", timeout=600, **env)  # fmt: skip
+                promote_seconds = time.monotonic() - started
+            log = server.log.read_text(encoding="utf-8", errors="replace")
+        return {
+            "backend": backend,
+            "hold_s": args.hold,
+            "promote_exit": promoted.returncode,
+            "promote_s": round(promote_seconds, 1),
+            "promote_error": promoted.stderr.strip().splitlines()[-1][:200] if promoted.returncode else "",
+            "server_5xx": sum(1 for line in log.splitlines() if SERVER_ERROR.search(line)),
+            "locked": log.count(LOCKED) + (promoted.stdout + promoted.stderr).count(LOCKED),
+        }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=3, help="runs of the load per backend")
@@ -83,10 +161,12 @@ def main() -> None:
     parser.add_argument("--promoters", type=int, default=3, help="people promoting at the same time")
     parser.add_argument("--rounds-per-person", type=int, default=2, help="promotions by each person, in a row")
     parser.add_argument("--workers", type=int, default=2, help="Uvicorn workers of the tracking server")
+    parser.add_argument("--hold", type=float, default=60, help="seconds the long reader holds the store (0: skip)")
     parser.add_argument("--json", type=Path, default=None, help="also write the figures to this file")
     args = parser.parse_args()
 
     results: list[dict[str, Any]] = []
+    readers: list[dict[str, Any]] = []
     with run_postgres() as postgres:
         for round_ in range(args.rounds):
             order = ("postgresql", "sqlite") if round_ % 2 == 0 else ("sqlite", "postgresql")
@@ -94,6 +174,10 @@ def main() -> None:
                 result = {"round": round_ + 1, **measure(backend, postgres, round_, args)}
                 console.print(result)
                 results.append(result)
+        if args.hold > 0:
+            for backend in ("postgresql", "sqlite"):
+                readers.append(long_reader(backend, postgres, args))
+                console.print(readers[-1])
 
     table = Table(
         title=f"{args.trainers} trainers x {args.trainings} trainings, "
@@ -112,9 +196,19 @@ def main() -> None:
         cells[columns.index("request_failures")] = f"{result['request_failures']}/{result['requests']}"
         table.add_row(*cells)
     console.print(table)
+    if readers:
+        held = Table(title=f"models promote --force while a reader holds the store for {args.hold:g} s",
+                     title_justify="left")  # fmt: skip
+        keys = ("backend", "promote_exit", "promote_s", "server_5xx", "locked", "promote_error")
+        for key in keys:
+            held.add_column(key.replace("_", " "), justify="left" if key in ("backend", "promote_error") else "right")
+        for row in readers:
+            held.add_row(*(str(row[k]) for k in keys))
+        console.print(held)
     if args.json is not None:
         args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps({"command": sys.argv, "results": results}, indent=2) + "\n")
+        figures = {"command": sys.argv, "results": results, "long_reader": readers}
+        args.json.write_text(json.dumps(figures, indent=2) + "\n")
 
 
 if __name__ == "__main__":
