@@ -107,8 +107,9 @@ class TeamLoad:
         return [line for line in self.server_log.splitlines() if STORE_FAILURE.search(line)]
 
 
-def write_data(path: Path, rows: int = 600) -> Path:
-    """Small generated data (numeric with gaps, categorical, boolean; target ``label``) as a CSV file."""
+def write_data(path: Path, rows: int = 1500) -> Path:
+    """Small generated data (numeric with gaps, categorical, boolean; target ``label``) as a CSV file: enough rows
+    that a version's held-out part clears the promotion gate's ``promotion_min_rows`` (200 by default)."""
     mixed_frame(rows=rows, seed=11).to_csv(path, index=False)
     return path
 
