@@ -9,6 +9,7 @@ Also ``deploy/mlflow/server.sh``, what ``make mlflow-server`` runs: its local cl
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import signal
@@ -23,7 +24,7 @@ import httpx
 import pytest
 
 from services import BIN, MlflowServer, Postgres, kill_postmaster, postgres_bin, run_mlflow
-from support import REPO, free_port
+from support import REPO, free_port, run_cli
 from team_load import TeamLoad, run_team_load, tags_of
 
 pytestmark = pytest.mark.integration
@@ -69,6 +70,15 @@ def check_team_load(server: MlflowServer, load: TeamLoad) -> None:
         missing = [key for key in PROMOTION_TAGS if f"fasttrack.promotion.{key}" not in tags]
         assert missing == [], (version, tags)
         assert tags["fasttrack.promotion.alias"] == "champion"
+    # The alias history (one registered-model tag per event, so concurrent writers cannot overwrite each other)
+    # holds one move per promotion that said it moved the alias, plus the first registration.
+    history = run_cli("models", "history", load.name, "--json", home=Path(load_home(server)), **server.env())
+    assert history.returncode == 0, history.stderr
+    events = [json.loads(line) for line in history.stdout.splitlines() if line.startswith("{")]
+    moves = sorted(e["after"] for e in events if e["decision"] in ("promoted", "forced"))
+    moved = sorted(v for v, c in load.promotions if f"{load.name}@champion -> version {v}" in c.stdout)
+    assert moves == moved, (moves, moved)
+    assert [e["after"] for e in events if e["decision"] == "registered"] == ["1"]
 
     # The model server followed the alias the whole time, without a failed request, to the final champion.
     assert load.champion in promoted | {"1"}
@@ -76,6 +86,12 @@ def check_team_load(server: MlflowServer, load: TeamLoad) -> None:
     assert load.request_failures == []
     assert set(load.served) <= promoted | {"1"}, load.served
     assert load.requests > 20
+
+
+def load_home(server: MlflowServer) -> str:
+    """A FastTrack home for the checks' own commands, next to the server's log."""
+    assert server.log is not None
+    return str(server.log.parent / "checker")
 
 
 def check_versions_and_runs(server: MlflowServer, name: str, registered: dict[str, str]) -> None:
