@@ -202,8 +202,19 @@ class Client:
     """A thread calling the model server's ``/predict`` in a bounded loop, recording the versions that answered
     (``X-Model-Version``, in order, repeats collapsed) and every failed request."""
 
-    def __init__(self, url: str, *, max_requests: int = 50_000, max_seconds: float = 900, pause: float = 0.05):
+    def __init__(
+        self,
+        url: str,
+        *,
+        row: dict[str, Any] | None = None,
+        labels: tuple[str, ...] = ("yes", "no"),
+        max_requests: int = 50_000,
+        max_seconds: float = 900,
+        pause: float = 0.05,
+    ):
         self.url, self.max_requests, self.max_seconds, self.pause = url, max_requests, max_seconds, pause
+        #: The record sent, and the predictions every version may answer (anything else is a failure).
+        self.row, self.labels = row if row is not None else ROW, labels
         self.versions: list[str] = []
         self.failures: list[str] = []
         self.count = 0
@@ -224,11 +235,11 @@ class Client:
             while not self._stop.is_set() and self.count < self.max_requests and time.monotonic() < deadline:
                 self.count += 1
                 try:
-                    response = http.post(self.url, json=ROW)
+                    response = http.post(self.url, json=self.row)
                 except httpx.HTTPError as exc:
                     self.failures.append(repr(exc))
                     continue
-                if response.status_code != 200 or response.json().get("prediction") not in ("yes", "no"):
+                if response.status_code != 200 or response.json().get("prediction") not in self.labels:
                     self.failures.append(f"{response.status_code} {response.text[:200]}")
                     continue
                 version = response.headers["X-Model-Version"]

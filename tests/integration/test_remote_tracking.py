@@ -6,17 +6,16 @@ unreachable server reported in one line within seconds.
 
 from __future__ import annotations
 
-import threading
 import time
 from pathlib import Path
 
-import httpx
 import pytest
 from mlflow import MlflowClient
 
 from fasttrack import exit_codes
 from services import MlflowServer
 from support import free_port, one_line_error, run_cli, serve
+from team_load import Client
 
 pytestmark = pytest.mark.integration
 
@@ -77,8 +76,19 @@ def test_train_register_promote_serve(mlflow_server: MlflowServer, tmp_path: Pat
     # A third machine serves @champion from the server (version 2 now) and follows the alias: promotions made
     # elsewhere reach it by itself, while a client keeps calling it, without a failed request.
     serving = ("--model", f"models:/{NAME}@champion", "--reload-interval", "1")
-    with serve(*serving, home=tmp_path / "server", **env) as server, Traffic(f"{server.url}/predict") as traffic:
-        assert traffic.wait_for_version("2", within=30), (traffic.versions, traffic.failures[:3], traffic.count)
+    with (
+        serve(*serving, home=tmp_path / "server", **env) as server,
+        Client(
+            # Both versions answer with a label; the weak stump says "negative" where version 1 says "positive".
+            f"{server.url}/predict",
+            row={"feature_1": 5.3, "feature_2": 2.1},
+            labels=("negative", "positive"),
+            max_requests=20_000,
+            max_seconds=180,
+            pause=0.02,
+        ) as traffic,
+    ):
+        assert traffic.wait_for("2", within=30), (traffic.versions, traffic.failures[:3], traffic.count)
 
         # Back to the better model through the gate, comparing on a given labelled file: a margin (from the
         # environment) larger than the difference refuses, the default margin of 0 lets it through.
@@ -91,58 +101,10 @@ def test_train_register_promote_serve(mlflow_server: MlflowServer, tmp_path: Pat
         assert f"promoted {NAME}@champion -> version 1" in back.stdout
         assert client.get_model_version(NAME, "1").tags["fasttrack.promotion.data"] == SAMPLE
 
-        assert traffic.wait_for_version("1", within=60), traffic.versions
+        assert traffic.wait_for("1", within=60), traffic.versions
     assert traffic.failures == [], traffic.failures[:3]
     assert traffic.versions[0] == "2" and traffic.versions[-1] == "1"
     assert traffic.count > 20
-
-
-class Traffic:
-    """A client thread calling ``/predict`` in a bounded loop, recording served versions and any failure."""
-
-    def __init__(self, url: str, *, max_requests: int = 20_000, max_seconds: float = 180) -> None:
-        self.url, self.max_requests, self.max_seconds = url, max_requests, max_seconds
-        self.versions: list[str] = []
-        self.failures: list[str] = []
-        self.count = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def __enter__(self) -> Traffic:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join(timeout=30)
-
-    def _run(self) -> None:
-        deadline = time.monotonic() + self.max_seconds
-        with httpx.Client(timeout=30) as http:
-            while not self._stop.is_set() and self.count < self.max_requests and time.monotonic() < deadline:
-                self.count += 1
-                try:
-                    response = http.post(self.url, json={"feature_1": 5.3, "feature_2": 2.1})
-                except httpx.HTTPError as exc:
-                    self.failures.append(repr(exc))
-                    continue
-                # Both versions answer with a label; the weak stump says "negative" where version 1 says "positive".
-                if response.status_code != 200 or response.json().get("prediction") not in ("negative", "positive"):
-                    self.failures.append(f"{response.status_code} {response.text[:200]}")
-                    continue
-                version = response.headers["X-Model-Version"]
-                if not self.versions or self.versions[-1] != version:
-                    self.versions.append(version)
-                time.sleep(0.02)
-
-    def wait_for_version(self, version: str, *, within: float) -> bool:
-        """Whether the last served version becomes ``version`` within ``within`` seconds."""
-        deadline = time.monotonic() + within
-        while time.monotonic() < deadline:
-            if self.versions and self.versions[-1] == version:
-                return True
-            time.sleep(0.2)
-        return False
 
 
 def test_an_unreachable_tracking_server_is_one_line_within_seconds(tmp_path: Path) -> None:
