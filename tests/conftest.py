@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 from pathlib import Path
 
 import numpy as np
@@ -9,6 +10,15 @@ import pandas as pd
 import pytest
 
 DATASETS = Path(__file__).resolve().parents[2] / "shared" / "datasets"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Children see Ctrl-C as a terminal delivers it: a run started in the background (``make test &`` in a
+    script) inherits SIGINT ignored and hands that to every child, where Python then installs no KeyboardInterrupt
+    handler, and the tests that interrupt a real command would wait for it in vain. A handled signal is reset for
+    the child at exec."""
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.fixture(scope="session")

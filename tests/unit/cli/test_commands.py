@@ -28,7 +28,8 @@ def home(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def invoke(home: Path, *args: str) -> Any:
-    env = {"FASTTRACK_HOME": str(home), "FASTTRACK_TRACKING_URI": "", "FASTTRACK_MODEL": "", "COLUMNS": "200"}
+    env: dict[str, str | None] = {"FASTTRACK_HOME": str(home), "FASTTRACK_TRACKING_URI": "", "FASTTRACK_MODEL": ""}
+    env |= {"COLUMNS": "200", "MLFLOW_TRACKING_URI": None, "MLFLOW_REGISTRY_URI": None}  # None: unset while invoked
     return CliRunner().invoke(app, list(args), env=env, catch_exceptions=True)
 
 
