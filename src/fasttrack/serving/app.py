@@ -28,7 +28,6 @@ import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
-from time import perf_counter
 from typing import Any, Final
 
 import fastapi_offline
@@ -43,14 +42,14 @@ from fastapi.telemetry import TelemetryConfig
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import HTMLResponse
-from starlette.types import Message, Receive, Scope, Send
+from starlette.types import Receive, Scope, Send
 
 from fasttrack import __version__, process
 from fasttrack.config import Settings, get_settings
 from fasttrack.errors import FastTrackError
 from fasttrack.serving import fastlane
 from fasttrack.serving.fastapi_private import telemetry_unconfigured
-from fasttrack.serving.http_metrics import AccessLog, HttpMetrics, header, record_request
+from fasttrack.serving.http_metrics import AccessLog, Exchange, HttpMetrics, header, record_request
 from fasttrack.serving.manager import ModelManager, load_checked
 from fasttrack.serving.metrics import MULTIPROC_ENV, ServerMetrics, multiprocess_mode
 from fasttrack.serving.payloads import InvocationsIn, V2InferenceRequest, openapi_for
@@ -199,23 +198,16 @@ class ServingApp(FastAPI):
                 if _ANSWERED not in scope:
                     raise
             return
-        start = perf_counter()
-        started: list[Message] = []
-
-        async def capture(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                started.append(message)
-            await send(message)
-
+        exchange = Exchange(send)
         try:
-            await super().__call__(scope, receive, capture)
+            await super().__call__(scope, receive, exchange.send)
         except BaseException as exc:
-            record_request(metrics, scope, started, perf_counter() - start)  # 500, unless the answer had started
+            record_request(metrics, scope, exchange)  # 500, unless the answer had started
             if isinstance(exc, Exception) and _ANSWERED in scope:
                 return
             raise
-        if started:  # else the client went away before its whole body: nothing answered, nothing to count
-            record_request(metrics, scope, started, perf_counter() - start)
+        if exchange.answered:  # else the client went away before its whole body: nothing answered, nothing to count
+            record_request(metrics, scope, exchange)
 
 
 # ------------------------------------------------------------------------------------------------------ errors
