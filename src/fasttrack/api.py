@@ -572,26 +572,20 @@ def evaluate(
 def _training_overlap(model: Model, frame: Any, settings: Settings) -> tuple[int | None, str | None]:
     """How many rows of ``frame`` the model trained on, by its training run's record; or ``None`` and why not."""
     from fasttrack.errors import DataError, FastTrackError
-    from fasttrack.registry.promotion import run_training_rows
-    from fasttrack.training.split import row_hashes
+    from fasttrack.training.promotion import trained_mask
 
-    run_id = model.metadata.run_id
-    if not run_id:
-        return None, "the model names no training run, so its training rows are unknown"
     try:
-        record = run_training_rows(settings, run_id)
-    except FastTrackError as exc:
-        return None, f"its training rows could not be read: {exc}"
-    if record is None or not record.comparable(model.schema):
-        return None, (
-            "no record of the rows it trained on was found in the tracking store (trained before FastTrack kept "
-            "one, or recorded in another store)"
-        )
-    try:
-        hashes = row_hashes(frame, model.schema)
+        trained = trained_mask(settings, model.metadata.run_id, model.schema, frame)
     except DataError as exc:
         return None, f"these rows cannot be matched with its training rows: {exc}"
-    return int(record.contains(hashes).sum()), None
+    except FastTrackError as exc:
+        return None, f"its training rows could not be read: {exc}"
+    if trained is None:
+        return None, (
+            "no record of the rows it trained on was found in the tracking store (no training run named, trained "
+            "before FastTrack kept one, or recorded in another store)"
+        )
+    return int(trained.sum()), None
 
 
 # -------------------------------------------------------------------------------------------------- promote

@@ -102,14 +102,6 @@ def model_target(settings: Settings, name: str, version: str) -> str:
     return read_metadata(resolve_model(f"models:/{name}/{version}", settings).path).target
 
 
-def training_rows(settings: Settings, name: str, version: str) -> TrainingRows | None:
-    """The record of the rows version ``version`` of ``name`` trained on, or ``None`` when its run has none (a
-    version registered before FastTrack kept the record, or one without a run)."""
-    with registry_errors(f"reading the training rows of {name} version {version}"):
-        run_id = client(settings).get_model_version(name, version).run_id
-    return run_training_rows(settings, run_id) if run_id else None
-
-
 def run_training_rows(settings: Settings, run_id: str) -> TrainingRows | None:
     """The record of the rows the model of training run ``run_id`` was fitted on, or ``None`` when it has none."""
     from fasttrack.training.split import TrainingRows

@@ -25,6 +25,7 @@ import numpy as np
 import pandas as pd
 
 from fasttrack.config import CLASSIFICATION_METRICS, REGRESSION_METRICS, Settings, higher_is_better
+from fasttrack.data.schema import Schema
 from fasttrack.errors import AliasError, AliasMovedError, ConfigError, DataError
 from fasttrack.registry.layout import CHAMPION
 from fasttrack.registry.model_folder import LoadedModel, load_model_folder
@@ -34,13 +35,19 @@ from fasttrack.registry.promotion import (
     PromotionResult,
     held_out_rows,
     record_promotion,
+    run_training_rows,
     standing,
-    training_rows,
 )
 from fasttrack.registry.resolve import resolve_model
 from fasttrack.training.compare import Outputs, PairedInterval, paired_bootstrap
 from fasttrack.training.evaluate import compute_metrics
 from fasttrack.training.split import row_hashes
+
+
+def check_margin(margin: float) -> None:
+    """Refuse (:class:`~fasttrack.errors.ConfigError`) a margin that is not a finite number >= 0."""
+    if margin < 0 or not math.isfinite(margin):
+        raise ConfigError(f"the promotion margin must be a number >= 0, got {margin}")
 
 
 def decide(
@@ -54,8 +61,7 @@ def decide(
     promotes a challenger that does not win, saying so. Returns the decision and one sentence quoting both scores
     and the interval.
     """
-    if margin < 0 or not math.isfinite(margin):
-        raise ConfigError(f"the promotion margin must be a number >= 0, got {margin}")
+    check_margin(margin)
     metric = interval.metric
     higher = higher_is_better(metric)
     improvement = challenger - champion if higher else champion - challenger
@@ -99,10 +105,27 @@ class FreshRows:
         return int((~self.used).sum())
 
 
+def trained_mask(
+    settings: Settings, run_id: str | None, schema: Schema, frame: pd.DataFrame
+) -> np.ndarray[Any, np.dtype[np.bool_]] | None:
+    """Which rows of ``frame`` the model of training run ``run_id`` (whose schema is ``schema``) was fitted on, by
+    the run's record of its training rows; ``None`` when there is no record to compare with (no run, a run from
+    before FastTrack kept one, or a record of another hashing scheme or feature set).
+
+    The one place a model's training rows are matched with other rows: promotion leaves them out, ``evaluate``
+    warns about them. Raises :class:`~fasttrack.errors.DataError` when ``frame`` lacks a column the rows are
+    identified by.
+    """
+    record = run_training_rows(settings, run_id) if run_id else None
+    if record is None or not record.comparable(schema):
+        return None
+    return record.contains(row_hashes(frame, schema))
+
+
 def fresh_rows(
     settings: Settings, name: str, frame: pd.DataFrame, source: str, versions: dict[str, LoadedModel]
 ) -> FreshRows:
-    """The rows of ``frame`` that none of ``versions`` (version -> model) trained on, by their recorded row hashes.
+    """The rows of ``frame`` that none of ``versions`` (version -> model) trained on (:func:`trained_mask`).
 
     A version with no record (registered before FastTrack kept one) excludes nothing and is named in
     ``unrecorded``. Raises :class:`~fasttrack.errors.DataError` when ``frame`` lacks a column a version's rows are
@@ -112,18 +135,16 @@ def fresh_rows(
     trained_on: dict[str, int] = {}
     unrecorded: list[str] = []
     for version, model in versions.items():
-        record = training_rows(settings, name, version)
-        if record is None or not record.comparable(model.schema):
-            unrecorded.append(version)
-            continue
         try:
-            hashes = row_hashes(frame, model.schema)
+            trained = trained_mask(settings, model.metadata.run_id, model.schema, frame)
         except DataError as exc:
             raise DataError(
                 f"cannot tell which rows of {source} version {version} trained on: {exc}; compare on labelled data "
                 "with both versions' columns (--data FILE)"
             ) from None
-        trained = record.contains(hashes)
+        if trained is None:
+            unrecorded.append(version)
+            continue
         trained_on[version] = int(trained.sum())
         seen |= trained
     return FreshRows(~seen, trained_on, tuple(unrecorded))
@@ -151,8 +172,7 @@ def promote_challenger(
     challenger simply gets it. Nothing is compared or recorded when the challenger already holds the alias.
     """
     margin = settings.promotion_margin if margin is None else margin
-    if margin < 0 or not math.isfinite(margin):
-        raise ConfigError(f"the promotion margin must be a number >= 0, got {margin}")
+    check_margin(margin)
     start = standing(settings, name, challenger, alias)
     challenger, holder = start.challenger, start.holder
     now = datetime.now(UTC).isoformat(timespec="seconds")
