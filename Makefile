@@ -137,7 +137,7 @@ postgresql: ## Install the PostgreSQL server the database tests start (Debian pa
 # tests copy. The stamp's name carries the lock's hash: an unchanged lock is never rebuilt, a changed one is, whole.
 AIRFLOW_DIR := .airflow
 AIRFLOW_LOCK := deploy/airflow/requirements.txt
-AIRFLOW_STAMP := $(AIRFLOW_DIR)/.built-$(shell $(PYTHON) -c "import hashlib, sys; print(hashlib.sha256(open(sys.argv[1], 'rb').read()).hexdigest()[:16])" $(AIRFLOW_LOCK) 2>/dev/null)
+AIRFLOW_STAMP := $(AIRFLOW_DIR)/.built-$(shell sha256sum $(AIRFLOW_LOCK) | cut -c1-16)
 
 airflow-env: $(AIRFLOW_STAMP) ## Build the Airflow 3 environment for the DAGs (.airflow/: venv + SQLite DB), once per lock
 

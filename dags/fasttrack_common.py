@@ -49,6 +49,16 @@ DEFAULT_ARGS: dict[str, Any] = {
     "execution_timeout": timedelta(hours=2),
 }
 
+#: What both DAGs share: no catch-up (only the latest interval of a cron schedule runs), one run at a time, the
+#: task defaults above.
+DAG_DEFAULTS: dict[str, Any] = {
+    "start_date": START,
+    "catchup": False,
+    "max_active_runs": 1,
+    "default_args": DEFAULT_ARGS,
+    "tags": ["fasttrack"],
+}
+
 #: A bash task's exit status for "nothing changed, and that is no failure": Airflow's default ``skip_on_exit_code``
 #: shows the task as skipped. ``fasttrack models promote`` exits with it when the challenger was not better, and
 #: ``fasttrack check --skip-missing`` when there is no version to check against yet.

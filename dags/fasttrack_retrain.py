@@ -25,11 +25,11 @@ from airflow.sdk import Param, dag, task
 from fasttrack_common import (
     ACTOR,
     CHAMPION_ALIAS,
-    DEFAULT_ARGS,
+    DAG_DEFAULTS,
     EXIT_FIRST_CHAMPION,
+    EXIT_SKIPPED,
     MODEL_NAME,
     PYTHON,
-    START,
     champion_asset,
     data_asset,
     schedule,
@@ -59,12 +59,8 @@ else echo "error: no data: set the data param (or sql and db), or FASTTRACK_RETR
     dag_id="fasttrack_retrain",
     description="Check new data, train a challenger, promote it through the gate, record the decision.",
     schedule=schedule(data_asset(DATA), CRON),
-    start_date=START,
-    catchup=False,
-    max_active_runs=1,
     dagrun_timeout=timedelta(hours=3),
-    default_args=DEFAULT_ARGS,
-    tags=["fasttrack"],
+    **DAG_DEFAULTS,
     doc_md=__doc__,
     params={
         "data": Param(DATA, type=["null", "string"], description="New training data: a path or a URL."),
@@ -79,7 +75,7 @@ else echo "error: no data: set the data param (or sql and db), or FASTTRACK_RETR
     },
 )
 def fasttrack_retrain() -> None:
-    @task.bash(env=task_env(**SOURCE_ENV, FT_NAME="{{ params.name }}"), append_env=True)
+    @task.bash(env=task_env(**SOURCE_ENV, FT_NAME="{{ params.name }}"), append_env=True, skip_on_exit_code=EXIT_SKIPPED)
     def check_data() -> str:
         """``fasttrack check`` against the champion: exit 1 names every breaking change; 99 (skipped) when there
         is no champion yet."""
@@ -120,6 +116,7 @@ def fasttrack_retrain() -> None:
     @task.bash(
         env=task_env(FT_MARGIN="{{ '' if params.margin is none else params.margin }}"),
         append_env=True,
+        skip_on_exit_code=EXIT_SKIPPED,
         outlets=[CHAMPION_ALIAS],
     )
     def promote(challenger: dict[str, Any], **context: Any) -> str:

@@ -16,7 +16,7 @@ import os
 from datetime import timedelta
 
 from airflow.sdk import Param, dag, task
-from fasttrack_common import DEFAULT_ARGS, MODEL_NAME, START, champion_asset, schedule, task_env
+from fasttrack_common import DAG_DEFAULTS, MODEL_NAME, champion_asset, schedule, task_env
 
 #: The run's defaults, read at parse time (docs/orchestration.md): what to score, where the dated outputs go, and
 #: the cron schedule.
@@ -29,12 +29,8 @@ CRON = os.environ.get("FASTTRACK_SCORE_SCHEDULE", "")
     dag_id="fasttrack_score",
     description="Score the configured input with the champion, atomically, into a dated output.",
     schedule=schedule(champion_asset(MODEL_NAME), CRON),
-    start_date=START,
-    catchup=False,
-    max_active_runs=1,
     dagrun_timeout=timedelta(hours=1),
-    default_args=DEFAULT_ARGS,
-    tags=["fasttrack"],
+    **DAG_DEFAULTS,
     doc_md=__doc__,
     params={
         "input": Param(INPUT, type=["null", "string"], description="Data to score: a path or a URL."),

@@ -15,10 +15,6 @@ from fasttrack.cli.render import out
 from fasttrack.config import Task
 from fasttrack.errors import ConfigError, DataError, ModelNotFoundError
 
-#: Exit status of ``check --skip-missing`` when there is no version to check against yet: "nothing was done, and
-#: that is not a failure", the status ``models promote`` gives a challenger that was not better, and the one
-#: Airflow's bash tasks show as skipped (their default ``skip_on_exit_code``).
-
 
 def ingest(
     data: Annotated[
