@@ -173,7 +173,8 @@ def models_rollback(
 
     event = rollback(name, to=to, alias=alias, settings=get_settings())
     if event is None:
-        out.print(f"{name}@{alias} is already version {to}: nothing to do")
+        where = f"version {to}" if to is not None else "where a rollback would take it"
+        out.print(f"{name}@{alias} is already {where}: nothing to do")
         return
     out.print(f"[green]rolled back[/] {name}@{alias}: version {event.before} -> version {event.after}")
     out.print(f"servers following models:/{name}@{alias} pick it up at their next registry poll", highlight=False)

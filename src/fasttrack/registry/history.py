@@ -51,7 +51,7 @@ if TYPE_CHECKING:
 HISTORY_PREFIX = TAG_ALIAS_HISTORY
 #: The longest tag value every MLflow SQL store keeps (``registered_model_tags.value`` is ``VARCHAR(5000)``).
 MAX_VALUE = 5000
-#: How many times a rollback plans again when the alias moves under it before it gives up.
+#: How many times a rollback or a promotion plans again when the alias moves under it before it gives up.
 ATTEMPTS = 3
 
 _TIME = "%Y%m%dT%H%M%S.%fZ"  # fixed width, so the keys sort by time
@@ -307,7 +307,7 @@ def record_move(
         after = holder if to is None else to
         now_at = datetime.now(UTC)
         event = AliasEvent(
-            id=_event_id(now_at, _last_id(dict(model.tags), alias)),
+            id=_event_id(now_at, _last_id(name, dict(model.tags), alias)),
             alias=alias,
             at=now_at,
             before=holder,
@@ -328,13 +328,10 @@ def record_move(
         return event
 
 
-def _last_id(tags: Mapping[str, str], alias: str) -> str | None:
+def _last_id(name: str, tags: Mapping[str, str], alias: str) -> str | None:
     """The id of the latest readable event of ``alias`` among ``tags``."""
-    for key in sorted((k for k in tags if k.startswith(HISTORY_PREFIX)), reverse=True):
-        event = decode(key.removeprefix(HISTORY_PREFIX), tags[key] or "")
-        if event is not None and event.alias == alias:
-            return event.id
-    return None
+    last = history_of(name, {}, tags, alias).last(alias)
+    return last.id if last is not None else None
 
 
 def _event_id(at: datetime, after: str | None) -> str:
@@ -362,17 +359,19 @@ def previous_holder(history: AliasHistory, alias: str) -> str:
     if holder is None:
         raise AliasError(f"{name}@{alias} is not set: nothing to roll back (give --to VERSION to set it)")
     moves = [e for e in history.events if e.alias == alias and e.moved]
-    last = history.last(alias)
-    if not moves or last is None:
+    if not moves:
         raise AliasError(
             f"no recorded move of {name}@{alias} (version {holder}): nothing to roll back to; give --to VERSION"
         )
+    # Against the last *move*: a decision recorded since that kept the alias (a rejected promotion) says where it
+    # pointed then, which a move outside FastTrack may already have changed.
+    last = moves[-1]
     if last.after != holder:
         raise AliasError(
             f"{name}@{alias} was moved outside FastTrack to version {holder} (its last recorded move set version "
             f"{last.after}), so its previous version is unknown: give --to VERSION"
         )
-    before = moves[-1].before
+    before = last.before
     if before is None:
         raise AliasError(
             f"version {holder} took {name}@{alias} when no version held it: there is no previous version to roll "

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 from fasttrack.config import Settings
 from fasttrack.errors import AliasMovedError
 from fasttrack.registry.errors import ALREADY_EXISTS, NOT_FOUND, error_code, registry_errors
-from fasttrack.registry.history import actor, record_move
+from fasttrack.registry.history import record_move
 from fasttrack.registry.layout import CHAMPION, TAG_DATA_PREFIX, TAG_PRIMARY, TAG_PRIMARY_VALUE
 from fasttrack.registry.resolve import resolve_model
 from fasttrack.registry.store import client
@@ -69,14 +69,14 @@ def register_version(
     *,
     primary_metric: str,
     value: float,
-    by: str | None = None,
+    by: str,
 ) -> RegisteredVersion:
     """Register the logged model ``model_uri`` as a new version of ``name``; the model's first becomes champion.
 
     The registered model is created on first use; the version is tagged with the primary metric and its value.
     Taking ``@champion`` is an alias move like any other: recorded in the alias history on behalf of ``by``
-    (default: :func:`~fasttrack.registry.history.actor`), and left to the other one when two first versions are
-    registered at once.
+    (:func:`~fasttrack.registry.history.actor` of the caller's settings), and left to the other one when two first
+    versions are registered at once.
     """
     try:
         mlflow_client.create_registered_model(name)
@@ -102,7 +102,7 @@ def register_version(
                 to=number,
                 decision="registered",
                 reason=f"version {number}, the model's first registered version, takes @{CHAMPION}",
-                by=by or actor(),
+                by=by,
             )
             aliases.append(CHAMPION)
         except AliasMovedError:

@@ -27,6 +27,7 @@ import pandas as pd
 from fasttrack.config import CLASSIFICATION_METRICS, REGRESSION_METRICS, Settings, higher_is_better
 from fasttrack.data.schema import Schema
 from fasttrack.errors import AliasError, AliasMovedError, ConfigError, DataError
+from fasttrack.registry.history import ATTEMPTS
 from fasttrack.registry.layout import CHAMPION
 from fasttrack.registry.model_folder import LoadedModel, load_model_folder
 from fasttrack.registry.promotion import (
@@ -325,10 +326,6 @@ def _predict(model: LoadedModel, frame: pd.DataFrame, version: str, source: str)
             ) from None
         raise DataError(f"version {version} cannot be scored on {source}: {exc}") from None
     return Outputs(prediction.values, prediction.probabilities, runtime.labels)
-
-
-#: How many times a promotion decides when the alias keeps moving between its comparison and its move.
-ATTEMPTS = 3
 
 
 def promote_until_settled(

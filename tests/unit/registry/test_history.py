@@ -253,6 +253,13 @@ def test_rollback_refuses_when_there_is_nothing_to_go_back_to(store: Settings) -
     with pytest.raises(AliasError, match=r"moved outside FastTrack to version 3 .*set version 2"):
         rollback(store, name, "champion")
     assert holder(store, name) == "3"
+    # Moved back outside FastTrack, then a promotion against that holder kept it: the kept decision does not make
+    # the outside move a recorded one.
+    client(store).set_registered_model_alias(name, "champion", "1")
+    move(store, name, "1", None, decision="rejected")
+    with pytest.raises(AliasError, match=r"moved outside FastTrack to version 1 .*set version 2"):
+        rollback(store, name, "champion")
+    assert holder(store, name) == "1"
 
 
 def test_rollback_to_a_version_that_does_not_exist(store: Settings) -> None:
