@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from dataclasses import asdict
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -200,7 +199,8 @@ def models_history(
     history = alias_history(name, alias=alias, settings=get_settings())
     if as_json:
         for event in history.events:
-            out.print(json.dumps(asdict(event), default=str), markup=False, highlight=False, soft_wrap=True)
+            line = json.dumps({"id": event.id, **event.fields()}, ensure_ascii=False, allow_nan=False)
+            out.print(line, markup=False, highlight=False, soft_wrap=True)
         return
     if history.events:
         table = Table(title=f"alias history of {name} (oldest first)", title_justify="left")

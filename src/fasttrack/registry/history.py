@@ -97,6 +97,33 @@ class AliasEvent:
         """Whether the alias pointed elsewhere after this event than before it."""
         return self.before != self.after
 
+    def fields(self) -> dict[str, Any]:
+        """The event as plain JSON values (the time in ISO form, non-finite scores as ``None``): what a tag stores,
+        and what ``fasttrack models history --json`` prints (with the event's ``id``, which the tag's key holds)."""
+        data: dict[str, Any] = {
+            "alias": self.alias,
+            "at": self.at.isoformat(timespec="microseconds"),
+            "before": self.before,
+            "after": self.after,
+            "decision": self.decision,
+            "by": self.by,
+            "host": self.host,
+            "reason": self.reason,
+        }
+        if self.comparison is not None:
+            c = self.comparison
+            data["comparison"] = {
+                "metric": c.metric,
+                "challenger": c.challenger,
+                "challenger_score": _finite(c.challenger_score),
+                "champion": c.champion,
+                "champion_score": _finite(c.champion_score),
+                "margin": c.margin,
+                "data": c.data,
+                "rows": c.rows,
+            }
+        return data
+
 
 @dataclass(frozen=True)
 class AliasHistory:
@@ -197,30 +224,8 @@ def encode(event: AliasEvent) -> str:
 
 
 def _json(event: AliasEvent) -> str:
-    data: dict[str, Any] = {
-        "alias": event.alias,
-        "at": event.at.isoformat(timespec="microseconds"),
-        "before": event.before,
-        "after": event.after,
-        "decision": event.decision,
-        "by": event.by,
-        "host": event.host,
-        "reason": event.reason,
-    }
-    if event.comparison is not None:
-        c = event.comparison
-        data["comparison"] = {
-            "metric": c.metric,
-            "challenger": c.challenger,
-            "challenger_score": _finite(c.challenger_score),
-            "champion": c.champion,
-            "champion_score": _finite(c.champion_score),
-            "margin": c.margin,
-            "data": c.data,
-            "rows": c.rows,
-        }
     # Characters, not bytes, are what the VARCHAR limit counts: non-ASCII text stays as it is.
-    return json.dumps(data, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    return json.dumps(event.fields(), separators=(",", ":"), ensure_ascii=False, allow_nan=False)
 
 
 def decode(id: str, value: str) -> AliasEvent | None:
