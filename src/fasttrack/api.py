@@ -248,8 +248,7 @@ def check_data(
     ConfigError
         No source, two sources, or an unknown ``purpose``.
     """
-    from fasttrack.data.clean import CleanOptions
-    from fasttrack.data.compat import compare
+    from fasttrack.data.compat import clean_options, compare
     from fasttrack.registry.model_folder import load_model_folder
     from fasttrack.registry.resolve import resolve_model
 
@@ -263,12 +262,7 @@ def check_data(
     folder = load_model_folder(resolved.path)
     schema = folder.schema
     step(f"reading {data or 'the query'}")
-    training = purpose == "train"
-    # Read as training reads: the version's markers; dropping what retraining would drop (that is a finding), but
-    # never for scoring, where a column constant in one batch is fine. The target is handled by the comparison,
-    # so that a missing one is reported beside the rest rather than stopping the read.
-    options = CleanOptions(missing_markers=schema.missing_markers, drop_constant=training, drop_identifiers=training)
-    ingested = _read(data, sql, db, target=None, options=options, format=format)
+    ingested = _read(data, sql, db, target=None, options=clean_options(schema, purpose), format=format)
     step("comparing with the training schema")
     found = compare(ingested.frame, schema, purpose=purpose, dropped=ingested.report.dropped_columns)
     return DataCheck(

@@ -28,7 +28,7 @@ import pandas as pd
 import pytest
 
 from churn_data import churn
-from support import REPO
+from support import REPO, serving_settings
 
 pytestmark = pytest.mark.integration
 
@@ -204,12 +204,6 @@ def airflow(tmp_path_factory: pytest.TempPathFactory) -> Airflow:
     return Airflow(home=home, env=env, store=base / "fasttrack")
 
 
-def fasttrack_settings(airflow: Airflow) -> Any:
-    from fasttrack.config import Settings
-
-    return Settings(home=airflow.store, tracking_uri=f"sqlite:///{airflow.store / 'mlflow.db'}", model=None)
-
-
 # --------------------------------------------------------------------------------------------------- tests
 PARSE = """
 import json, sys
@@ -289,7 +283,7 @@ def test_a_first_retraining_registers_and_promotes(airflow: Airflow, first_run: 
     trained = airflow.result("fasttrack_retrain", run, "train")
     assert trained["name"] == NAME and trained["version"] == "1" and trained["primary_metric"] == "roc_auc"
     assert airflow.result("fasttrack_retrain", run, "record")["champion"] == "1"
-    assert describe_version(NAME, "champion", settings=fasttrack_settings(airflow)).version == "1"
+    assert describe_version(NAME, "champion", settings=serving_settings(airflow.store)).version == "1"
     # The promotion updated the champion asset, which schedules fasttrack_score.
     assert airflow.asset_events(f"models:/{NAME}@champion") == [{"version": "1"}]
     assert f"nothing to check against: no registered model {NAME!r}" in first_run.output
@@ -322,7 +316,7 @@ def test_a_retraining_on_noisier_data_keeps_the_champion_and_skips_promote(airfl
     assert airflow.result("fasttrack_retrain", run, "train")["version"] == "2"
     recorded = airflow.result("fasttrack_retrain", run, "record")
     assert recorded["challenger"] == "2" and recorded["champion"] == "1"
-    assert describe_version(NAME, "champion", settings=fasttrack_settings(airflow)).version == "1"
+    assert describe_version(NAME, "champion", settings=serving_settings(airflow.store)).version == "1"
     assert len(airflow.asset_events(f"models:/{NAME}@champion")) == 1  # a skipped promotion updates no asset
 
 
@@ -337,7 +331,7 @@ def test_the_scoring_dag_scores_with_the_champion_into_a_dated_file(airflow: Air
     assert output.name == f"{NAME}.parquet" and not list(output.parent.glob(".*"))  # no temporary file left
     scored = pd.read_parquet(output)
     source = pd.read_parquet(airflow.env["FASTTRACK_SCORE_INPUT"])
-    champion = fasttrack.load(f"models:/{NAME}/1", settings=fasttrack_settings(airflow))
+    champion = fasttrack.load(f"models:/{NAME}/1", settings=serving_settings(airflow.store))
     assert len(scored) == len(source) == 200
     assert scored["prediction"].tolist() == list(champion.predict(source))
 

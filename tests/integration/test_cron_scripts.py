@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 
 from churn_data import churn
-from support import REPO, clean_env
+from support import REPO, clean_env, serving_settings
 
 pytestmark = pytest.mark.integration
 
@@ -35,7 +35,6 @@ def run(script: str, home: Path, **env: str) -> subprocess.CompletedProcess[str]
 
 def test_retrain_then_keep_then_refuse_broken_data(tmp_path: Path) -> None:
     import fasttrack.api
-    from fasttrack.config import Settings
 
     home = tmp_path / "home"
     churn(600, seed=1).to_csv(tmp_path / "good.csv", index=False)
@@ -45,7 +44,7 @@ def test_retrain_then_keep_then_refuse_broken_data(tmp_path: Path) -> None:
     config = tmp_path / "churn.yaml"
     config.write_text("target: churned\nmodel: linear\ncv_folds: 0\nseed: 7\n", encoding="utf-8")
     scores = tmp_path / "scores"
-    settings = Settings(home=home, tracking_uri=f"sqlite:///{home / 'mlflow.db'}", model=None)
+    settings = serving_settings(home)
     common = {
         "FASTTRACK_RETRAIN_CONFIG": str(config),
         "FASTTRACK_SCORE_INPUT": str(tmp_path / "to-score.csv"),

@@ -25,11 +25,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
+from fasttrack.data.clean import CleanOptions
 from fasttrack.data.describe import column_kind, infer_task
 from fasttrack.data.schema import FeatureSchema, Schema
 from fasttrack.errors import Violation
 from fasttrack.features.frames import validate
-from fasttrack.features.rules import category_text, plain, shown
+from fasttrack.features.rules import category_text, plain, quoted, shown
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -37,7 +38,6 @@ if TYPE_CHECKING:
 #: What the data is for: retraining the model (it must carry the target, and keep every feature's kind) or
 #: being scored by it (only what stops scoring breaks).
 Purpose = Literal["train", "score"]
-_QUOTED = 3
 
 
 @dataclass(frozen=True)
@@ -52,6 +52,15 @@ class Compatibility:
     def compatible(self) -> bool:
         """Whether nothing breaks (notes allowed)."""
         return not self.breaking
+
+
+def clean_options(schema: Schema, purpose: Purpose) -> CleanOptions:
+    """How new data is cleaned before :func:`compare`: as training reads, with the version's missing markers, and
+    for ``train`` dropping what retraining would drop (a feature dropped is a finding); never for ``score``, where
+    a column constant in one batch is fine. The target is left to the comparison, so that a missing one is reported
+    beside the rest rather than stopping the read."""
+    training = purpose == "train"
+    return CleanOptions(missing_markers=schema.missing_markers, drop_constant=training, drop_identifiers=training)
 
 
 def compare(
@@ -163,23 +172,18 @@ def _target_changes(
     new = [(str(label), int(count)) for label, count in counts.items() if label not in labels]
     absent = [label for label in labels if label is not None and label not in counts.index]
     if absent:
-        notes.append(Violation(name, f"classes absent from this data: {_quoted(absent)}"))
+        notes.append(Violation(name, f"classes absent from this data: {quoted(absent)}"))
     if not new:
         return [], notes
     if kind == "numeric" and infer_task(values) == "regression":
         change = (
             f"task changed: classification in training, the target here looks like a regression target "
-            f"({len(counts)} distinct numbers, e.g. {_quoted([label for label, _ in new])})"
+            f"({len(counts)} distinct numbers, e.g. {quoted([label for label, _ in new])})"
         )
     else:
         rows = sum(count for _, count in new)
         change = (
-            f"labels the model never had: {_quoted([label for label, _ in new])} ({rows} rows); "
-            f"a new class changes the task (known: {_quoted([str(label) for label in labels])})"
+            f"labels the model never had: {quoted([label for label, _ in new])} ({rows} rows); "
+            f"a new class changes the task (known: {quoted([str(label) for label in labels])})"
         )
     return [Violation(name, change)], notes
-
-
-def _quoted(values: list[str]) -> str:
-    """Up to three values, quoted, and ``...`` when there are more."""
-    return ", ".join(shown(v) for v in values[:_QUOTED]) + (", ..." if len(values) > _QUOTED else "")

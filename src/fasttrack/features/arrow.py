@@ -32,10 +32,7 @@ from fasttrack.data.arrays import Batch, Column, arrow_array, arrow_scalar, arro
 from fasttrack.data.schema import FeatureSchema, Schema
 from fasttrack.errors import SchemaValidationError, Violation
 from fasttrack.features.columns import CategoricalColumn, FeatureValues
-from fasttrack.features.rules import EXPECTED, Invalid, Rules, shown
-
-#: Distinct bad values quoted per feature in a problem.
-_QUOTED = 3
+from fasttrack.features.rules import EXPECTED, Invalid, Rules, quoted
 
 
 @dataclass
@@ -345,5 +342,4 @@ def _problems(bad: list[tuple[int, Invalid]], codes: np.ndarray[Any, Any]) -> tu
 
 def problem_line(expected: str, values: list[Any], rows: int) -> str:
     """A column's problem: what was expected, up to three of the distinct values refused, and the rows."""
-    quoted = ", ".join(shown(v) for v in values[:_QUOTED]) + (", ..." if len(values) > _QUOTED else "")
-    return f"expected {expected}, got {quoted} ({rows} rows)"
+    return f"expected {expected}, got {quoted(values)} ({rows} rows)"

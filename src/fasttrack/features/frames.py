@@ -21,7 +21,7 @@ from fasttrack.data.schema import FeatureSchema, Schema
 from fasttrack.errors import SchemaValidationError, Violation
 from fasttrack.features.arrow import ColumnConverter, ConvertedColumn, Counts, problem_line
 from fasttrack.features.columns import CategoricalColumn, FeatureValues
-from fasttrack.features.rules import Invalid, Rules, ascii_lower, shown
+from fasttrack.features.rules import Invalid, Rules, ascii_lower, quoted
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -151,10 +151,10 @@ def validate(frame: pd.DataFrame, schema: Schema) -> ValidationResult:
             )
         if name in prepared.unseen:
             distinct = prepared.unseen[name]
-            quoted = ", ".join(shown(c) for c in distinct[:5]) + (", ..." if len(distinct) > 5 else "")
             count = prepared.counts.unseen[name]
+            listed = quoted(distinct, limit=5)
             warnings.append(
-                Violation(name, f"{len(distinct)} categories never seen in training: {quoted} ({count} rows)")
+                Violation(name, f"{len(distinct)} categories never seen in training: {listed} ({count} rows)")
             )
     known = set(schema.feature_names) | set(schema.training_columns)
     warnings += [Violation(str(c), "unknown column, ignored") for c in frame.columns if c not in known]

@@ -75,6 +75,11 @@ def shown(value: Any) -> str:
     return text if len(text) <= _SHOWN else text[: _SHOWN - 3] + "..."
 
 
+def quoted(values: Sequence[Any], limit: int = 3) -> str:
+    """Up to ``limit`` values as :func:`shown` shows them, and ``...`` when there are more."""
+    return ", ".join(shown(v) for v in values[:limit]) + (", ..." if len(values) > limit else "")
+
+
 @dataclass(frozen=True, slots=True)
 class Invalid:
     """A value a feature cannot take: what was expected, and the value."""

@@ -6,8 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from fasttrack.data.clean import CleanOptions, clean
-from fasttrack.data.compat import Compatibility, Purpose, compare
+from fasttrack.data.clean import clean
+from fasttrack.data.compat import Compatibility, Purpose, clean_options, compare
 from fasttrack.data.describe import infer_schema
 from fasttrack.data.schema import Schema
 
@@ -20,9 +20,7 @@ def schema(training: pd.DataFrame) -> Schema:
 
 def checked(frame: pd.DataFrame, schema: Schema, purpose: Purpose = "train") -> Compatibility:
     """New data cleaned as ``fasttrack.check_data`` cleans it, then compared."""
-    training = purpose == "train"
-    options = CleanOptions(missing_markers=schema.missing_markers, drop_constant=training, drop_identifiers=training)
-    cleaned, report = clean(frame, None, options)
+    cleaned, report = clean(frame, None, clean_options(schema, purpose))
     return compare(cleaned, schema, purpose=purpose, dropped=report.dropped_columns)
 
 
