@@ -182,27 +182,14 @@ def train_serving_models(home: Path) -> None:
 
 
 def mlflow_client(home: Path) -> Any:
-    """An MLflow client on ``home``'s embedded store (the process-wide tracking URI pointed there too).
-
-    MLflow's ``set_tracking_uri`` also writes ``MLFLOW_TRACKING_URI``, which every later Settings of the test
-    process would read as the user's choice (a CLI test training into its own home would register into this one):
-    the variables are put back as they were, as ``fasttrack.registry.store.configure`` does.
-    """
-    import os
-
+    """An MLflow client on ``home``'s embedded store (the process-wide tracking URI pointed there too, through
+    ``fasttrack.registry.store.configure``, which leaves ``MLFLOW_TRACKING_URI`` as it found it: later Settings of
+    the test process must not read this store as the user's choice)."""
     import mlflow
 
-    uri = f"sqlite:///{(home / 'mlflow.db').resolve()}"
-    saved = {name: os.environ.get(name) for name in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")}
-    try:
-        mlflow.set_tracking_uri(uri)
-        mlflow.set_registry_uri(uri)
-    finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
+    from fasttrack.registry.store import configure
+
+    uri = configure(serving_settings(home))
     return mlflow.MlflowClient(tracking_uri=uri, registry_uri=uri)
 
 
