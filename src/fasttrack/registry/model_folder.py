@@ -27,6 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from fasttrack.config import ModelKind, ResolvedTask
 from fasttrack.data.schema import Label, Schema
 from fasttrack.errors import ModelLoadError
+from fasttrack.monitoring.performance import Calibration
 
 if TYPE_CHECKING:
     from fasttrack.training.train import TrainResult
@@ -98,6 +99,9 @@ class ModelMetadata(BaseModel):
     libraries: dict[str, str] = Field(default_factory=dict)
     input_example: list[dict[str, Any]] = Field(default_factory=list)
     onnx: OnnxInfo | None = None
+    calibration: Calibration | None = Field(
+        None, description="Classifiers: reliability curve and ECE on the held-out rows (None: not measured)."
+    )
 
 
 def library_versions() -> dict[str, str]:

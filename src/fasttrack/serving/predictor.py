@@ -103,6 +103,9 @@ class Predictor:
             metrics_window=monitoring.live_window,
             min_samples=monitoring.live_min_samples,
         )
+        #: Whether every classifier call computes the class probabilities, asked for or not, for what tracks them
+        #: (the inference log, the estimated accuracy). Free with ONNX Runtime, which computes them anyway.
+        self.track_probabilities = False
         self._coalescer = Coalescer(self)
         self.metrics: ModelMetrics = (metrics or ServerMetrics()).for_model(
             self.name,
@@ -202,19 +205,28 @@ class Predictor:
     def _answer(self, model_input: ModelInput, probabilities: bool, single: bool) -> PredictionBatch:
         """One request's model call, timed and counted, then its labels counted and the request tracked."""
         with self.metrics.inference(model_input.rows):
-            batch = self._infer(model_input, probabilities)
+            batch = self._infer(model_input, probabilities or self.track_probabilities)
         self.metrics.outputs(batch.values)
-        ((base, ids),) = self._track(model_input.values, batch.values, [(model_input.rows, single)])
-        return PredictionBatch(batch.values, batch.probabilities, batch.classes, base, ids)
+        ((base, ids),) = self._track(
+            model_input.values, batch.values, batch.probabilities, [(model_input.rows, single)]
+        )
+        if probabilities:
+            return PredictionBatch(batch.values, batch.probabilities, batch.classes, base, ids)
+        return PredictionBatch(batch.values, prediction_id=base, ids=ids)
 
     def _track(
-        self, columns: Mapping[str, list[Any]], predictions: list[Any], requests: Sequence[tuple[int, bool]]
+        self,
+        columns: Mapping[str, list[Any]],
+        predictions: list[Any],
+        probabilities: np.ndarray | None,
+        requests: Sequence[tuple[int, bool]],
     ) -> list[tuple[str, list[str]]]:
         """Append validated rows and their predictions to the drift windows and remember the predictions under
         new ids, for one or several requests at once (O(1) per row; one lock and one random read per call).
 
-        ``columns`` and ``predictions`` hold the requests' rows one request after the other; ``requests`` gives
-        each one's ``(rows, single)``. Returns each request's base id and row ids (see :class:`PredictionBatch`).
+        ``columns`` and ``predictions`` hold the requests' rows one request after the other, ``probabilities``
+        (when computed: see :attr:`track_probabilities`) their class probabilities; ``requests`` gives each one's
+        ``(rows, single)``. Returns each request's base id and row ids (see :class:`PredictionBatch`).
         """
         self.drift.observe_columns(columns)
         self.drift.observe_predictions(predictions)
@@ -358,7 +370,7 @@ class Coalescer:
         predictor.metrics.called()
         start = perf_counter()
         try:
-            batch = predictor._infer(together, probabilities)
+            batch = predictor._infer(together, probabilities or predictor.track_probabilities)
         except Exception:
             for each in waiting:
                 self._alone(each)
@@ -378,7 +390,8 @@ class Coalescer:
         predictor = self._predictor
         predicted = batch.values
         predictor.metrics.outputs(predicted)
-        tracked = predictor._track(values, predicted, [(w.model_input.rows, w.single) for w in waiting])
+        requests = [(w.model_input.rows, w.single) for w in waiting]
+        tracked = predictor._track(values, predicted, batch.probabilities, requests)
         offset = 0
         for each, (base, ids) in zip(waiting, tracked, strict=True):
             rows = each.model_input.rows
