@@ -77,9 +77,7 @@ def feature_type(feature: FeatureSchema) -> pa.DataType:
     return pa.string() if feature.kind == "categorical" else pa.float64()
 
 
-def predictions_schema(
-    features: Sequence[FeatureSchema], *, classifier: bool, labels: Sequence[str] = ()
-) -> pa.Schema:
+def predictions_schema(features: Sequence[FeatureSchema], *, classifier: bool, labels: Sequence[str] = ()) -> pa.Schema:
     """The Arrow schema of one model version's prediction files (``labels`` as text, in probability order)."""
     fields = [
         pa.field(PREDICTION_ID, pa.string(), nullable=False),

@@ -58,7 +58,8 @@ def confidences(probabilities: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
     proba = np.asarray(probabilities, dtype=np.float64)
     if proba.ndim != 2 or proba.shape[1] == 0:
         raise ValueError(f"probabilities must be an [N, k] matrix, got shape {proba.shape}")
-    return proba.max(axis=1)
+    best: np.ndarray[Any, Any] = proba.max(axis=1)
+    return best
 
 
 def estimated_accuracy(probabilities: np.ndarray[Any, Any]) -> float | None:
