@@ -957,8 +957,15 @@ def test_workflow_smoke_tests_the_image_on_port_and_healthcheck() -> None:
         assert len(set(port)) == 1, f"the container must listen on the PORT it is given: {port}"
     assert re.search(r"-e PORT=\d+", text), "the image is not tested with a platform-set PORT"
     assert "{{.State.Health.Status}}" in text, "the image's HEALTHCHECK is not exercised"
-    for port in re.findall(r"-p \d+:(\d+) ", text.replace("\\\n", " ")):
-        assert int(port) in (image_port(), *map(int, re.findall(r"-e PORT=(\d+)", text)))
+    mlflow_port = next(int(i.args) for i in stage("mlflow-server").instructions if i.keyword == "EXPOSE")
+    for run in re.findall(r"docker run [^\n]*(?:\\\n[^\n]*)*", text):
+        image = run.split()[-1] if "fasttrack-mlflow:" not in run else "fasttrack-mlflow"
+        for port in re.findall(r"-p \d+:(\d+) ", run.replace("\\\n", " ")):
+            if image == "fasttrack-mlflow":  # the team's MLflow server: the port its stage exposes
+                assert int(port) == mlflow_port, run
+            else:
+                assert int(port) in (image_port(), *map(int, re.findall(r"-e PORT=(\d+)", text))), run
+    assert "fasttrack-mlflow:" in text, "the mlflow-server image is not built and run in CI"
     assert_server_env(set(re.findall(r"-e ([A-Z][A-Z0-9_]*)=", text)), "workflow docker run")
 
 
