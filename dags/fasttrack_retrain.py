@@ -70,7 +70,11 @@ else echo "error: no data: set the data param (or sql and db), or FASTTRACK_RETR
         "name": Param(MODEL_NAME, type="string", minLength=1, description="Registered model name."),
         "config": Param(CONFIG, type=["null", "string"], description="YAML train config (model, params, gate)."),
         "margin": Param(
-            None, type=["null", "number"], minimum=0, description="How much better the challenger must be."
+            None,
+            type=["null", "number"],
+            minimum=0,
+            description="How much better the challenger must surely be (default: the workers' "
+            "FASTTRACK_PROMOTION_MARGIN, itself the challenger's cross-validation spread).",
         ),
     },
 )

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from fasttrack.config import Engine, Settings, Task, TrainConfig, get_settings, higher_is_better
+from fasttrack.config import Engine, Margin, Settings, Task, TrainConfig, get_settings, higher_is_better
 from fasttrack.errors import ConfigError, Violation
 
 if TYPE_CHECKING:
@@ -591,7 +591,7 @@ def promote(
     data: str | Path | None = None,
     sql: str | None = None,
     db: str | None = None,
-    margin: float | None = None,
+    margin: Margin | None = None,
     metric: str | None = None,
     force: bool = False,
     settings: Settings | None = None,
@@ -612,8 +612,9 @@ def promote(
     data, sql, db
         Labelled data to compare on; default: the challenger's held-out test part.
     margin
-        How much better the challenger must surely be on ``metric``: the interval's lower bound must exceed it
-        (default: ``FASTTRACK_PROMOTION_MARGIN``).
+        How much better the challenger must surely be on ``metric``: the interval's lower bound must exceed it.
+        A number >= 0, or ``"cv"``: the challenger's cross-validation spread (std) of ``metric``, 0 without one
+        (default: ``FASTTRACK_PROMOTION_MARGIN``, itself ``"cv"`` by default).
     metric
         The metric compared (default: the challenger's primary metric).
     force

@@ -7,11 +7,12 @@ overriding it, and is copied into every model's metadata.
 
 from __future__ import annotations
 
+import math
 import os
 import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Final, Literal
 
 import yaml
 from pydantic import (
@@ -35,6 +36,10 @@ ModelKind = Literal["linear", "random_forest", "hist_gradient_boosting", "xgboos
 Engine = Literal["auto", "onnx", "sklearn"]
 #: What the server does with a field the model never saw: refuse the request naming it, or ignore it (counted).
 ExtraFields = Literal["refuse", "ignore"]
+#: The promotion margin that is the challenger's cross-validation spread of the compared metric.
+CV_MARGIN: Final = "cv"
+#: A promotion margin: a number >= 0, or :data:`CV_MARGIN`.
+Margin = float | Literal["cv"]
 
 #: Metrics the training step computes, and whether a larger value is better.
 CLASSIFICATION_METRICS: dict[str, bool] = {
@@ -70,11 +75,11 @@ class Settings(BaseSettings):
     )
     model: str | None = Field(None, description="Model to serve: an MLflow model URI or a local model folder.")
     model_name: str = Field("sample", description="Registered model served when `model` is not set.")
-    promotion_margin: float = Field(
-        0.0,
-        ge=0,
-        description="How much better (primary metric) a challenger must be to take @champion "
-        "(`fasttrack models promote`): the lower bound of the improvement's confidence interval must exceed it.",
+    promotion_margin: Margin = Field(
+        CV_MARGIN,
+        description="How much better a challenger must surely be to take @champion (`fasttrack models promote`): "
+        "the lower bound of the improvement's confidence interval must exceed it. A number >= 0, or `cv` (the "
+        "default): the challenger's cross-validation spread (std) of the compared metric, 0 when it has none.",
     )
     promotion_min_rows: int = Field(
         200,
@@ -136,6 +141,13 @@ class Settings(BaseSettings):
     )
     live_window: int = Field(1000, ge=1, description="Last joined labels the live accuracy (or RMSE, MAE) covers.")
     live_min_samples: int = Field(100, ge=1, description="Joined labels needed before live metrics are exported.")
+
+    @field_validator("promotion_margin")
+    @classmethod
+    def _margin(cls, value: Margin) -> Margin:
+        if value != CV_MARGIN and not (isinstance(value, float) and math.isfinite(value) and value >= 0):
+            raise ValueError(f"must be a number >= 0 or {CV_MARGIN!r}, got {value!r}")
+        return value
 
     @field_validator("drift_min_rows", "live_min_samples")
     @classmethod

@@ -79,11 +79,11 @@ def models_promote(
     sql: SqlOption = None,
     db: DbOption = None,
     margin: Annotated[
-        float | None,
+        str | None,
         typer.Option(
-            min=0,
-            help="How much better the challenger must surely be: the interval's lower bound must exceed it "
-            "(default: FASTTRACK_PROMOTION_MARGIN, else 0).",
+            help="How much better the challenger must surely be: the interval's lower bound must exceed it. A "
+            "number >= 0, or `cv`: the challenger's cross-validation spread of the metric (default: "
+            "FASTTRACK_PROMOTION_MARGIN, itself `cv`).",
         ),
     ] = None,
     metric: Annotated[str | None, typer.Option(help="Metric to compare (default: the primary metric).")] = None,
@@ -92,6 +92,7 @@ def models_promote(
 ) -> None:
     """Compare a challenger with the champion; move the alias if it wins (help: :data:`PROMOTE_HELP`)."""
     import fasttrack
+    from fasttrack.training.promotion import parse_margin
 
     if version and challenger and version != challenger:
         raise ConfigError(f"two challengers given ({version} and --challenger {challenger}): give one")
@@ -106,7 +107,7 @@ def models_promote(
             data=data,
             sql=sql,
             db=db,
-            margin=margin,
+            margin=None if margin is None else parse_margin(margin),
             metric=metric,
             force=force,
             on_step=step,

@@ -24,12 +24,19 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from fasttrack.config import CLASSIFICATION_METRICS, REGRESSION_METRICS, Settings, higher_is_better
+from fasttrack.config import (
+    CLASSIFICATION_METRICS,
+    CV_MARGIN,
+    REGRESSION_METRICS,
+    Margin,
+    Settings,
+    higher_is_better,
+)
 from fasttrack.data.schema import Schema
 from fasttrack.errors import AliasError, AliasMovedError, ConfigError, DataError
 from fasttrack.registry.history import ATTEMPTS
 from fasttrack.registry.layout import CHAMPION
-from fasttrack.registry.model_folder import LoadedModel, load_model_folder
+from fasttrack.registry.model_folder import LoadedModel, ModelMetadata, load_model_folder
 from fasttrack.registry.promotion import (
     Contender,
     Decision,
@@ -45,10 +52,41 @@ from fasttrack.training.evaluate import compute_metrics
 from fasttrack.training.split import row_hashes
 
 
-def check_margin(margin: float) -> None:
-    """Refuse (:class:`~fasttrack.errors.ConfigError`) a margin that is not a finite number >= 0."""
-    if margin < 0 or not math.isfinite(margin):
-        raise ConfigError(f"the promotion margin must be a number >= 0, got {margin}")
+def check_margin(margin: Margin) -> None:
+    """Refuse (:class:`~fasttrack.errors.ConfigError`) a margin that is not a finite number >= 0 or ``"cv"``."""
+    if margin == CV_MARGIN:
+        return
+    if isinstance(margin, str) or margin < 0 or not math.isfinite(margin):
+        raise ConfigError(f"the promotion margin must be a number >= 0 or {CV_MARGIN!r}, got {margin!r}")
+
+
+def parse_margin(text: str) -> Margin:
+    """A margin as given on a command line: ``cv`` or a number >= 0 (:class:`~fasttrack.errors.ConfigError`)."""
+    if text.strip().lower() == CV_MARGIN:
+        return CV_MARGIN
+    try:
+        margin = float(text)
+    except ValueError:
+        raise ConfigError(f"the promotion margin must be a number >= 0 or {CV_MARGIN!r}, got {text!r}") from None
+    check_margin(margin)
+    return margin
+
+
+def resolve_margin(margin: Margin, challenger: ModelMetadata, metric: str) -> tuple[float, str]:
+    """The margin in force and what it is: a number as given, or the challenger's cross-validation spread.
+
+    ``cv`` is the standard deviation of ``metric`` over the challenger's cross-validation folds: how much the metric
+    moves between equally good fits on other rows, so an improvement within it is not worth a deployment. On
+    bank_additional.csv versions that differ only by their seed differ by up to 0.0014 ROC AUC and the spread is
+    0.0017 (docs/promotion.md). A challenger trained without cross-validation (or on another metric) gives 0.
+    """
+    check_margin(margin)
+    if margin != CV_MARGIN:
+        return float(margin), f"margin {float(margin):g}"
+    spread = challenger.cv.get(metric)
+    if spread is None:
+        return 0.0, f"margin 0 (the challenger has no cross-validation spread of {metric})"
+    return float(spread[1]), f"margin {float(spread[1]):.4g} (the challenger's cross-validation spread of {metric})"
 
 
 def decide(
@@ -157,7 +195,7 @@ def promote_challenger(
     challenger: str,
     *,
     alias: str = CHAMPION,
-    margin: float | None = None,
+    margin: Margin | None = None,
     metric: str | None = None,
     force: bool = False,
     frame: pd.DataFrame | None = None,
@@ -172,8 +210,8 @@ def promote_challenger(
     the interval's resamples and confidence come from ``settings``. With no version holding the alias, the
     challenger simply gets it. Nothing is compared or recorded when the challenger already holds the alias.
     """
-    margin = settings.promotion_margin if margin is None else margin
-    check_margin(margin)
+    spec = settings.promotion_margin if margin is None else margin
+    check_margin(spec)
     start = standing(settings, name, challenger, alias)
     challenger, holder = start.challenger, start.holder
     now = datetime.now(UTC).isoformat(timespec="seconds")
@@ -188,7 +226,7 @@ def promote_challenger(
             "no-champion",
             f"no version held @{alias}: version {challenger} takes it without a comparison",
             Contender(challenger),
-            margin=margin,
+            margin=0.0 if spec == CV_MARGIN else float(spec),
             decided_at=now,
         )
         record_promotion(settings, result)
@@ -231,7 +269,10 @@ def promote_challenger(
         resamples=settings.promotion_resamples,
         confidence=settings.promotion_confidence,
     )
-    decision, reason = decide(interval, new_metrics[metric], old_metrics[metric], margin=margin, force=force)
+    threshold, margin_note = resolve_margin(spec, new.metadata, metric)
+    decision, reason = decide(interval, new_metrics[metric], old_metrics[metric], margin=threshold, force=force)
+    if spec == CV_MARGIN:
+        reason += f"; {margin_note}"
     reason += f"; {rows} rows compared, {fresh.excluded} left out as training rows"
     for version in fresh.unrecorded:
         reason += (
@@ -246,7 +287,7 @@ def promote_challenger(
         challenger=Contender(challenger, new_metrics[metric], new_metrics),
         champion=Contender(holder, old_metrics[metric], old_metrics),
         metric=metric,
-        margin=margin,
+        margin=threshold,
         data=source,
         rows=rows,
         decided_at=now,

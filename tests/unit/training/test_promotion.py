@@ -13,10 +13,18 @@ from fasttrack.data.describe import infer_schema
 from fasttrack.errors import AliasError, AliasMovedError, ConfigError, DataError, ModelNotFoundError
 from fasttrack.registry import promotion, versions
 from fasttrack.registry.history import read_history
+from fasttrack.registry.model_folder import load_model_folder
+from fasttrack.registry.resolve import resolve_model
 from fasttrack.registry.store import client as registry_client
 from fasttrack.training import promotion as training_promotion
 from fasttrack.training.compare import PairedInterval
-from fasttrack.training.promotion import decide, promote_challenger, promote_until_settled
+from fasttrack.training.promotion import (
+    decide,
+    parse_margin,
+    promote_challenger,
+    promote_until_settled,
+    resolve_margin,
+)
 from fasttrack.training.publish import publish
 from fasttrack.training.train import TrainResult, train
 from unit.registry.conftest import fit, make_frame
@@ -66,6 +74,42 @@ def test_the_margin_cannot_be_negative() -> None:
         decide(interval(0.05, 0.1), 0.9, 0.8, margin=-0.1)
 
 
+@pytest.mark.parametrize(("text", "margin"), [("cv", "cv"), (" CV ", "cv"), ("0", 0.0), ("0.0017", 0.0017)])
+def test_a_margin_on_the_command_line_is_a_number_or_cv(text: str, margin: object) -> None:
+    assert parse_margin(text) == margin
+
+
+@pytest.mark.parametrize("text", ["-0.1", "nan", "inf", "spread", ""])
+def test_a_margin_that_is_neither_is_refused(text: str) -> None:
+    with pytest.raises(ConfigError, match="must be a number >= 0 or 'cv'"):
+        parse_margin(text)
+
+
+def test_the_cv_margin_is_the_challengers_spread_of_the_metric(settings: Settings) -> None:
+    metadata = load_model_folder(resolve_model(f"models:/{NAME}/6", settings).path).metadata
+    mean, spread = metadata.cv["roc_auc"]
+    assert 0 < spread < 1 and 0.5 < mean <= 1
+    assert resolve_margin("cv", metadata, "roc_auc") == (
+        spread,
+        f"margin {spread:.4g} (the challenger's cross-validation spread of roc_auc)",
+    )
+    assert resolve_margin(0.25, metadata, "roc_auc") == (0.25, "margin 0.25")
+    uncrossed = metadata.model_copy(update={"cv": {}})
+    assert resolve_margin("cv", uncrossed, "roc_auc")[0] == 0.0
+
+    # Through the gate: the default setting is cv; the decision records the spread as its margin and says so.
+    assert settings.promotion_margin == "cv"
+    versions.promote(settings, NAME, "3")
+    result = promote_challenger(settings, NAME, "6")
+    assert result.margin == spread
+    assert "the challenger's cross-validation spread of roc_auc" in result.reason
+    assert tags(settings, "6")["margin"] == f"{spread:g}"
+    # A challenger without cross-validation gets 0, and the reason says why.
+    versions.promote(settings, NAME, "6")
+    plain = promote_challenger(settings, NAME, "4")
+    assert plain.margin == 0.0 and "has no cross-validation spread" in plain.reason
+
+
 def weak_result(frame: pd.DataFrame) -> TrainResult:
     """A single decision stump on the same features: it beats the baseline, but not the linear model."""
     config = TrainConfig.model_validate(
@@ -90,16 +134,41 @@ def forest(seed: int, **overrides: object) -> TrainResult:
     return fit(make_frame(rows=ROWS), model="random_forest", params={"n_estimators": 10}, seed=seed, **overrides)
 
 
+def cross_validated_forest(seed: int) -> TrainResult:
+    """A forest like :func:`forest`, whose training also ran a 3-fold cross-validation (so it has a CV spread)."""
+    frame = make_frame(rows=ROWS)
+    config = TrainConfig.model_validate(
+        {
+            "data": "memory://toy.csv",
+            "target": "label",
+            "name": NAME,
+            "model": "random_forest",
+            "params": {"n_estimators": 10},
+            "seed": seed,
+            "cv_folds": 3,
+        }
+    )
+    return train(frame, config, infer_schema(frame, "label", "auto"))
+
+
 @pytest.fixture(scope="module")
 def store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
     """An embedded store with versions of ``toy``: 1 (strong linear, the champion), 2 (weak), 3 and 4 (random
-    forests that differ only by their seed) and 5 (a forest whose split used another salt)."""
+    forests that differ only by their seed), 5 (a forest whose split used another salt) and 6 (a forest of
+    another seed, cross-validated)."""
     with pytest.MonkeyPatch.context() as patch:
         for var in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI", "FASTTRACK_TRACKING_URI", "FASTTRACK_MODEL"):
             patch.delenv(var, raising=False)
         settings = get_settings(home=tmp_path_factory.mktemp("promotion") / "home", promotion_min_rows=50)
         frame = make_frame(rows=ROWS)
-        for result in (fit(frame), weak_result(frame), forest(1), forest(2), forest(1, split_salt="pepper")):
+        for result in (
+            fit(frame),
+            weak_result(frame),
+            forest(1),
+            forest(2),
+            forest(1, split_salt="pepper"),
+            cross_validated_forest(3),
+        ):
             publish(result, settings=settings, source="memory://toy.csv", fingerprint="f" * 64)
         yield settings
 
@@ -109,7 +178,7 @@ def settings(store: Settings) -> Settings:
     """The shared store with version 1 as the champion again and no promotion tags left from other tests."""
     client = registry_client(store)
     versions.promote(store, NAME, "1")
-    for version in ("1", "2", "3", "4", "5"):
+    for version in ("1", "2", "3", "4", "5", "6"):
         for key in client.get_model_version(NAME, version).tags:
             if key.startswith(promotion.TAG_PREFIX):
                 client.delete_model_version_tag(NAME, version, key)
