@@ -74,6 +74,9 @@ METRICS: dict[str, Metric] = {
     "fasttrack_live_mae": Metric("gauge", ("model", "version")),
     "fasttrack_live_samples": Metric("gauge", ("model", "version")),
     "fasttrack_feedback_total": Metric("counter", ("model", "version", "outcome")),
+    # serving/estimate.py through the live collector: classifiers with a trusted calibration, and their recorded ECE.
+    "fasttrack_estimated_accuracy": Metric("gauge", ("model", "version")),
+    "fasttrack_calibration_error": Metric("gauge", ("model", "version")),
     # prometheus_client's process collector.
     "process_cpu_seconds_total": Metric("counter"),
     "process_resident_memory_bytes": Metric("gauge"),

@@ -52,6 +52,9 @@ REQUIRED_ALERTS = {
     "FastTrackModelReloadFailing",
     "FastTrackFeatureDrift",
     "FastTrackLiveAccuracyBelowTraining",
+    # Issue 15: the accuracy estimated before labels arrive.
+    "FastTrackEstimatedAccuracyBelowTraining",
+    "FastTrackEstimatedAccuracyFarFromLive",
 }
 #: The series behind each panel the issue asks for.
 REQUIRED_PANEL_SERIES = {
@@ -65,6 +68,8 @@ REQUIRED_PANEL_SERIES = {
     "unseen categories": "fasttrack_unseen_category_total",
     "out-of-range values": "fasttrack_out_of_range_total",
     "live accuracy": "fasttrack_live_accuracy",
+    "estimated accuracy": "fasttrack_estimated_accuracy",
+    "calibration error": "fasttrack_calibration_error",
     "process CPU": "process_cpu_seconds_total",
     "process memory": "process_resident_memory_bytes",
 }
@@ -285,6 +290,9 @@ GAUGE_VALUES: dict[str, float] = {
     "fasttrack_feature_drift_threshold": 0.2,
     "fasttrack_live_accuracy": 0.8,
     "fasttrack_model_metric": 0.9,
+    "fasttrack_estimated_accuracy": 0.7,
+    "fasttrack_calibration_error": 0.02,
+    "fasttrack_live_samples": 1000,
 }
 DRIFTING = "colour"
 
@@ -379,3 +387,14 @@ def test_alert_expressions_match_series_as_intended(prometheus: Prometheus) -> N
     labels = {k: v for k, v in below["metric"].items() if k != "instance"}
     assert labels == {"__name__": "fasttrack_live_accuracy", "job": API_JOB, "model": "sample", "version": "1"}
     assert float(below["value"][1]) == pytest.approx(0.8)
+    # The estimate (0.7) against the same training accuracy, and against the live accuracy (0.8, 1,000 labels).
+    (estimated,) = prometheus.query(rules["FastTrackEstimatedAccuracyBelowTraining"])
+    assert estimated["metric"]["__name__"] == "fasttrack_estimated_accuracy"
+    assert float(estimated["value"][1]) == pytest.approx(0.7)
+    (gap,) = prometheus.query(rules["FastTrackEstimatedAccuracyFarFromLive"])
+    assert {k: v for k, v in gap["metric"].items() if k != "instance"} == {
+        "job": API_JOB,
+        "model": "sample",
+        "version": "1",
+    }
+    assert float(gap["value"][1]) == pytest.approx(0.1)
