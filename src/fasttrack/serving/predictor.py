@@ -8,7 +8,7 @@ array per feature, which the model's :class:`~fasttrack.runtime.base.Runtime` tu
 Each predictor also owns its version's live monitoring windows: :meth:`Predictor.predict` appends every validated
 batch (inputs and predictions) to the :class:`~fasttrack.serving.drift.DriftMonitor` and remembers every prediction
 under a new id in the :class:`~fasttrack.serving.feedback.FeedbackWindow`, O(1) per row, and, for a classifier whose
-recorded calibration is trusted, its confidences to the :class:`~fasttrack.serving.estimate.ConfidenceWindow`
+recorded calibration is trusted, its probabilities to the :class:`~fasttrack.serving.estimate.ConfidenceWindow`
 (O(1) per call); the scores are computed when Prometheus scrapes. A new version gets fresh windows, swapped in with
 it.
 """
@@ -241,7 +241,7 @@ class Predictor:
     ) -> list[tuple[str, list[str]]]:
         """Append validated rows and their predictions to the drift windows and remember the predictions under
         new ids, for one or several requests at once (O(1) per row; one lock and one random read per call); append
-        the probabilities' confidences to the estimate's window when there is one (O(1) per call).
+        the probabilities to the estimate's window when there is one (one append per call).
 
         ``columns`` and ``predictions`` hold the requests' rows one request after the other, ``probabilities``
         (when computed: see :attr:`track_probabilities`) their class probabilities; ``requests`` gives each one's

@@ -50,7 +50,7 @@ def records(rows: int, seed: int) -> list[dict[str, float]]:
 # ------------------------------------------------------------------------------------------- the window
 def test_the_window_reports_its_mean_once_it_holds_the_minimum_rows() -> None:
     window = ConfidenceWindow(window=6, min_rows=3)
-    window.observe(np.array([[0.9, 0.1], [0.3, 0.7]]))
+    window.observe(np.array([[0.9, 0.05, 0.05], [0.3, 0.7, 0.0]]))
     assert (window.rows(), window.estimate()) == (2, None)
     window.observe(np.array([[0.2, 0.5, 0.3]]))  # any number of classes: the top-label confidence
     assert window.estimate() == pytest.approx((0.9 + 0.7 + 0.5) / 3)
