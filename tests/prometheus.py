@@ -77,6 +77,10 @@ METRICS: dict[str, Metric] = {
     # serving/estimate.py through the live collector: classifiers with a trusted calibration, and their recorded ECE.
     "fasttrack_estimated_accuracy": Metric("gauge", ("model", "version")),
     "fasttrack_calibration_error": Metric("gauge", ("model", "version")),
+    # The inference log's writer (per process, whatever the model).
+    "fasttrack_inference_log_written_rows_total": Metric("counter", ("table",)),
+    "fasttrack_inference_log_dropped_rows_total": Metric("counter", ("table", "reason")),
+    "fasttrack_inference_log_queue_rows": Metric("gauge"),
     # prometheus_client's process collector.
     "process_cpu_seconds_total": Metric("counter"),
     "process_resident_memory_bytes": Metric("gauge"),

@@ -52,9 +52,10 @@ REQUIRED_ALERTS = {
     "FastTrackModelReloadFailing",
     "FastTrackFeatureDrift",
     "FastTrackLiveAccuracyBelowTraining",
-    # Issue 15: the accuracy estimated before labels arrive.
+    # Issue 15: the accuracy estimated before labels arrive, and the inference log.
     "FastTrackEstimatedAccuracyBelowTraining",
     "FastTrackEstimatedAccuracyFarFromLive",
+    "FastTrackInferenceLogDroppingRows",
 }
 #: The series behind each panel the issue asks for.
 REQUIRED_PANEL_SERIES = {
@@ -70,6 +71,9 @@ REQUIRED_PANEL_SERIES = {
     "live accuracy": "fasttrack_live_accuracy",
     "estimated accuracy": "fasttrack_estimated_accuracy",
     "calibration error": "fasttrack_calibration_error",
+    "inference log rows written": "fasttrack_inference_log_written_rows_total",
+    "inference log rows dropped": "fasttrack_inference_log_dropped_rows_total",
+    "inference log queue": "fasttrack_inference_log_queue_rows",
     "process CPU": "process_cpu_seconds_total",
     "process memory": "process_resident_memory_bytes",
 }
@@ -276,6 +280,8 @@ LABEL_VALUES: dict[str, list[str]] = {
     "feature": ["income", "colour", "__prediction__"],
     "metric": ["accuracy", "rmse"],
     "field": ["id", "__unknown__"],
+    "table": ["predictions", "feedback"],
+    "reason": ["queue_full", "store_error", "shutdown"],
 }
 METRIC_LABEL_VALUES: dict[tuple[str, str], list[str]] = {
     ("fasttrack_feature_drift", "method"): ["psi", "ks", "js"],
@@ -398,3 +404,8 @@ def test_alert_expressions_match_series_as_intended(prometheus: Prometheus) -> N
         "version": "1",
     }
     assert float(gap["value"][1]) == pytest.approx(0.1)
+    # Every table and reason whose dropped-row counter grew, each on its own.
+    dropping = prometheus.query(rules["FastTrackInferenceLogDroppingRows"])
+    assert sorted((s["metric"]["table"], s["metric"]["reason"]) for s in dropping) == sorted(
+        (table, reason) for table in LABEL_VALUES["table"] for reason in LABEL_VALUES["reason"]
+    )
