@@ -74,6 +74,13 @@ METRICS: dict[str, Metric] = {
     "fasttrack_live_mae": Metric("gauge", ("model", "version")),
     "fasttrack_live_samples": Metric("gauge", ("model", "version")),
     "fasttrack_feedback_total": Metric("counter", ("model", "version", "outcome")),
+    # serving/estimate.py through the live collector: classifiers with a trusted calibration, and their recorded ECE.
+    "fasttrack_estimated_accuracy": Metric("gauge", ("model", "version")),
+    "fasttrack_calibration_error": Metric("gauge", ("model", "version")),
+    # The inference log's writer (per process, whatever the model).
+    "fasttrack_inference_log_written_rows_total": Metric("counter", ("table",)),
+    "fasttrack_inference_log_dropped_rows_total": Metric("counter", ("table", "reason")),
+    "fasttrack_inference_log_queue_rows": Metric("gauge"),
     # prometheus_client's process collector.
     "process_cpu_seconds_total": Metric("counter"),
     "process_resident_memory_bytes": Metric("gauge"),

@@ -141,6 +141,16 @@ class Settings(BaseSettings):
     )
     live_window: int = Field(1000, ge=1, description="Last joined labels the live accuracy (or RMSE, MAE) covers.")
     live_min_samples: int = Field(100, ge=1, description="Joined labels needed before live metrics are exported.")
+    # The default is fasttrack.monitoring.performance.DEFAULT_MAX_CALIBRATION_ERROR (a test ties them): importing
+    # that module here would load numpy into every command's start-up.
+    calibration_max_error: float = Field(
+        0.05,
+        ge=0,
+        le=1,
+        description="Largest expected calibration error (recorded at training) for which a classifier's accuracy "
+        "is estimated from its confidences and exported as fasttrack_estimated_accuracy; a model above it, or "
+        "without a recorded calibration, says so and exports no estimate.",
+    )
 
     @field_validator("promotion_margin")
     @classmethod

@@ -52,6 +52,10 @@ REQUIRED_ALERTS = {
     "FastTrackModelReloadFailing",
     "FastTrackFeatureDrift",
     "FastTrackLiveAccuracyBelowTraining",
+    # Issue 15: the accuracy estimated before labels arrive, and the inference log.
+    "FastTrackEstimatedAccuracyBelowTraining",
+    "FastTrackEstimatedAccuracyFarFromLive",
+    "FastTrackInferenceLogDroppingRows",
 }
 #: The series behind each panel the issue asks for.
 REQUIRED_PANEL_SERIES = {
@@ -65,6 +69,11 @@ REQUIRED_PANEL_SERIES = {
     "unseen categories": "fasttrack_unseen_category_total",
     "out-of-range values": "fasttrack_out_of_range_total",
     "live accuracy": "fasttrack_live_accuracy",
+    "estimated accuracy": "fasttrack_estimated_accuracy",
+    "calibration error": "fasttrack_calibration_error",
+    "inference log rows written": "fasttrack_inference_log_written_rows_total",
+    "inference log rows dropped": "fasttrack_inference_log_dropped_rows_total",
+    "inference log queue": "fasttrack_inference_log_queue_rows",
     "process CPU": "process_cpu_seconds_total",
     "process memory": "process_resident_memory_bytes",
 }
@@ -271,6 +280,8 @@ LABEL_VALUES: dict[str, list[str]] = {
     "feature": ["income", "colour", "__prediction__"],
     "metric": ["accuracy", "rmse"],
     "field": ["id", "__unknown__"],
+    "table": ["predictions", "feedback"],
+    "reason": ["queue_full", "store_error", "shutdown"],
 }
 METRIC_LABEL_VALUES: dict[tuple[str, str], list[str]] = {
     ("fasttrack_feature_drift", "method"): ["psi", "ks", "js"],
@@ -285,6 +296,9 @@ GAUGE_VALUES: dict[str, float] = {
     "fasttrack_feature_drift_threshold": 0.2,
     "fasttrack_live_accuracy": 0.8,
     "fasttrack_model_metric": 0.9,
+    "fasttrack_estimated_accuracy": 0.7,
+    "fasttrack_calibration_error": 0.02,
+    "fasttrack_live_samples": 1000,
 }
 DRIFTING = "colour"
 
@@ -379,3 +393,19 @@ def test_alert_expressions_match_series_as_intended(prometheus: Prometheus) -> N
     labels = {k: v for k, v in below["metric"].items() if k != "instance"}
     assert labels == {"__name__": "fasttrack_live_accuracy", "job": API_JOB, "model": "sample", "version": "1"}
     assert float(below["value"][1]) == pytest.approx(0.8)
+    # The estimate (0.7) against the same training accuracy, and against the live accuracy (0.8, 1,000 labels).
+    (estimated,) = prometheus.query(rules["FastTrackEstimatedAccuracyBelowTraining"])
+    assert estimated["metric"]["__name__"] == "fasttrack_estimated_accuracy"
+    assert float(estimated["value"][1]) == pytest.approx(0.7)
+    (gap,) = prometheus.query(rules["FastTrackEstimatedAccuracyFarFromLive"])
+    assert {k: v for k, v in gap["metric"].items() if k != "instance"} == {
+        "job": API_JOB,
+        "model": "sample",
+        "version": "1",
+    }
+    assert float(gap["value"][1]) == pytest.approx(0.1)
+    # Every table and reason whose dropped-row counter grew, each on its own.
+    dropping = prometheus.query(rules["FastTrackInferenceLogDroppingRows"])
+    assert sorted((s["metric"]["table"], s["metric"]["reason"]) for s in dropping) == sorted(
+        (table, reason) for table in LABEL_VALUES["table"] for reason in LABEL_VALUES["reason"]
+    )

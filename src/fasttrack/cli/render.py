@@ -137,3 +137,19 @@ def training_metrics(ev: Evaluation, *, title: str) -> None:
         for label, counts in zip(ev.labels, ev.confusion_matrix, strict=True):
             cm.add_row(str(label), *map(str, counts))
         out.print(cm)
+
+
+def calibration(ev: Evaluation, *, max_error: float) -> None:
+    """A classifier's calibration on the test part, and whether the server will estimate its accuracy from its
+    confidences before labels arrive (judged against ``max_error``, FASTTRACK_CALIBRATION_MAX_ERROR)."""
+    from fasttrack.monitoring.performance import calibration_verdict
+
+    if ev.calibration is None:
+        return
+    verdict = calibration_verdict(ev.calibration, max_error)
+    judged = "[green]accuracy estimate trusted[/]" if verdict.trusted else "[yellow]accuracy estimate not trusted[/]"
+    out.print(
+        f"calibration: ECE {ev.calibration.error:.4f} (mean confidence {ev.calibration.confidence:.4f}, accuracy "
+        f"{ev.calibration.accuracy:.4f}); {judged}: {verdict.reason}",
+        highlight=False,
+    )

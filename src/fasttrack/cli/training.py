@@ -11,7 +11,7 @@ from rich.table import Table
 from fasttrack.cli import render
 from fasttrack.cli.options import DbOption, ModelOption, SqlOption, parse_pairs
 from fasttrack.cli.render import err, out
-from fasttrack.config import ModelKind, Task
+from fasttrack.config import ModelKind, Task, get_settings
 from fasttrack.errors import ConfigError, QualityGateError
 
 
@@ -75,6 +75,7 @@ def train(
         result.evaluation,
         title=f"{result.config.model} on {result.test_rows} held-out rows (trained on {result.train_rows})",
     )
+    render.calibration(result.evaluation, max_error=get_settings().calibration_max_error)
     out.print(f"run {trained.run_id} (experiment {trained.experiment_id}) at {trained.tracking_uri}")
     if not trained.gate.passed:
         raise QualityGateError("quality gate failed, model not registered: " + "; ".join(trained.gate.reasons))

@@ -16,6 +16,7 @@ server exports the estimate only for models whose ECE is within ``FASTTRACK_CALI
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any, Final
 
 import numpy as np
@@ -113,3 +114,53 @@ def calibration(
         confidence=float(conf.mean()),
         bins=curve,
     )
+
+
+@dataclass(frozen=True)
+class CalibrationVerdict:
+    """Whether a classifier's accuracy estimate can be trusted, and the one sentence that says why.
+
+    ``error`` is the recorded ECE (``None`` when none was recorded); ``trusted`` is :meth:`Calibration.trusted`
+    for the ``max_error`` in force. Training shows it, and the server decides with it whether to export the estimate.
+    """
+
+    error: float | None
+    trusted: bool
+    reason: str
+    max_error: float
+
+    def as_dict(self) -> dict[str, Any]:
+        """``{"error", "trusted", "reason"}``: what ``GET /model`` shows as ``calibration``."""
+        return {"error": self.error, "trusted": self.trusted, "reason": self.reason}
+
+
+def calibration_verdict(
+    calibration: Calibration | None, max_error: float = DEFAULT_MAX_CALIBRATION_ERROR
+) -> CalibrationVerdict:
+    """Judge a classifier's recorded calibration against ``max_error`` (``FASTTRACK_CALIBRATION_MAX_ERROR``).
+
+    Without a recorded calibration (a model trained before FastTrack measured it) nothing can be trusted; with one,
+    the estimate is trusted when its ECE is at most ``max_error``. The reason names the numbers compared, so a
+    model that exports no estimate says why, at training, in the server's log and in ``GET /model``.
+    """
+    if calibration is None:
+        return CalibrationVerdict(
+            error=None,
+            trusted=False,
+            reason="no calibration was recorded at training (the model predates it): its accuracy is not estimated "
+            "before labels arrive",
+            max_error=max_error,
+        )
+    error = calibration.error
+    if calibration.trusted(max_error):
+        reason = (
+            f"expected calibration error {error:.3f} on {calibration.rows} held-out rows is within "
+            f"FASTTRACK_CALIBRATION_MAX_ERROR ({max_error:g}): its accuracy is estimated from its confidences"
+        )
+    else:
+        reason = (
+            f"expected calibration error {error:.3f} on {calibration.rows} held-out rows is above "
+            f"FASTTRACK_CALIBRATION_MAX_ERROR ({max_error:g}): its confidences do not match its accuracy, so no "
+            "accuracy is estimated before labels arrive"
+        )
+    return CalibrationVerdict(error=error, trusted=calibration.trusted(max_error), reason=reason, max_error=max_error)

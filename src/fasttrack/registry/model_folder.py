@@ -146,6 +146,7 @@ def metadata_for(
         libraries=library_versions(),
         input_example=json.loads(result.input_example.to_json(orient="records")),  # NaN becomes null
         onnx=onnx,
+        calibration=evaluation.calibration,
     )
 
 

@@ -108,9 +108,10 @@ def log_training(
 ) -> TrackedRun:
     """Record a training run in MLflow and, if its quality gate passed and ``register`` is set, register it.
 
-    The run gets the config as params; test, baseline and cross-validation metrics; the data fingerprint,
-    source, git commit and library versions as tags; the evaluation, cleaning report, schema and plots as
-    artifacts; and the model itself (an MLflow sklearn model with FastTrack's metadata and schema inside).
+    The run gets the config as params; test, baseline and cross-validation metrics, and a classifier's expected
+    calibration error on the test part (``calibration_error``); the data fingerprint, source, git commit and
+    library versions as tags; the evaluation, cleaning report, schema and plots as artifacts; and the model itself
+    (an MLflow sklearn model with FastTrack's metadata and schema inside).
     ``lineage`` (e.g. an object's ``etag`` and ``version_id``, a query's ``db`` and ``query``) is added to the
     ``fasttrack.data.*`` tags and the model's ``data`` record; the held-out test part is logged as
     ``reports/holdout.parquet`` so that promotion can score a champion on the same rows, and the rows the model
@@ -322,4 +323,6 @@ def _metrics(result: TrainResult) -> dict[str, float]:
         metrics[f"cv_{k}_mean"] = mean
         metrics[f"cv_{k}_std"] = std
     metrics["fit_seconds"] = result.fit_seconds
+    if evaluation.calibration is not None:
+        metrics["calibration_error"] = evaluation.calibration.error
     return metrics

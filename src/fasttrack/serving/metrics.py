@@ -11,8 +11,9 @@ With several worker processes (``--workers N``) the server runs in Prometheus' m
 Live monitoring is exported by :class:`LiveCollector`, computed when Prometheus scrapes (never on the request path,
 which only appends to the windows): the drift of every monitored feature and of the predictions
 (``fasttrack_feature_drift``, with the PSI thresholds in ``fasttrack_feature_drift_threshold``) and the live
-accuracy, or RMSE and MAE, from the labels sent to ``/feedback``. Those windows live in each process: with several
-workers, a scrape shows the windows of the worker that answers it.
+accuracy, or RMSE and MAE, from the labels sent to ``/feedback``; for a classifier, its calibration error and, when
+that is trusted, the accuracy estimated from its recent confidences. Those windows live in each process: with
+several workers, a scrape shows the windows of the worker that answers it.
 """
 
 from __future__ import annotations
@@ -36,7 +37,9 @@ from prometheus_client import (
 )
 from prometheus_client.core import GaugeMetricFamily, Metric
 
+from fasttrack.monitoring.performance import CalibrationVerdict
 from fasttrack.serving.drift import DriftMonitor
+from fasttrack.serving.estimate import ConfidenceWindow
 from fasttrack.serving.feedback import OUTCOMES as FEEDBACK_OUTCOMES
 from fasttrack.serving.feedback import FeedbackOutcome, FeedbackWindow
 from fasttrack.serving.http_metrics import UNMEASURED, HttpMetrics
@@ -199,13 +202,16 @@ class ServerMetrics:
         ignored: Sequence[str] = (),
         drift: DriftMonitor | None = None,
         feedback: FeedbackWindow | None = None,
+        calibration: CalibrationVerdict | None = None,
+        estimate: ConfidenceWindow | None = None,
     ) -> ModelMetrics:
         """The metrics of one loaded model version, with every labelled child created up front (zeros show).
 
         ``categorical`` features get an unseen-category counter, ``numeric`` ones an out-of-range counter,
         ``required`` ones (the training data always had them) a missing-value counter; ``ignored`` are the field
         names counted when left out (the training data's other columns and ``__unknown__``).
-        ``drift`` and ``feedback`` are the version's live windows, exported at scrape time while it is served.
+        ``drift`` and ``feedback`` are the version's live windows, exported at scrape time while it is served, with a
+        classifier's ``calibration`` and, when that is trusted, the ``estimate`` window of its confidences.
         """
         return ModelMetrics(
             self,
@@ -219,6 +225,8 @@ class ServerMetrics:
             ignored=ignored,
             drift=drift,
             feedback=feedback,
+            calibration=calibration,
+            estimate=estimate,
         )
 
     def serving(
@@ -287,12 +295,16 @@ class ModelMetrics:
         ignored: Sequence[str] = (),
         drift: DriftMonitor | None = None,
         feedback: FeedbackWindow | None = None,
+        calibration: CalibrationVerdict | None = None,
+        estimate: ConfidenceWindow | None = None,
     ) -> None:
         self.model = model
         self.version = version
         self.classifier = classifier
         self.drift = drift
         self.feedback_window = feedback
+        self.calibration = calibration
+        self.estimate = estimate
         self._server = server
         self._outcomes = {o: server.predictions.labels(model, version, o) for o in OUTCOMES}
         self._rows = server.rows.labels(model, version)
@@ -382,6 +394,8 @@ class _Watched:
     version: str
     drift: DriftMonitor | None
     feedback: FeedbackWindow | None
+    calibration: CalibrationVerdict | None = None
+    estimate: ConfidenceWindow | None = None
 
 
 class LiveCollector:
@@ -393,6 +407,9 @@ class LiveCollector:
     method="psi"}`` (the same labels as the PSI series, so ``drift{method="psi"} > threshold`` matches one to one),
     ``fasttrack_live_samples`` (labels joined in the live window) and, once enough were joined,
     ``fasttrack_live_accuracy`` (classifiers) or ``fasttrack_live_rmse`` and ``fasttrack_live_mae`` (regressors).
+    A classifier also exports ``fasttrack_calibration_error`` (the ECE recorded at training, when recorded) and,
+    only when that calibration is trusted and the confidence window holds the drift window's minimum rows,
+    ``fasttrack_estimated_accuracy`` (the mean confidence of the recent predictions).
     Only the served version is exported: a swapped-out version's gauges disappear with it.
     """
 
@@ -402,7 +419,11 @@ class LiveCollector:
     def watch(self, bound: ModelMetrics | None) -> None:
         """Export the windows of ``bound`` (the served version) from now on; ``None`` exports nothing."""
         self._watched = (
-            None if bound is None else _Watched(bound.model, bound.version, bound.drift, bound.feedback_window)
+            None
+            if bound is None
+            else _Watched(
+                bound.model, bound.version, bound.drift, bound.feedback_window, bound.calibration, bound.estimate
+            )
         )
 
     def describe(self) -> Iterable[Metric]:
@@ -415,7 +436,7 @@ class LiveCollector:
         families = self._families()
         if watched is None:
             return families
-        drift, threshold, accuracy, rmse, mae, samples = families
+        drift, threshold, accuracy, rmse, mae, samples, estimated, calibration_error = families
         model = [watched.model, watched.version]
         if watched.drift is not None:
             for score in watched.drift.compute():
@@ -428,6 +449,11 @@ class LiveCollector:
             for family, value in ((accuracy, live.accuracy), (rmse, live.rmse), (mae, live.mae)):
                 if value is not None:
                     family.add_metric(model, value)
+        if watched.calibration is not None and watched.calibration.error is not None:
+            calibration_error.add_metric(model, watched.calibration.error)
+        estimate = watched.estimate.estimate() if watched.estimate is not None else None
+        if estimate is not None:
+            estimated.add_metric(model, estimate)
         return families
 
     @staticmethod
@@ -462,5 +488,17 @@ class LiveCollector:
             ),
             GaugeMetricFamily(
                 "fasttrack_live_samples", "Labels joined in the live accuracy window (POST /feedback).", labels=model
+            ),
+            GaugeMetricFamily(
+                "fasttrack_estimated_accuracy",
+                "Accuracy estimated from the model's own confidences over the recent predictions, before labels arrive "
+                "(classifiers whose calibration error is within FASTTRACK_CALIBRATION_MAX_ERROR; once the window "
+                "holds FASTTRACK_DRIFT_MIN_ROWS rows).",
+                labels=model,
+            ),
+            GaugeMetricFamily(
+                "fasttrack_calibration_error",
+                "Expected calibration error of the classifier on its held-out rows, as recorded at training.",
+                labels=model,
             ),
         ]

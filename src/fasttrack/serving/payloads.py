@@ -252,6 +252,14 @@ class FeatureOut(BaseModel):
     categories: list[str] | None = None
 
 
+class CalibrationOut(BaseModel):
+    """A classifier's recorded calibration as the server judges it (FASTTRACK_CALIBRATION_MAX_ERROR)."""
+
+    error: float | None = Field(description="Expected calibration error on the held-out rows (None: not recorded).")
+    trusted: bool = Field(description="Whether fasttrack_estimated_accuracy is exported for this version.")
+    reason: str
+
+
 class ModelOut(BaseModel):
     """The model being served."""
 
@@ -273,6 +281,9 @@ class ModelOut(BaseModel):
     input_example: list[dict[str, Any]]
     data: dict[str, Any]
     libraries: dict[str, str]
+    calibration: CalibrationOut | None = Field(
+        None, description="Classifiers: whether the accuracy is estimated from the confidences before labels arrive."
+    )
 
 
 # ------------------------------------------------------------------------------- Open Inference Protocol (V2)

@@ -7,8 +7,10 @@ array per feature, which the model's :class:`~fasttrack.runtime.base.Runtime` tu
 
 Each predictor also owns its version's live monitoring windows: :meth:`Predictor.predict` appends every validated
 batch (inputs and predictions) to the :class:`~fasttrack.serving.drift.DriftMonitor` and remembers every prediction
-under a new id in the :class:`~fasttrack.serving.feedback.FeedbackWindow`, O(1) per row; the scores are computed
-when Prometheus scrapes. A new version gets fresh windows, swapped in with it.
+under a new id in the :class:`~fasttrack.serving.feedback.FeedbackWindow`, O(1) per row, and, for a classifier whose
+recorded calibration is trusted, its probabilities to the :class:`~fasttrack.serving.estimate.ConfidenceWindow`
+(O(1) per call); the scores are computed when Prometheus scrapes. A new version gets fresh windows, swapped in with
+it.
 """
 
 from __future__ import annotations
@@ -27,11 +29,13 @@ from fasttrack.config import ExtraFields, Settings
 from fasttrack.data.schema import FeatureSchema, Label, Schema
 from fasttrack.errors import BadRequestError, ConfigError, ModelLoadError, SchemaValidationError
 from fasttrack.features.records import UNKNOWN_FIELD, ModelInput, RecordDriver
+from fasttrack.monitoring.performance import CalibrationVerdict, calibration_verdict
 from fasttrack.registry.model_folder import LoadedModel, ModelMetadata, load_model_folder
 from fasttrack.registry.resolve import ResolvedModel, resolve_model
 from fasttrack.runtime.base import Runtime
 from fasttrack.runtime.select import open_runtime
 from fasttrack.serving.drift import DriftMonitor
+from fasttrack.serving.estimate import ConfidenceWindow
 from fasttrack.serving.feedback import FeedbackWindow
 from fasttrack.serving.metrics import ModelMetrics, ServerMetrics
 
@@ -106,6 +110,15 @@ class Predictor:
         #: Whether every classifier call computes the class probabilities, asked for or not, for what tracks them
         #: (the inference log, the estimated accuracy). Free with ONNX Runtime, which computes them anyway.
         self.track_probabilities = False
+        #: A classifier's recorded calibration, judged (None for a regressor); and the window of recent confidences
+        #: its accuracy is estimated from, only when that calibration is trusted (never a misleading number).
+        self.calibration: CalibrationVerdict | None = None
+        self.estimate: ConfidenceWindow | None = None
+        if self.is_classifier:
+            self.calibration = calibration_verdict(self.metadata.calibration, monitoring.calibration_max_error)
+            if self.calibration.trusted:
+                self.estimate = ConfidenceWindow(monitoring.drift_window, monitoring.drift_min_rows)
+                self.track_probabilities = True
         self._coalescer = Coalescer(self)
         self.metrics: ModelMetrics = (metrics or ServerMetrics()).for_model(
             self.name,
@@ -118,7 +131,12 @@ class Predictor:
             ignored=[*self.schema.training_columns, UNKNOWN_FIELD],
             drift=self.drift,
             feedback=self.feedback,
+            calibration=self.calibration,
+            estimate=self.estimate,
         )
+        if self.calibration is not None:
+            say = log.info if self.calibration.trusted else log.warning
+            say("%s version %s: %s", self.name, self.version, self.calibration.reason)
 
     @classmethod
     def load(cls, uri: str | None, settings: Settings, metrics: ServerMetrics | None = None) -> Predictor:
@@ -222,7 +240,8 @@ class Predictor:
         requests: Sequence[tuple[int, bool]],
     ) -> list[tuple[str, list[str]]]:
         """Append validated rows and their predictions to the drift windows and remember the predictions under
-        new ids, for one or several requests at once (O(1) per row; one lock and one random read per call).
+        new ids, for one or several requests at once (O(1) per row; one lock and one random read per call); append
+        the probabilities to the estimate's window when there is one (one append per call).
 
         ``columns`` and ``predictions`` hold the requests' rows one request after the other, ``probabilities``
         (when computed: see :attr:`track_probabilities`) their class probabilities; ``requests`` gives each one's
@@ -238,6 +257,8 @@ class Predictor:
             tracked.append((base, ids))
             every.extend(ids)
         self.feedback.record_many(zip(every, predictions, strict=True))
+        if self.estimate is not None and probabilities is not None:
+            self.estimate.observe(probabilities)
         return tracked
 
     def predict_input(self, model_input: ModelInput, *, probabilities: bool = False) -> PredictionBatch:
@@ -286,7 +307,8 @@ class Predictor:
 
     # ------------------------------------------------------------------------------------------------ about
     def describe(self) -> dict[str, Any]:
-        """What ``GET /model`` shows: identity, lineage, metrics, labels and every feature with its type and range."""
+        """What ``GET /model`` shows: identity, lineage, metrics, labels, every feature with its type and range, and
+        a classifier's calibration (``{error, trusted, reason}``: whether its accuracy is estimated, and why)."""
         meta = self.metadata
         return {
             "name": self.name,
@@ -307,6 +329,7 @@ class Predictor:
             "input_example": meta.input_example[:1] or [self.schema.example_record()],
             "data": meta.data.model_dump(mode="json"),
             "libraries": meta.libraries,
+            "calibration": self.calibration.as_dict() if self.calibration is not None else None,
         }
 
 

@@ -34,6 +34,7 @@ from sklearn.metrics import (
 )
 
 from fasttrack.config import ResolvedTask, higher_is_better
+from fasttrack.monitoring.performance import Calibration
 from fasttrack.runtime.base import Prediction, Runtime, align_proba, natives
 
 
@@ -267,7 +268,9 @@ class Evaluation:
     ``DummyClassifier(strategy="prior")`` or ``DummyRegressor(strategy="mean")`` fitted on the same training
     part. ``cv`` maps each metric to its (mean, standard deviation) over ``cv_folds`` folds of the training
     part (empty when cross-validation was off or impossible; ``notes`` then says why). ``confusion_matrix``
-    rows and columns follow ``labels`` (classification only).
+    rows and columns follow ``labels`` (classification only). ``calibration`` is a classifier's reliability curve
+    and expected calibration error on the test part (:func:`fasttrack.monitoring.performance.calibration`): whether
+    its confidences can stand in for its accuracy before labels arrive (``None`` for a regressor).
     """
 
     task: ResolvedTask
@@ -280,6 +283,7 @@ class Evaluation:
     labels: list[Any] | None = None
     confusion_matrix: list[list[int]] | None = None
     notes: list[str] = field(default_factory=list)
+    calibration: Calibration | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict (native Python values only) for storing as a model artifact."""
@@ -294,6 +298,7 @@ class Evaluation:
             "confusion_matrix": self.confusion_matrix,
             "gate": {"passed": self.gate.passed, "reasons": list(self.gate.reasons)},
             "notes": list(self.notes),
+            "calibration": self.calibration.model_dump(mode="json") if self.calibration is not None else None,
         }
 
     @classmethod
@@ -311,6 +316,7 @@ class Evaluation:
             labels=data.get("labels"),
             confusion_matrix=data.get("confusion_matrix"),
             notes=list(data.get("notes") or []),
+            calibration=Calibration.model_validate(data["calibration"]) if data.get("calibration") else None,
         )
 
 

@@ -17,6 +17,7 @@ from matplotlib.figure import Figure
 from sklearn.metrics import roc_auc_score, roc_curve
 
 from fasttrack.config import ResolvedTask
+from fasttrack.monitoring.performance import Calibration
 from fasttrack.training.evaluate import confusion, predict_outputs
 
 if TYPE_CHECKING:
@@ -30,8 +31,9 @@ _DPI = 110
 def save_plots(result: TrainResult, folder: Path) -> list[Path]:
     """Write the evaluation plots of a training result (scored on its test part) into ``folder``.
 
-    Classification: a confusion matrix and, for two classes, a ROC curve. Regression: predicted against
-    actual values and a histogram of residuals. Creates ``folder`` if needed and returns the files written.
+    Classification: a confusion matrix, for two classes a ROC curve, and the reliability curve of the calibration
+    training recorded. Regression: predicted against actual values and a histogram of residuals. Creates
+    ``folder`` if needed and returns the files written.
     The predictions :func:`~fasttrack.training.train.train` kept are used; the test part is predicted again
     only for a result that has none.
     """
@@ -46,6 +48,7 @@ def save_plots(result: TrainResult, folder: Path) -> list[Path]:
         y_pred=predicted,
         proba=proba,
         labels=result.labels,
+        calibration=result.evaluation.calibration,
     )
 
 
@@ -57,12 +60,13 @@ def save_prediction_plots(
     y_pred: npt.ArrayLike,
     proba: np.ndarray[Any, Any] | None = None,
     labels: Sequence[Any] | None = None,
+    calibration: Calibration | None = None,
 ) -> list[Path]:
     """Write evaluation plots from precomputed predictions into ``folder``; return the files written.
 
     ``proba`` (one column per entry of ``labels``) is needed only for the binary ROC curve, which is skipped
     when it is absent or when ``y_true`` holds a single class. ``labels`` defaults to the sorted union of the
-    true and predicted values.
+    true and predicted values. ``calibration`` (classifiers) adds its reliability curve.
     """
     folder.mkdir(parents=True, exist_ok=True)
     truth = np.asarray(y_true)
@@ -75,6 +79,8 @@ def save_prediction_plots(
             written.append(
                 _save(_roc_figure(truth == names[1], np.asarray(proba)[:, 1], names[1]), folder / "roc_curve.png")
             )
+        if calibration is not None:
+            written.append(_save(_reliability_figure(calibration), folder / "reliability_curve.png"))
     else:
         truth = truth.astype(np.float64)
         predicted = predicted.astype(np.float64)
@@ -125,6 +131,44 @@ def _roc_figure(positive: np.ndarray[Any, Any], score: np.ndarray[Any, Any], pos
     ax.set_title(f"ROC curve (positive class: {positive_label})")
     ax.legend(loc="lower right")
     ax.grid(alpha=0.3)
+    return fig
+
+
+def _reliability_figure(calibration: Calibration) -> Figure:
+    """The reliability curve (each confidence bin's accuracy against its mean confidence, on the diagonal when
+    calibrated) over the rows per bin, which say how much each point of the curve can be believed."""
+    fig = Figure(figsize=(5.5, 6.0))
+    fig.subplots_adjust(left=0.13, right=0.96, bottom=0.08, top=0.93, hspace=0.08)
+    curve, counts = fig.subplots(2, 1, sharex=True, gridspec_kw={"height_ratios": [3, 1]})
+    filled = [b for b in calibration.bins if b.rows]
+    curve.plot([0, 1], [0, 1], linestyle="--", color="grey", label="perfectly calibrated")
+    curve.plot(
+        [b.confidence for b in filled],
+        [b.accuracy for b in filled],
+        marker="o",
+        linewidth=2,
+        label=f"model (ECE = {calibration.error:.3f})",
+    )
+    curve.set_xlim(0.0, 1.0)
+    curve.set_ylim(0.0, 1.02)
+    curve.set_ylabel("Accuracy of the bin's rows")
+    curve.set_title(
+        f"Reliability ({calibration.rows} test rows: accuracy {calibration.accuracy:.1%}, "
+        f"mean confidence {calibration.confidence:.1%})",
+        fontsize=10,
+    )
+    curve.legend(loc="upper left")
+    curve.grid(alpha=0.3)
+    counts.bar(
+        [(b.lower + b.upper) / 2 for b in calibration.bins],
+        [b.rows for b in calibration.bins],
+        width=[(b.upper - b.lower) * 0.9 for b in calibration.bins],
+        color="tab:blue",
+        alpha=0.7,
+    )
+    counts.set_xlabel("Confidence (probability of the predicted class)")
+    counts.set_ylabel("Rows")
+    counts.grid(alpha=0.3)
     return fig
 
 

@@ -23,6 +23,7 @@ from fasttrack.config import ResolvedTask, TrainConfig
 from fasttrack.data.schema import Schema
 from fasttrack.errors import ConfigError, DataError
 from fasttrack.features.frames import prepare_features
+from fasttrack.monitoring.performance import Calibration, calibration
 from fasttrack.runtime.base import natives
 from fasttrack.training.evaluate import (
     Evaluation,
@@ -143,6 +144,7 @@ def train(
         labels=labels,
         confusion_matrix=confusion(y_test, predicted, labels) if labels is not None else None,
         notes=notes,
+        calibration=_calibration(predicted, proba, y_test),
     )
     return TrainResult(
         pipeline=pipeline,
@@ -165,6 +167,16 @@ def train(
 
 def _silent(_: str) -> None:
     return None
+
+
+def _calibration(
+    predicted: np.ndarray[Any, Any], proba: np.ndarray[Any, Any] | None, truth: pd.Series[Any]
+) -> Calibration | None:
+    """A classifier's calibration on the held-out rows (its top-label confidence against whether it was right,
+    any number of classes); ``None`` for a regressor, which has no probabilities."""
+    if proba is None:
+        return None
+    return calibration(proba, np.asarray(predicted) == truth.to_numpy())
 
 
 def _features_and_target(frame: pd.DataFrame, schema: Schema) -> tuple[pd.DataFrame, pd.Series[Any], list[Any] | None]:

@@ -51,6 +51,21 @@ def test_train_overrides_the_config_and_reports_the_registration(trained: Any, h
     assert run.data.params["threshold.accuracy"] == "0.8"  # from the config, kept
 
 
+def test_train_shows_the_calibration_and_whether_the_server_will_trust_it(trained: Any, home: Path) -> None:
+    from fasttrack.api import describe_version
+
+    run = _run(home, describe_version("sample", "1", settings=_settings(home)).run_id)
+    error = run.data.metrics["calibration_error"]  # logged to MLflow, with the reliability curve beside the plots
+    shown = re.search(r"calibration: ECE (\d\.\d{4}) .*; accuracy estimate (trusted|not trusted): ", trained.stdout)
+    assert shown, trained.stdout
+    assert float(shown.group(1)) == pytest.approx(error, abs=5e-5)
+    assert shown.group(2) == ("trusted" if error <= 0.05 else "not trusted")  # FASTTRACK_CALIBRATION_MAX_ERROR
+    from mlflow import MlflowClient
+
+    plots = MlflowClient(tracking_uri=_settings(home).resolved_tracking_uri()).list_artifacts(run.info.run_id, "plots")
+    assert "plots/reliability_curve.png" in {artifact.path for artifact in plots}
+
+
 def test_a_failed_gate_is_an_error_after_the_metrics(trained: Any, home: Path) -> None:
     failed = invoke(home, "train", "-c", CONFIG, "--data", SAMPLE, "--cv-folds", "0", "--threshold", "accuracy=0.999")
     assert isinstance(failed.exception, QualityGateError)

@@ -39,6 +39,9 @@ def test_folder_round_trip_predicts_original_labels(good_result: TrainResult, tm
     assert model.predict_proba(frame)[0, 1] > 0.9
     assert loaded.schema == good_result.schema
     assert read_metadata(folder).labels == ["no", "yes"]
+    # The calibration measured at training travels with the model, for the server to judge.
+    assert good_result.evaluation.calibration is not None
+    assert read_metadata(folder).calibration == good_result.evaluation.calibration
 
 
 def test_folder_is_a_standard_mlflow_model(good_result: TrainResult, tmp_path: Path) -> None:

@@ -43,6 +43,8 @@ def test_first_version_is_registered_as_champion(good_result: TrainResult, setti
     assert recorded.params["model"] == "linear"
     assert recorded.metrics["test_accuracy"] == pytest.approx(good_result.evaluation.metrics["accuracy"])
     assert "baseline_accuracy" in recorded.metrics
+    assert good_result.evaluation.calibration is not None
+    assert recorded.metrics["calibration_error"] == pytest.approx(good_result.evaluation.calibration.error)
     artifacts = {a.path for a in mlflow_client.list_artifacts(run.run_id, "reports")}
     assert artifacts == {"reports/evaluation.json", "reports/holdout.parquet", "reports/train_rows.parquet"}
     assert recorded.params["split_salt"] == "fasttrack"

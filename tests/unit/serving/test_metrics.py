@@ -126,9 +126,16 @@ def test_the_server_exports_every_series_monitoring_queries_with_its_labels(
     serve_app: Callable[..., Any], settings: Settings, mixed: Predictor, regressor: Predictor
 ) -> None:
     # prometheus.METRICS is what monitoring/ (alerts, dashboard) queries: a classifier with every feature kind and
-    # a regressor, with small windows, export all of it, with exactly those labels (Prometheus adds job, instance).
+    # a regressor, with small windows, export all of it, with exactly those labels (Prometheus adds job, instance);
+    # every recorded calibration trusted, so that the classifier exports its estimated accuracy too.
     small = settings.model_copy(
-        update={"drift_window": 10, "drift_min_rows": 1, "live_window": 10, "live_min_samples": 1}
+        update={
+            "drift_window": 10,
+            "drift_min_rows": 1,
+            "live_window": 10,
+            "live_min_samples": 1,
+            "calibration_max_error": 1.0,
+        }
     )
     exported: dict[str, set[frozenset[str]]] = {}
     traffic = [(mixed, {"amount": 20.0, "colour": "purple", "member": True}, "yes"), (regressor, {"x": 3.1}, 7.0)]

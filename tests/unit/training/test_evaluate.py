@@ -12,6 +12,7 @@ import pytest
 from sklearn.dummy import DummyClassifier
 
 from fasttrack.config import CLASSIFICATION_METRICS, REGRESSION_METRICS
+from fasttrack.monitoring.performance import calibration
 from fasttrack.training.evaluate import (
     Evaluation,
     GateDecision,
@@ -209,6 +210,17 @@ def test_evaluation_to_dict_is_json_ready_and_round_trips() -> None:
     back = Evaluation.from_dict(json.loads(text))
     assert back.to_dict() == data
     assert back.cv == {"roc_auc": (0.88, 0.02)}
+
+
+def test_a_classifiers_calibration_round_trips_with_its_evaluation() -> None:
+    recorded = calibration(np.array([[0.9, 0.1], [0.2, 0.8], [0.4, 0.6]]), [True, False, True])
+    data = _evaluation(calibration=recorded).to_dict()
+    assert data["calibration"]["error"] == pytest.approx(recorded.error)
+    back = Evaluation.from_dict(json.loads(json.dumps(data, allow_nan=False)))
+    assert back.calibration == recorded
+    # Evaluations recorded before calibration was (no key) read back without one.
+    older = {k: v for k, v in _evaluation().to_dict().items() if k != "calibration"}
+    assert Evaluation.from_dict(older).calibration is None
 
 
 @pytest.mark.parametrize(

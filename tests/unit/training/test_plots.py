@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from fasttrack.monitoring.performance import calibration
 from fasttrack.training.plots import save_plots, save_prediction_plots
 from fasttrack.training.train import train
 
@@ -29,13 +30,13 @@ def test_binary_classification_plots(make_data: Any, train_config: Any, tmp_path
     data = make_data("classification")
     result = train(data.frame, train_config("linear", cv_folds=0), data.schema)
     paths = save_plots(result, tmp_path / "plots")
-    _assert_pngs(paths, ["confusion_matrix.png", "roc_curve.png"])
+    _assert_pngs(paths, ["confusion_matrix.png", "roc_curve.png", "reliability_curve.png"])
 
 
 def test_multiclass_plots_have_no_roc_curve(make_data: Any, train_config: Any, tmp_path: Path) -> None:
     data = make_data("classification", labels=("Adelie", "Chinstrap", "Gentoo"))
     result = train(data.frame, train_config("linear", cv_folds=0), data.schema)
-    _assert_pngs(save_plots(result, tmp_path), ["confusion_matrix.png"])
+    _assert_pngs(save_plots(result, tmp_path), ["confusion_matrix.png", "reliability_curve.png"])
 
 
 def test_regression_plots(make_data: Any, train_config: Any, tmp_path: Path) -> None:
@@ -84,7 +85,21 @@ def test_plots_use_the_predictions_training_kept(make_data: Any, train_config: A
     result = train(data.frame, train_config("linear", cv_folds=0), data.schema)
     assert result.test_predictions is not None
     kept = dataclasses.replace(result, pipeline=_NoPredictions())
-    _assert_pngs(save_plots(kept, tmp_path / "kept"), ["confusion_matrix.png", "roc_curve.png"])
+    _assert_pngs(
+        save_plots(kept, tmp_path / "kept"), ["confusion_matrix.png", "roc_curve.png", "reliability_curve.png"]
+    )
     # A result without kept predictions (made by hand, say) is predicted again.
     bare = dataclasses.replace(result, test_predictions=None, test_proba=None)
-    _assert_pngs(save_plots(bare, tmp_path / "bare"), ["confusion_matrix.png", "roc_curve.png"])
+    _assert_pngs(
+        save_plots(bare, tmp_path / "bare"), ["confusion_matrix.png", "roc_curve.png", "reliability_curve.png"]
+    )
+
+
+def test_the_reliability_curve_draws_the_recorded_calibration(tmp_path: Path) -> None:
+    # Drawn from the calibration alone (no predictions needed), empty bins included; and absent without one.
+    recorded = calibration(np.array([[0.95, 0.05]] * 30 + [[0.4, 0.6]] * 20), [True] * 27 + [False] * 3 + [True] * 20)
+    y_true = np.array(["a", "b"] * 25)
+    paths = save_prediction_plots(tmp_path, task="classification", y_true=y_true, y_pred=y_true, calibration=recorded)
+    _assert_pngs(paths, ["confusion_matrix.png", "reliability_curve.png"])
+    without = save_prediction_plots(tmp_path / "without", task="classification", y_true=y_true, y_pred=y_true)
+    assert [p.name for p in without] == ["confusion_matrix.png"]

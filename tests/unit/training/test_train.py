@@ -294,3 +294,37 @@ def test_the_held_out_predictions_are_kept(make_data: Any, train_config: Any, ta
     expected = result.pipeline.predict_proba(result.X_test)
     columns = [list(result.pipeline.classes_).index(label) for label in result.labels]
     np.testing.assert_array_equal(result.test_proba, expected[:, columns])
+
+
+@pytest.mark.parametrize(
+    ("model", "labels"),
+    [
+        ("linear", ("negative", "positive")),
+        ("hist_gradient_boosting", ("negative", "positive")),
+        ("linear", ("Adelie", "Chinstrap", "Gentoo")),
+        ("random_forest", (0, 1, 2)),
+    ],
+)
+def test_a_classifier_records_its_calibration_on_the_held_out_rows(
+    make_data: Any, train_config: Any, model: str, labels: tuple[Any, ...]
+) -> None:
+    data = make_data("classification", labels=labels, rows=400)
+    result = train(data.frame, train_config(model, cv_folds=0), data.schema)
+    calib = result.evaluation.calibration
+    assert calib is not None and result.test_proba is not None
+    # The held-out rows, each judged by its top-label confidence (any number of classes) against being right.
+    assert calib.rows == result.test_rows
+    assert calib.accuracy == pytest.approx(result.evaluation.metrics["accuracy"])
+    assert calib.confidence == pytest.approx(float(result.test_proba.max(axis=1).mean()))
+    assert sum(b.rows for b in calib.bins) == result.test_rows
+    # ECE: the rows-weighted gap of each non-empty bin, recomputed here from the bins' own numbers.
+    gaps = [b.rows * abs((b.accuracy or 0.0) - (b.confidence or 0.0)) for b in calib.bins if b.rows]
+    assert calib.error == pytest.approx(sum(gaps) / calib.rows)
+    assert 0.0 <= calib.error <= 1.0
+    # The mean confidence misses the accuracy by at most the ECE (the triangle inequality over bins).
+    assert abs(calib.confidence - calib.accuracy) <= calib.error + 1e-12
+
+
+def test_a_regressor_records_no_calibration(make_data: Any, train_config: Any) -> None:
+    data = make_data("regression")
+    assert train(data.frame, train_config("linear", cv_folds=0), data.schema).evaluation.calibration is None
