@@ -366,7 +366,8 @@ def calibration_note(calibration: Calibration | None, max_error: float) -> str |
 
 # -------------------------------------------------------------------------------------------------- details
 def _bin_names(reference: NumericReference) -> list[str]:
-    """The PSI buckets' names of a numeric reference: each bin's range, then ``(missing)``."""
+    """The PSI buckets' names of a numeric reference: each bin's range (``(a, b]``: above a, up to b; the first and
+    last open), then ``(missing)``."""
     edges = reference.edges
     names = []
     for i in range(reference.bins):
@@ -375,12 +376,13 @@ def _bin_names(reference: NumericReference) -> list[str]:
         elif i == reference.bins - 1:
             names.append(f"> {_short(edges[i])}")
         else:
-            names.append(f"{_short(edges[i])} to {_short(edges[i + 1])}")
+            names.append(f"({_short(edges[i])}, {_short(edges[i + 1])}]")
     return [*names, "(missing)"]
 
 
 def _short(value: float) -> str:
-    return f"{value:.4g}"
+    """A bin edge as people read it: 164,200 rather than 1.642e+05; 0.1234 and 37.44 as they are."""
+    return f"{value:,.0f}" if abs(value) >= 10_000 else f"{value:.4g}"
 
 
 def _probabilities(table: pa.Table, labels: Sequence[str]) -> np.ndarray[Any, Any] | None:

@@ -172,7 +172,7 @@ def _distribution_figure(f: FeatureDrift) -> Figure:
     keep = [i for i in keep if expected[i] > 0 or actual[i] > 0] or keep
     x = np.arange(len(keep))
     fig = Figure(figsize=(6.0, 3.0))
-    fig.subplots_adjust(left=0.1, right=0.98, bottom=0.34, top=0.88)
+    fig.subplots_adjust(left=0.13, right=0.98, bottom=0.36, top=0.88)
     ax = fig.add_subplot()
     ax.bar(x, expected[keep], width=0.8, color=_TRAINING, alpha=0.75, label="training")
     ax.bar(x, actual[keep], width=0.5, color=_LIVE, alpha=0.7, label="live")
@@ -202,7 +202,7 @@ def _heatmap(version: VersionDrift, windows: Windows) -> Figure:
     high = max(0.5, 2 * max((f.threshold for f in columns), default=DEFAULT_PSI_THRESHOLD))
     height = 1.2 + 0.32 * len(names)
     fig = Figure(figsize=(max(6.0, 0.45 * windows.count + 2.5), height))
-    fig.subplots_adjust(left=0.18, right=0.98, bottom=min(0.6, 1.1 / height), top=1 - min(0.25, 0.35 / height))
+    fig.subplots_adjust(left=0.18, right=0.9, bottom=min(0.6, 1.1 / height), top=1 - min(0.25, 0.35 / height))
     ax = fig.add_subplot()
     masked = np.ma.masked_invalid(matrix)
     colours = mpl.colormaps["Reds"].with_extremes(bad="#f0f4f8")
