@@ -148,3 +148,10 @@ def test_times_from_the_command_line() -> None:
         parse_instant("yesterday")
     with pytest.raises(ConfigError, match="the period is empty"):
         Period(now, now)
+
+
+def test_an_fsspec_url_reads_as_a_folder_does(log: Path) -> None:
+    by_url = LogReader(log.resolve().as_uri()).read("predictions", "m", Period(START + dt.timedelta(days=1)))
+    by_path = LogReader(str(log)).read("predictions", "m", Period(START + dt.timedelta(days=1)))
+    assert by_url.num_rows == by_path.num_rows == 24 * 6 + 6
+    assert by_url.equals(by_path)
