@@ -213,3 +213,28 @@ def test_a_version_without_labels_has_no_performance(tmp_path: Path, schema: Sch
         "1", joined.table, schema, lambda _: 0.2, windows=windows, timestamps_us=stamps, labels=LABELS
     )
     assert version.performance is None and version.labelled == 0
+
+
+def test_a_regressor_has_rmse_and_mae_and_its_predictions_binned(tmp_path: Path) -> None:
+    data = frame(3000, seed=5).drop(columns="label")
+    data["price"] = data["amount"] * 3 + np.random.default_rng(6).normal(0, 5, len(data))
+    schema = infer_schema(data, "price", "regression")
+    live = frame(600, seed=7).drop(columns="label")
+    predicted = live["amount"].to_numpy() * 3
+    times = [START + dt.timedelta(minutes=i) for i in range(600)]
+    ids = [f"r{i}" for i in range(600)]
+    write_predictions(tmp_path, "m", "1", schema.features, live, predicted, times=times, ids=ids, classifier=False)
+    truth = predicted + 2.0  # every prediction 2 below the truth: RMSE = MAE = 2
+    write_feedback(tmp_path, "m", "1", ids, truth.tolist(), times=times, classifier=False)
+    reader = LogReader(str(tmp_path))
+    joined = join_labels(reader.read("predictions", "m", Period()), reader.read("feedback", "m", Period()))
+    stamps = timestamps_us(joined.table)
+    windows = Windows.covering(int(stamps.min()), int(stamps.max()))
+    version = version_drift("1", joined.table, schema, lambda _: 0.2, windows=windows, timestamps_us=stamps)
+    live_metrics = version.performance
+    assert live_metrics is not None and live_metrics.metric_names == ["rmse", "mae"]
+    assert live_metrics.overall == pytest.approx({"rmse": 2.0, "mae": 2.0})
+    assert version.calibration_note is None  # a regressor has no accuracy to estimate
+    assert version.prediction is not None and set(version.prediction.scores) == {"psi", "ks"}
+    assert not version.prediction.drifted
+    assert "rmse" in render(ReportData(model="m", source="log", period="all", versions=[version], windows=windows))
