@@ -192,9 +192,8 @@ def main() -> None:
         for title, command in commands.items():
             figures[title] = statistics.median(run(command, home) for _ in range(max(args.repeat, 1)))
         load = os.getloadavg()[0]
-    table = Table(
-        title=f"the inference log's readers on {args.rows:,} logged rows (load {load:.1f})", title_justify="left"
-    )
+    console.print(f"the inference log's readers on {args.rows:,} logged rows (1-minute load average {load:.1f}):")
+    table = Table()
     for column in ("command", "seconds", "rows/s"):
         table.add_column(column, justify="left" if column == "command" else "right")
     for title, seconds in figures.items():
