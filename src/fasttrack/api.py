@@ -945,6 +945,7 @@ def dataset_from_log(
     predictions = reader.read("predictions", name, period)
     versions = versions_served(predictions)
     if not versions:
+        _no_log(reader)
         raise DataError(f"no predictions of {name} in {reader.root} {period.describe()}")
     registered = [v for v in versions if v.isdigit()]
     if not registered:
@@ -1106,6 +1107,17 @@ def _log_reader(
     return LogReader(root), Period(instant(since), instant(until))
 
 
+def _no_log(reader: LogReader) -> None:
+    """Raise a DataError when nothing is at the log's root: a wrong path says so, not that a model made nothing."""
+    from fasttrack.errors import DataError
+
+    if not reader.exists():
+        raise DataError(
+            f"no inference log at {reader.root}: nothing is there (the server writes it where its "
+            "FASTTRACK_INFERENCE_LOG points)"
+        )
+
+
 def _version_folder(name: str, version: str, settings: Settings) -> LoadedModel:
     from fasttrack.registry.model_folder import load_model_folder
     from fasttrack.registry.resolve import resolve_model
@@ -1141,6 +1153,7 @@ def _log_report(
     predictions = reader.read("predictions", name, period, versions=[only] if only else None)
     versions = versions_served(predictions)
     if not versions:
+        _no_log(reader)
         which = f" by version {only}" if only else ""
         raise DataError(f"no predictions of {name}{which} in {reader.root} {period.describe()}")
     step("reading the labels")

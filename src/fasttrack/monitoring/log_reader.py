@@ -175,6 +175,15 @@ class LogReader:
             message = object_store.error_message(exc, self.root) if is_url(self.root) else None
             raise DataError(message or f"cannot read the inference log {self.root}: {first_line(exc)}") from None
 
+    def exists(self) -> bool:
+        """Whether anything is at the log's root (a missing folder, bucket or prefix is nothing)."""
+        try:
+            found = self.filesystem.get_file_info(self._base)
+        except (pa.ArrowException, OSError, ValueError) as exc:
+            message = object_store.error_message(exc, self.root) if is_url(self.root) else None
+            raise DataError(message or f"cannot open the inference log {self.root}: {first_line(exc)}") from None
+        return bool(found.type != pafs.FileType.NotFound)
+
     def describe(self, table: Table, model: str) -> str:
         """Where a model's table is, for messages."""
         return f"{self.root}/{table}, model {model}"

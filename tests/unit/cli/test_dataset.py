@@ -125,6 +125,8 @@ def test_failures_are_one_readable_error(home: Path, log: tuple[Path, dict[str, 
     out = str(tmp_path / "x.parquet")
     missing = invoke(home, "dataset", "from-log", "mixed", "--out", out)
     assert isinstance(missing.exception, ConfigError) and "FASTTRACK_INFERENCE_LOG" in str(missing.exception)
+    nowhere = invoke(home, "dataset", "from-log", "mixed", "--log", str(tmp_path / "nowhere"), "--out", out)
+    assert isinstance(nowhere.exception, DataError) and "no inference log at" in str(nowhere.exception)
     nothing = invoke(home, "dataset", "from-log", "mixed", "--log", root, "--out", out, "--since", "2027-01-01")
     assert isinstance(nothing.exception, DataError) and "no predictions of mixed" in str(nothing.exception)
     unlabelled = invoke(

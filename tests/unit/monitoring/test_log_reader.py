@@ -155,3 +155,8 @@ def test_an_fsspec_url_reads_as_a_folder_does(log: Path) -> None:
     by_path = LogReader(str(log)).read("predictions", "m", Period(START + dt.timedelta(days=1)))
     assert by_url.num_rows == by_path.num_rows == 24 * 6 + 6
     assert by_url.equals(by_path)
+
+
+def test_whether_a_log_is_there(tmp_path: Path, log: Path) -> None:
+    assert LogReader(str(log)).exists()
+    assert not LogReader(str(tmp_path / "nowhere")).exists()
