@@ -9,6 +9,7 @@ constrained layout costs as much as drawing the figure, and a report draws dozen
 from __future__ import annotations
 
 import base64
+import contextlib
 import html
 import io
 import math
@@ -20,6 +21,7 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from fasttrack.errors import DataError
 from fasttrack.monitoring.drift_report import FeatureDrift, ReportData, VersionDrift, WindowPerformance, Windows
 from fasttrack.monitoring.statistics import DEFAULT_PSI_THRESHOLD
 
@@ -47,14 +49,18 @@ figcaption { font-size: 0.85rem; color: #52606d; }
 
 
 def write_report(report: ReportData, path: Path) -> Path:
-    """Write the report to ``path``, atomically (written beside it, then renamed)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """Write the report to ``path``, atomically (written beside it, then renamed); ``DataError`` when it cannot be."""
+    text = render(report)
     tmp = path.with_name(f".{path.name}.tmp")
     try:
-        tmp.write_text(render(report), encoding="utf-8")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp.write_text(text, encoding="utf-8")
         tmp.replace(path)
+    except OSError as exc:
+        raise DataError(f"cannot write the report to {path}: {exc.strerror or exc}") from None
     finally:
-        tmp.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):  # nothing to remove where nothing could be written
+            tmp.unlink(missing_ok=True)
     return path
 
 

@@ -238,3 +238,11 @@ def test_a_regressor_has_rmse_and_mae_and_its_predictions_binned(tmp_path: Path)
     assert version.prediction is not None and set(version.prediction.scores) == {"psi", "ks"}
     assert not version.prediction.drifted
     assert "rmse" in render(ReportData(model="m", source="log", period="all", versions=[version], windows=windows))
+
+
+def test_a_report_that_cannot_be_written_is_one_error(tmp_path: Path) -> None:
+    from fasttrack.errors import DataError
+
+    (tmp_path / "taken").write_text("a file, not a folder")
+    with pytest.raises(DataError, match="cannot write the report to"):
+        write_report(ReportData(model="m", source="s", period="p", versions=[]), tmp_path / "taken" / "drift.html")
