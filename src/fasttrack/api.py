@@ -967,7 +967,10 @@ def dataset_from_log(
     step(f"writing {joined.labelled} labelled rows")
     labelled = joined.table.filter(pc.is_valid(joined.table[LABEL]))
     frame = labelled_frame(labelled, schema)
-    save_frame(frame, target)
+    try:
+        save_frame(frame, target)
+    except OSError as exc:
+        raise DataError(f"cannot write {target}: {exc.strerror or exc}") from None
     return LogDataset(
         name=name,
         log=reader.root,

@@ -144,6 +144,9 @@ def test_failures_are_one_readable_error(home: Path, log: tuple[Path, dict[str, 
         "2026-12-01T08:02:30",
     )
     assert isinstance(unlabelled.exception, DataError) and "has a label yet" in str(unlabelled.exception)
+    (tmp_path / "taken").write_text("a file, not a folder")
+    unwritable = invoke(home, "dataset", "from-log", "mixed", "--log", root, "--out", str(tmp_path / "taken" / "x.csv"))
+    assert isinstance(unwritable.exception, DataError) and "cannot write" in str(unwritable.exception)
     wrong = invoke(home, "dataset", "from-log", "mixed", "--log", root, "--out", str(tmp_path / "x.xlsx"))
     assert isinstance(wrong.exception, ConfigError) and ".xlsx" in str(wrong.exception)
     assert not (tmp_path / "x.parquet").exists()
