@@ -1030,7 +1030,8 @@ def drift_report(
     ``FASTTRACK_DRIFT_THRESHOLDS``, as the server judges), each feature's live distribution against its training
     profile with PSI and KS (numbers) or JS (categories), the predictions against the target's profile, PSI per
     feature and time window, and where labels exist, the live accuracy (or RMSE and MAE) per window, beside the
-    accuracy estimated from the probabilities for a classifier whose calibration was recorded and is trusted.
+    accuracy estimated from the probabilities for a classifier whose calibration was recorded and is trusted
+    (``FASTTRACK_CALIBRATION_MAX_ERROR``).
     From a data file (``data``): the features' drift from a version's profile only. The HTML holds its figures
     and styles inline (no network needed to open it) and is written atomically.
 
@@ -1189,6 +1190,7 @@ def _log_report(
                 timestamps_us=stamps[mask.to_numpy(zero_copy_only=False)],
                 labels=None if labels is None else [str(category_text(label)) for label in labels],
                 calibration=folder.metadata.calibration,
+                max_calibration_error=settings.calibration_max_error,
                 min_rows=settings.drift_min_rows,
                 min_labels=settings.live_min_samples,
             )

@@ -350,18 +350,11 @@ def window_performance(
 
 
 def calibration_note(calibration: Calibration | None, max_error: float) -> str | None:
-    """Why the estimated accuracy is not drawn for a classifier, or ``None`` when it is trusted."""
-    if calibration is None:
-        return (
-            "the model is not known to be calibrated (no calibration was recorded at training), so its accuracy "
-            "is not estimated from its probabilities"
-        )
-    if not calibration.trusted(max_error):
-        return (
-            f"the model is not calibrated enough to estimate its accuracy from its probabilities: its expected "
-            f"calibration error at training was {calibration.error:.3f}, above {max_error:.3f}"
-        )
-    return None
+    """Why the estimated accuracy is not drawn for a classifier, or ``None`` when it is trusted: the judgement and
+    its sentence are :func:`~fasttrack.monitoring.performance.calibration_verdict`'s, as training and the server
+    give them."""
+    verdict = performance.calibration_verdict(calibration, max_error)
+    return None if verdict.trusted else f"the model is not known to be calibrated: {verdict.reason}"
 
 
 # -------------------------------------------------------------------------------------------------- details
