@@ -22,11 +22,42 @@ except PackageNotFoundError:  # running from a source tree that is not installed
     __version__ = "0.0.0"
 
 if TYPE_CHECKING:
-    from fasttrack.api import check_data, evaluate, ingest, load, promote, score_file, train
+    from fasttrack.api import (
+        check_data,
+        dataset_from_log,
+        drift_report,
+        evaluate,
+        ingest,
+        load,
+        promote,
+        score_file,
+        train,
+    )
 
-_API = ("ingest", "check_data", "train", "load", "evaluate", "promote", "score_file")
+_API = (
+    "ingest",
+    "check_data",
+    "train",
+    "load",
+    "evaluate",
+    "promote",
+    "score_file",
+    "dataset_from_log",
+    "drift_report",
+)
 
-__all__ = ["__version__", "check_data", "evaluate", "ingest", "load", "promote", "score_file", "train"]
+__all__ = [
+    "__version__",
+    "check_data",
+    "dataset_from_log",
+    "drift_report",
+    "evaluate",
+    "ingest",
+    "load",
+    "promote",
+    "score_file",
+    "train",
+]
 
 
 def __getattr__(name: str) -> Any:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -27,6 +28,8 @@ if TYPE_CHECKING:
     from fasttrack.data.clean import CleanOptions
     from fasttrack.data.compat import Purpose
     from fasttrack.data.ingest import IngestResult
+    from fasttrack.monitoring.drift_report import ReportData, VersionDrift
+    from fasttrack.monitoring.log_reader import LogReader, Period
     from fasttrack.registry.history import AliasEvent, AliasHistory
     from fasttrack.registry.model_folder import LoadedModel
     from fasttrack.registry.promotion import PromotionResult
@@ -38,11 +41,15 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DataCheck",
+    "DriftReport",
+    "LogDataset",
     "ModelEvaluation",
     "TrainOutcome",
     "alias_history",
     "check_data",
+    "dataset_from_log",
     "describe_version",
+    "drift_report",
     "evaluate",
     "ingest",
     "list_versions",
@@ -846,3 +853,381 @@ def score_file(
         format=format,
         progress=progress,
     )
+
+
+# ---------------------------------------------------------------------------------------- the inference log
+@dataclass(frozen=True)
+class LogDataset:
+    """What :func:`dataset_from_log` wrote: the labelled rows, and how many predictions and labels it read.
+
+    ``predictions`` = ``labelled`` + ``unlabelled`` (the rows written are the labelled ones). ``labels`` counts the
+    valid labels read, ``repeated_labels`` the later labels of ids already labelled (not used: the first wins), and
+    ``orphan_labels`` the labelled ids whose prediction is not in the period. The columns are the features of
+    ``schema_version`` (the newest version served in the period) and its target.
+    """
+
+    name: str
+    log: str
+    output: Path
+    period: str
+    versions: list[str]
+    schema_version: str
+    predictions: int
+    labelled: int
+    unlabelled: int
+    labels: int
+    repeated_labels: int
+    orphan_labels: int
+    columns: list[str]
+
+
+def dataset_from_log(
+    name: str,
+    output: str | Path,
+    *,
+    log: str | None = None,
+    since: str | datetime | None = None,
+    until: str | datetime | None = None,
+    settings: Settings | None = None,
+    on_step: OnStep | None = None,
+) -> LogDataset:
+    """Labelled data from the inference log: a model's predictions in a period joined with their labels, written as
+    a training file (``.parquet`` or ``.csv``) for ``fasttrack train`` or the retraining DAG.
+
+    Each prediction takes the first valid label received for its id (a later one for the same id is counted, not
+    used); predictions without a label are counted and left out. The columns are the features of the newest version
+    that served in the period, typed as its training data had them (whole numbers, booleans and numeric labels
+    back to their training types; categories as text; a feature an older version did not log is missing in its
+    rows), then its target. The file is written atomically.
+
+    Parameters
+    ----------
+    name
+        The registered model whose predictions are read.
+    output
+        The file to write (``.parquet``, ``.csv``, ``.json`` or ``.jsonl``).
+    log
+        The inference log: a folder or an ``s3://`` / ``gs://`` prefix (default: ``FASTTRACK_INFERENCE_LOG``).
+    since, until
+        The period (UTC; ``since`` included, ``until`` excluded): datetimes, or text as the command line takes it
+        (``2026-12-03``, ``2026-12-03T10:30``, or an age such as ``7d``); default: the whole log.
+    settings, on_step
+        As for :func:`train`.
+
+    Returns
+    -------
+    LogDataset
+        The file written, the rows labelled and unlabelled, the labels read, repeated and orphaned.
+
+    Raises
+    ------
+    ConfigError
+        No log given or set, an unreadable time, or an output name that cannot be written.
+    DataError
+        The log cannot be read, holds no prediction of the model in the period, or none with a label.
+    ModelNotFoundError
+        The newest version that served is not registered (its schema types the columns).
+    """
+    import pyarrow.compute as pc
+
+    from fasttrack.data.ingest import frame_suffix, save_frame
+    from fasttrack.errors import DataError
+    from fasttrack.monitoring.labelled import labelled_frame
+    from fasttrack.monitoring.log_layout import LABEL
+    from fasttrack.monitoring.log_reader import join_labels, versions_served
+
+    step = on_step or _silent
+    target = Path(output)
+    frame_suffix(target)
+    settings = settings or get_settings()
+    reader, period = _log_reader(log, since, until, settings)
+    step(f"reading the predictions of {name}")
+    predictions = reader.read("predictions", name, period)
+    versions = versions_served(predictions)
+    if not versions:
+        _no_log(reader)
+        raise DataError(f"no predictions of {name} in {reader.root} {period.describe()}")
+    registered = [v for v in versions if v.isdigit()]
+    if not registered:
+        raise DataError(
+            f"the predictions of {name} in {reader.root} were made by versions that are not registered "
+            f"({', '.join(versions)}): no training schema to type the columns by"
+        )
+    newest = registered[-1]
+    step(f"loading version {newest}'s schema")
+    schema = _version_folder(name, newest, settings).schema
+    step("reading the labels")
+    feedback = reader.read("feedback", name, period, bounded=False)
+    joined = join_labels(predictions, feedback)
+    if not joined.labelled:
+        raise DataError(
+            f"none of the {predictions.num_rows} predictions of {name} in {reader.root} {period.describe()} has a "
+            "label yet (labels come from POST /feedback)"
+        )
+    step(f"writing {joined.labelled} labelled rows")
+    labelled = joined.table.filter(pc.is_valid(joined.table[LABEL]))
+    frame = labelled_frame(labelled, schema)
+    try:
+        save_frame(frame, target)
+    except OSError as exc:
+        raise DataError(f"cannot write {target}: {exc.strerror or exc}") from None
+    return LogDataset(
+        name=name,
+        log=reader.root,
+        output=target,
+        period=period.describe(),
+        versions=versions,
+        schema_version=newest,
+        predictions=predictions.num_rows,
+        labelled=joined.labelled,
+        unlabelled=joined.unlabelled,
+        labels=joined.labels,
+        repeated_labels=joined.repeated,
+        orphan_labels=joined.orphans,
+        columns=[str(c) for c in frame.columns],
+    )
+
+
+@dataclass(frozen=True)
+class DriftReport:
+    """What :func:`drift_report` wrote: the HTML file and, per version, the drift it found.
+
+    ``versions`` holds each version's :class:`~fasttrack.monitoring.drift_report.VersionDrift`: ``rows``,
+    ``labelled``, ``features`` (drifted first; each with ``scores``, ``threshold`` and ``drifted``),
+    ``prediction`` and ``performance``. ``notes`` says what was left out and why.
+    """
+
+    name: str
+    output: Path
+    source: str
+    period: str
+    versions: list[VersionDrift]
+    notes: list[str]
+
+    @property
+    def drifted(self) -> dict[str, list[str]]:
+        """The drifted features of each version."""
+        return {v.version: [f.name for f in v.drifted] for v in self.versions}
+
+
+def drift_report(
+    name: str,
+    output: str | Path = "drift.html",
+    *,
+    log: str | None = None,
+    data: str | Path | None = None,
+    since: str | datetime | None = None,
+    until: str | datetime | None = None,
+    version: str | None = None,
+    settings: Settings | None = None,
+    on_step: OnStep | None = None,
+) -> DriftReport:
+    """Write one self-contained HTML drift report of a model: what it was asked in a period against what it was
+    trained on, and how it did.
+
+    From the inference log, for every version that served in the period (or ``version``): a summary listing the
+    drifted features first (PSI above ``FASTTRACK_DRIFT_THRESHOLD`` or the feature's own in
+    ``FASTTRACK_DRIFT_THRESHOLDS``, as the server judges), each feature's live distribution against its training
+    profile with PSI and KS (numbers) or JS (categories), the predictions against the target's profile, PSI per
+    feature and time window, and where labels exist, the live accuracy (or RMSE and MAE) per window, beside the
+    accuracy estimated from the probabilities for a classifier whose calibration was recorded and is trusted
+    (``FASTTRACK_CALIBRATION_MAX_ERROR``).
+    From a data file (``data``): the features' drift from a version's profile only. The HTML holds its figures
+    and styles inline (no network needed to open it) and is written atomically.
+
+    Parameters
+    ----------
+    name
+        The registered model.
+    output
+        The HTML file to write.
+    log
+        The inference log (default: ``FASTTRACK_INFERENCE_LOG``); not with ``data``.
+    data
+        A data file (CSV, JSON, JSON Lines, Parquet; path or URL) to compare with a version's training profile.
+    since, until
+        The period of the log read, as for :func:`dataset_from_log`.
+    version
+        Only this version (a number or an alias); with ``data``, the version whose profile is compared (default:
+        ``champion``, else the latest).
+    settings, on_step
+        As for :func:`train`.
+
+    Returns
+    -------
+    DriftReport
+        The file written and each version's drift.
+
+    Raises
+    ------
+    ConfigError
+        Both ``log`` and ``data``, no log given or set, or an unreadable time.
+    DataError
+        The log or the file cannot be read, or holds no row of the model in the period.
+    ModelNotFoundError
+        No such model or version.
+    """
+    from fasttrack.errors import DataError
+    from fasttrack.monitoring.report_html import write_report
+
+    step = on_step or _silent
+    target = Path(output)
+    if log and data:
+        raise ConfigError("give either an inference log (log) or a data file (data), not both")
+    settings = settings or get_settings()
+
+    def threshold(feature: str) -> float:
+        return float(settings.drift_thresholds.get(feature, settings.drift_threshold))
+
+    if data:
+        report, notes = _data_report(name, data, version, threshold, settings, step)
+    else:
+        report, notes = _log_report(name, log, since, until, version, threshold, settings, step)
+    if not report.versions:
+        raise DataError(f"nothing to report for {name}: " + "; ".join(notes))
+    step(f"drawing the report ({sum(len(v.features) for v in report.versions)} features)")
+    write_report(report, target)
+    return DriftReport(
+        name=name, output=target, source=report.source, period=report.period, versions=report.versions, notes=notes
+    )
+
+
+def _log_reader(
+    log: str | None, since: str | datetime | None, until: str | datetime | None, settings: Settings
+) -> tuple[LogReader, Period]:
+    from fasttrack.monitoring.log_reader import LogReader, Period, parse_instant
+
+    root = log or settings.inference_log
+    if not root:
+        raise ConfigError(
+            "no inference log: give --log (a folder or an s3:// / gs:// prefix) or set FASTTRACK_INFERENCE_LOG"
+        )
+
+    def instant(value: str | datetime | None) -> datetime | None:
+        if value is None or isinstance(value, datetime):
+            return value if value is None or value.tzinfo else value.replace(tzinfo=UTC)
+        return parse_instant(value)
+
+    return LogReader(root), Period(instant(since), instant(until))
+
+
+def _no_log(reader: LogReader) -> None:
+    """Raise a DataError when nothing is at the log's root: a wrong path says so, not that a model made nothing."""
+    from fasttrack.errors import DataError
+
+    if not reader.exists():
+        raise DataError(
+            f"no inference log at {reader.root}: nothing is there (the server writes it where its "
+            "FASTTRACK_INFERENCE_LOG points)"
+        )
+
+
+def _version_folder(name: str, version: str, settings: Settings) -> LoadedModel:
+    from fasttrack.registry.model_folder import load_model_folder
+    from fasttrack.registry.resolve import resolve_model
+
+    return load_model_folder(resolve_model(f"models:/{name}/{version}", settings).path)
+
+
+def _log_report(
+    name: str,
+    log: str | None,
+    since: str | datetime | None,
+    until: str | datetime | None,
+    version: str | None,
+    threshold: Callable[[str], float],
+    settings: Settings,
+    step: OnStep,
+) -> tuple[ReportData, list[str]]:
+    """The report's numbers from the inference log (:func:`drift_report`)."""
+    import pyarrow.compute as pc
+
+    from fasttrack.errors import DataError, ModelNotFoundError
+    from fasttrack.features.rules import category_text
+    from fasttrack.monitoring.drift_report import ReportData, Windows, version_drift
+    from fasttrack.monitoring.log_layout import VERSION
+    from fasttrack.monitoring.log_reader import join_labels, timestamps_us, versions_served
+    from fasttrack.registry.resolve import resolve_model
+
+    reader, period = _log_reader(log, since, until, settings)
+    only = None
+    if version is not None:
+        only = version if version.isdigit() else resolve_model(f"models:/{name}@{version}", settings).version
+    step(f"reading the predictions of {name}")
+    predictions = reader.read("predictions", name, period, versions=[only] if only else None)
+    versions = versions_served(predictions)
+    if not versions:
+        _no_log(reader)
+        which = f" by version {only}" if only else ""
+        raise DataError(f"no predictions of {name}{which} in {reader.root} {period.describe()}")
+    step("reading the labels")
+    joined = join_labels(predictions, reader.read("feedback", name, period, bounded=False)).table
+    stamps = timestamps_us(joined)
+    windows = Windows.covering(int(stamps.min()), int(stamps.max()))
+    notes: list[str] = []
+    drifts = []
+    for served in versions:
+        mask = pc.equal(joined[VERSION], served)
+        rows = joined.filter(mask)
+        try:
+            folder = _version_folder(name, served, settings) if served.isdigit() else None
+        except ModelNotFoundError:
+            folder = None
+        if folder is None:
+            notes.append(
+                f"version {served} is not a registered version of {name}: its {rows.num_rows} rows are left out"
+            )
+            continue
+        step(f"scoring version {served} ({rows.num_rows:,} rows)")
+        labels = folder.metadata.labels
+        drifts.append(
+            version_drift(
+                served,
+                rows,
+                folder.schema,
+                threshold,
+                windows=windows,
+                timestamps_us=stamps[mask.to_numpy(zero_copy_only=False)],
+                labels=None if labels is None else [str(category_text(label)) for label in labels],
+                calibration=folder.metadata.calibration,
+                max_calibration_error=settings.calibration_max_error,
+                min_rows=settings.drift_min_rows,
+                min_labels=settings.live_min_samples,
+            )
+        )
+    report = ReportData(
+        model=name, source=reader.root, period=period.describe(), versions=drifts, windows=windows, notes=notes
+    )
+    return report, notes
+
+
+def _data_report(
+    name: str,
+    data: str | Path,
+    version: str | None,
+    threshold: Callable[[str], float],
+    settings: Settings,
+    step: OnStep,
+) -> tuple[ReportData, list[str]]:
+    """The report's numbers for a data file against a version's training profile (:func:`drift_report`)."""
+    from fasttrack.data.compat import clean_options
+    from fasttrack.features.frames import frame_input
+    from fasttrack.monitoring.drift_report import ReportData, data_drift
+    from fasttrack.registry.model_folder import load_model_folder
+    from fasttrack.registry.resolve import resolve_model
+
+    step("finding the model")
+    uri = f"models:/{name}/{version}" if version and version.isdigit() else f"models:/{name}@{version or 'champion'}"
+    resolved = resolve_model(uri, settings)
+    folder = load_model_folder(resolved.path)
+    step(f"reading {data}")
+    # Every row counts, as in the server's windows: a repeated row is traffic, not a duplicate to drop.
+    options = clean_options(folder.schema, "score").model_copy(update={"drop_duplicates": False})
+    ingested = _read(data, None, None, target=None, options=options)
+    step("reading the features")
+    prepared = frame_input(ingested.frame, folder.schema)
+    prepared.raise_for_violations()
+    drift = data_drift(resolved.version or "local", folder.schema, prepared.columns, prepared.rows, threshold)
+    notes = [f"{ingested.source}: a data file compared with version {drift.version}'s training profile (drift only)"]
+    report = ReportData(model=name, source=ingested.source, period="a data file", versions=[drift], notes=notes)
+    return report, notes

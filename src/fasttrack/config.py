@@ -151,6 +151,12 @@ class Settings(BaseSettings):
         "is estimated from its confidences and exported as fasttrack_estimated_accuracy; a model above it, or "
         "without a recorded calibration, says so and exports no estimate.",
     )
+    inference_log: str | None = Field(
+        None,
+        description="Where the inference log is: a folder or an s3:// / gs:// prefix (the server writes every "
+        "prediction and label there; `fasttrack dataset from-log` and `fasttrack report drift` read it). Off when "
+        "unset.",
+    )
 
     @field_validator("promotion_margin")
     @classmethod

@@ -17,7 +17,7 @@ import typer
 from rich.markup import escape
 
 from fasttrack import __version__, exit_codes, process
-from fasttrack.cli import data, models, scoring, serve, training
+from fasttrack.cli import data, dataset, models, report, scoring, serve, training
 from fasttrack.cli.render import err, out
 from fasttrack.errors import FastTrackError
 
@@ -35,6 +35,8 @@ app.command()(training.train)
 app.command()(training.evaluate)
 app.command()(scoring.predict)
 app.add_typer(models.models_app, name="models")
+app.add_typer(dataset.dataset_app, name="dataset")
+app.add_typer(report.report_app, name="report")
 app.command()(serve.serve)
 
 

@@ -22,6 +22,18 @@ ModelOption = Annotated[
     ),
 ]
 
+LogOption = Annotated[
+    str | None,
+    typer.Option(
+        "--log", help="The inference log: a folder or an s3:// / gs:// prefix (default: FASTTRACK_INFERENCE_LOG)."
+    ),
+]
+SinceOption = Annotated[
+    str | None,
+    typer.Option(help="Start of the period, UTC: 2026-12-03, 2026-12-03T10:30, or an age (30m, 12h, 7d)."),
+]
+UntilOption = Annotated[str | None, typer.Option(help="End of the period (excluded), as --since; default: now.")]
+
 
 def parse_pairs(values: list[str] | None, what: str) -> dict[str, Any]:
     """``key=value`` pairs; values parsed as YAML scalars (numbers, booleans, null) where they look like them."""

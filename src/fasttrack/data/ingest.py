@@ -292,15 +292,22 @@ def _read_json(data: bytes, name: str, *, lines: bool) -> pd.DataFrame:
     raise DataError(f"{name}: {expected}; got {type(loaded).__name__}")
 
 
+def frame_suffix(path: str | Path) -> str:
+    """The extension :func:`save_frame` writes ``path`` by; ``ConfigError`` for one it cannot write (checked before
+    long work, so a typo fails at once)."""
+    suffix = Path(path).suffix.lower()
+    if suffix not in (".parquet", ".pq", ".csv", ".jsonl", ".ndjson", ".json"):
+        raise ConfigError(f"cannot write {path}: use .parquet, .csv, .json or .jsonl")
+    return suffix
+
+
 def save_frame(frame: pd.DataFrame, path: str | Path) -> Path:
     """Write a frame as its extension says (``.parquet``, ``.csv``, ``.json``, ``.jsonl``), atomically.
 
     The file appears complete or not at all: it is written beside its final name and renamed into place.
     """
     path = Path(path)
-    suffix = path.suffix.lower()
-    if suffix not in (".parquet", ".pq", ".csv", ".jsonl", ".ndjson", ".json"):
-        raise ConfigError(f"cannot write {path}: use .parquet, .csv, .json or .jsonl")
+    suffix = frame_suffix(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
     try:

@@ -105,7 +105,29 @@ def feedback_schema(*, classifier: bool) -> pa.Schema:
 
 def partition(root: str, table: Table, model: str, day: dt.date) -> str:
     """The folder of one table's files for one model and UTC day (``root`` without a trailing slash)."""
-    return f"{root.rstrip('/')}/{table}/{MODEL}={quote(model, safe='')}/{DATE}={day.isoformat()}"
+    return f"{model_folder(root, table, model)}/{date_folder(day)}"
+
+
+def model_folder(root: str, table: Table, model: str) -> str:
+    """The folder of one table's files for one model: its date partitions are under it."""
+    return f"{root.rstrip('/')}/{table}/{MODEL}={quote(model, safe='')}"
+
+
+def date_folder(day: dt.date) -> str:
+    """The name of a UTC day's partition folder (under :func:`model_folder`)."""
+    return f"{DATE}={day.isoformat()}"
+
+
+def folder_date(name: str) -> dt.date | None:
+    """The UTC day of a partition folder's name (its last path segment), or ``None`` when it is not one."""
+    base = name.rstrip("/").rsplit("/", 1)[-1]
+    key, sep, value = base.partition("=")
+    if not sep or key != DATE:
+        return None
+    try:
+        return dt.date.fromisoformat(value)
+    except ValueError:
+        return None
 
 
 def file_name(first: dt.datetime, sequence: int, random_hex: str, pid: int | None = None) -> str:
