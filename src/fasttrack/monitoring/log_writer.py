@@ -342,8 +342,8 @@ class _Buffer:
 def _prediction_batch(schema: pa.Schema, items: Sequence[tuple[Any, ...]]) -> pa.RecordBatch:
     """One Arrow batch from queued prediction items (all of one schema): each column converted in one call.
 
-    Each column is built from the calls' own lists, as a list array flattened by Arrow: no Python loop over the
-    values. Versions and labels, a handful of distinct values, are converted once each and repeated by Arrow.
+    Each column is the calls' own lists joined and converted in one call. Versions and labels, a handful of
+    distinct values, are converted once each and repeated by Arrow.
     """
     counts = [len(item[6]) for item in items]
     source: LogSource = items[0][1]
@@ -366,8 +366,9 @@ def _prediction_batch(schema: pa.Schema, items: Sequence[tuple[Any, ...]]) -> pa
 
 
 def _flat(lists: list[list[Any]], kind: pa.DataType) -> pa.Array:
-    """One column from the calls' lists of values."""
-    return pa.array(lists, pa.list_(kind)).flatten()
+    """One column from the calls' lists of values (joined by ``itertools.chain``: measured faster than Arrow's own
+    list arrays, flattened, or a comprehension)."""
+    return pa.array(list(itertools.chain.from_iterable(lists)), kind)
 
 
 def _repeated(values: list[str], counts: list[int]) -> pa.Array:
@@ -495,6 +496,7 @@ class InferenceLog:
         # oldest generation and every full collection would scan them again (measured: 32 ms instead of 7 for the
         # adult model's server, 12 µs more per request).
         _label_texts([["warm"]])
+        _flat([[0.5]], pa.float64())
 
     # ------------------------------------------------------------------------------------------ request path
     def source(
