@@ -7,11 +7,11 @@ For each model (``--models``, as bench/serving.py names them: ``sample``, the 2-
   polling off, no access log), ``off`` without the log and ``on`` with ``FASTTRACK_INFERENCE_LOG`` pointing at a
   temporary folder and the log's default settings, and loads them in turn with ``wrk -t2 -cC -dDs`` (one record per
   request, the order rotating each round). Printed: req/s and server CPU µs per request (median, min-max over
-  rounds) and the ratio on ÷ off per round (issue 15's target: at least 0.85). Then whether the log kept up with the
-  server's full single-row rate: the rows it wrote (``fasttrack_inference_log_written_rows_total``, waited for until
-  its last buffer is due, at most ``FASTTRACK_INFERENCE_LOG_ROTATE_SECONDS`` later) against the rows predicted
-  (``fasttrack_prediction_rows_total``), the rows dropped, and the rows and distinct ids read back from the Parquet
-  files after the server's SIGTERM.
+  rounds), start-up (process start -> ready) and resident memory once ready, and the ratio on ÷ off per round
+  (issue 15's target: at least 0.85). Then whether the log kept up with the server's full single-row rate: the
+  rows it wrote (``fasttrack_inference_log_written_rows_total``, waited for until its last buffer is due, at most
+  ``FASTTRACK_INFERENCE_LOG_ROTATE_SECONDS`` later) against the rows predicted (``fasttrack_prediction_rows_total``),
+  the rows dropped, and the rows and distinct ids read back from the Parquet files after the server's SIGTERM.
 * **in process**: two apps in this process (``create_app`` on the same folder, their lifespans run, the heap
   settled as the server does), log off and on, called in turn through their ASGI interface with ``POST /predict``:
   ``--calls`` requests per turn, one at a time and 16 at once (the 16 share one model call), ``--turns`` short turns
@@ -125,6 +125,8 @@ def wrk_side_by_side(model: str, folder: Path, home: Path, args: argparse.Namesp
             "rps_runs": [r["rps"] for r in server.runs],
             "cpu_runs": [r["cpu_us"] for r in server.runs],
             "bad": sum(r["bad"] + r["socket_errors"] for r in server.runs),
+            "startup_s": server.startup_s,
+            "rss_ready_mb": server.rss_ready_mb,
         }
     off, on_runs = servers[0].runs, servers[1].runs
     figures["ratios"] = [b["rps"] / a["rps"] for a, b in zip(off, on_runs, strict=True)]
@@ -279,7 +281,7 @@ def parts(folder: Path, home: Path) -> dict[str, float]:
 def report(figures: dict[str, Any], args: argparse.Namespace) -> None:
     model = figures["model"]
     table = Table(title=f"{model}: wrk -t{args.threads} -c{args.connections} -d{args.duration}s, {args.rounds} rounds")
-    for column in ("server", "req/s", "CPU µs/req", "notes"):
+    for column in ("server", "req/s", "CPU µs/req", "ready s", "RSS MB ready", "notes"):
         table.add_column(column, justify="left" if column in ("server", "notes") else "right")
     for name in ("off", "on"):
         side = figures[name]
@@ -287,6 +289,8 @@ def report(figures: dict[str, Any], args: argparse.Namespace) -> None:
             f"fasttrack, log {name}",
             wrkbench.spread(side["rps_runs"], ".0f"),
             wrkbench.spread(side["cpu_runs"], ".0f"),
+            f"{side['startup_s']:.2f}",
+            f"{side['rss_ready_mb']:.0f}",
             f"{side['bad']:.0f} non-2xx/socket errors" if side["bad"] else "",
         )
     console.print(table)
