@@ -4,6 +4,7 @@ counted when the queue is full or the store fails, everything written on close, 
 from __future__ import annotations
 
 import datetime as dt
+import importlib.util
 import logging
 import random
 import threading
@@ -363,3 +364,6 @@ def test_bad_locations_and_sizes_are_refused(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="rotate_seconds > 0"):
         InferenceLog(str(tmp_path), rotate_seconds=0)
     assert open_store(f"file://{tmp_path}").root == str(tmp_path.resolve())
+    if importlib.util.find_spec("gcsfs") is None:  # the gcs extra is not installed here: said at start, in one line
+        with pytest.raises(ConfigError, match="needs gcsfs: install FastTrack with the gcs extra"):
+            open_store("gs://bucket/log")
