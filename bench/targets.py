@@ -2,12 +2,13 @@
 target, met.
 
 Reads the JSON files that ``bench/serving.py --json``, ``bench/startup.py --json``, ``bench/batch_scoring.py
---json``, ``bench/training.py --json`` and ``bench/drift_report.py --json`` write (``make bench`` puts them in
-``.bench/``) and prints every figure of issue 7's target table, issue 13's start-up of ``models:/sample@champion``
-and issue 15's drift report on a million logged rows, with the value measured in that run. A figure whose
-benchmark did not run (or whose server failed) is shown as not measured, never as met. Under the table: the
-training floors (no FastTrack code in them), the batch scoring's peak memory as the file grows, which the issue
-asks to stay flat without giving a number, and the time of ``fasttrack dataset from-log`` on the million rows.
+--json``, ``bench/training.py --json``, ``bench/drift_report.py --json`` and ``bench/inference_log.py --json``
+write (``make bench`` puts them in ``.bench/``) and prints every figure of issue 7's target table, issue 13's
+start-up of ``models:/sample@champion`` and issue 15's drift report on a million logged rows and cost of the
+inference log, with the value measured in that run. A figure whose benchmark did not run (or whose server failed)
+is shown as not measured, never as met. Under the table: the training floors (no FastTrack code in them), the batch
+scoring's peak memory as the file grows, which the issue asks to stay flat without giving a number, and the time of
+``fasttrack dataset from-log`` on the million rows.
 
 Run: ``.venv/bin/python bench/targets.py [--dir .bench]``. Not part of the test suite.
 """
@@ -142,14 +143,33 @@ FLOORS = {
 }
 
 
+#: The inference log's models, as bench/inference_log.py names them.
+LOG_MODELS = {"sample": "2-feature logistic", "adult": "categorical pipeline (adult.csv), hist GBDT"}
+
+
+def inference_log_rows(log: dict[str, Any] | None) -> list[Row]:
+    """Issue 15: throughput with the log on ÷ off, and the log keeping up (every row written, none dropped)."""
+    models = {m["model"]: m for m in (log or {}).get("models", [])}
+    rows = []
+    for key, title in LOG_MODELS.items():
+        figures = models.get(key, {})
+        rows.append(at_least(f"req/s, inference log on ÷ off: {title}", figures.get("ratio"), 0.85, "{:.2f}".format))
+        predicted, written = figures.get("predicted"), figures.get("written")
+        kept = written / predicted if predicted and written is not None else None
+        rows.append(at_least(f"inference log rows written ÷ predicted: {title}", kept, 1.0, "{:.3f}".format))
+        rows.append(at_most(f"inference log rows dropped: {title}", figures.get("dropped"), 0, "{:,.0f}".format))
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--dir", type=Path, default=ROOT / ".bench", help="where the benchmarks wrote their JSON")
     args = parser.parse_args()
-    names = ("serving", "startup", "batch", "training", "drift")
+    names = ("serving", "startup", "batch", "training", "drift", "inference_log")
     sources = {name: load(args.dir / f"{name}.json") for name in names}
     rows = serving_rows(sources["serving"]) + startup_rows(sources["startup"])
     rows += batch_rows(sources["batch"]) + training_rows(sources["training"]) + drift_rows(sources["drift"])
+    rows += inference_log_rows(sources["inference_log"])
     table = Table(title="issues 7, 13 and 15: targets against this run", title_justify="left")
     for column in ("figure", "target", "measured", "met"):
         table.add_column(column, justify="left" if column == "figure" else "right")

@@ -118,6 +118,37 @@ def stop(process: subprocess.Popen[Any], timeout: float = 15) -> None:
         process.wait()
 
 
+@contextmanager
+def read_only_folder(folder: Path) -> Iterator[Path]:
+    """``folder`` (made if absent) where nobody can create anything, root included, until the block ends.
+
+    Permissions (mode 555) stop other users; root, whom they do not stop, is stopped by the immutable attribute
+    (``chattr +i``, on ext4, XFS, Btrfs). Skips the test where neither works, after checking by trying to write.
+    """
+    import pytest
+
+    folder.mkdir(parents=True, exist_ok=True)
+    folder.chmod(0o555)
+    chattr = (
+        subprocess.run(["chattr", "+i", str(folder)], check=False, capture_output=True) if os.geteuid() == 0 else None
+    )
+    immutable = chattr is not None and chattr.returncode == 0
+    try:
+        probe = folder / "probe"
+        try:
+            probe.mkdir()
+        except OSError:
+            pass
+        else:
+            probe.rmdir()
+            pytest.skip(f"cannot make {folder} read-only here (no chattr +i for root on this file system)")
+        yield folder
+    finally:
+        if immutable:
+            subprocess.run(["chattr", "-i", str(folder)], check=True)
+        folder.chmod(0o755)
+
+
 # ----------------------------------------------------------------------------------- models for serving tests
 #: The models :func:`train_serving_models` registers: a classifier and a regressor on the bundled samples, and a
 #: classifier over every feature kind (numeric with missing values, categorical, boolean).

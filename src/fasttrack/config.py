@@ -53,6 +53,8 @@ CLASSIFICATION_METRICS: dict[str, bool] = {
 }
 REGRESSION_METRICS: dict[str, bool] = {"rmse": False, "mae": False, "r2": True, "mape": False}
 DEFAULT_PRIMARY_METRIC: dict[ResolvedTask, str] = {"classification": "roc_auc", "regression": "rmse"}
+#: Where the inference log can go besides a plain folder (s3a is Hadoop's name for s3, gcs gcsfs's for gs).
+_LOG_SCHEMES = frozenset({"file", "s3", "s3a", "gs", "gcs"})
 
 
 def higher_is_better(metric: str) -> bool:
@@ -151,11 +153,27 @@ class Settings(BaseSettings):
         "is estimated from its confidences and exported as fasttrack_estimated_accuracy; a model above it, or "
         "without a recorded calibration, says so and exports no estimate.",
     )
+    # The inference log (monitoring/log_writer.py writes it, one writer per server process; docs/inference-log.md).
     inference_log: str | None = Field(
         None,
         description="Where the inference log is: a folder or an s3:// / gs:// prefix (the server writes every "
-        "prediction and label there; `fasttrack dataset from-log` and `fasttrack report drift` read it). Off when "
-        "unset.",
+        "prediction and label there as Parquet; `fasttrack dataset from-log` and `fasttrack report drift` read it). "
+        "Off when unset.",
+    )
+    inference_log_queue_rows: int = Field(
+        100_000,
+        ge=1,
+        description="Rows waiting for the inference log's writer beyond which new rows are dropped and counted "
+        "(never waited for).",
+    )
+    inference_log_rotate_rows: int = Field(
+        100_000, ge=1, description="Rows per inference log file (of one model, table and day) before it is written."
+    )
+    inference_log_rotate_seconds: float = Field(
+        60.0,
+        gt=0,
+        description="Seconds a logged row waits at most before its file is written (what kill -9 can lose; SIGTERM "
+        "writes everything).",
     )
 
     @field_validator("promotion_margin")
@@ -172,6 +190,20 @@ class Settings(BaseSettings):
         size = info.data.get(window)
         if size is not None and value > size:
             raise ValueError(f"must not exceed FASTTRACK_{window.upper()} ({size}), got {value}")
+        return value
+
+    @field_validator("inference_log")
+    @classmethod
+    def _log_location(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None  # set but empty: off, as when unset
+        value = value.strip()
+        if "://" in value:
+            scheme, rest = value.split("://", 1)
+            if scheme.lower() not in _LOG_SCHEMES:
+                raise ValueError(f"must be a folder or an s3:// or gs:// prefix, got {value!r}")
+            if not rest.strip("/"):
+                raise ValueError(f"names no bucket or folder: {value!r}")
         return value
 
     def resolved_tracking_uri(self) -> str:

@@ -44,6 +44,11 @@ def test_monitoring_settings_read_the_environment(monkeypatch: pytest.MonkeyPatc
         ("FASTTRACK_LIVE_MIN_SAMPLES", "5000", "FASTTRACK_LIVE_MIN_SAMPLES: .*must not exceed FASTTRACK_LIVE_WINDOW"),
         ("FASTTRACK_DRIFT_THRESHOLD", "-1", "FASTTRACK_DRIFT_THRESHOLD"),
         ("FASTTRACK_FEEDBACK_CAPACITY", "0", "FASTTRACK_FEEDBACK_CAPACITY"),
+        ("FASTTRACK_INFERENCE_LOG", "http://example.com/log", "FASTTRACK_INFERENCE_LOG: .*a folder or an s3://"),
+        ("FASTTRACK_INFERENCE_LOG", "s3://", "FASTTRACK_INFERENCE_LOG: .*names no bucket"),
+        ("FASTTRACK_INFERENCE_LOG_QUEUE_ROWS", "0", "FASTTRACK_INFERENCE_LOG_QUEUE_ROWS"),
+        ("FASTTRACK_INFERENCE_LOG_ROTATE_ROWS", "many", "FASTTRACK_INFERENCE_LOG_ROTATE_ROWS"),
+        ("FASTTRACK_INFERENCE_LOG_ROTATE_SECONDS", "0", "FASTTRACK_INFERENCE_LOG_ROTATE_SECONDS"),
     ],
 )
 def test_bad_monitoring_settings_are_refused(
@@ -52,6 +57,17 @@ def test_bad_monitoring_settings_are_refused(
     monkeypatch.setenv(variable, value)
     with pytest.raises(ConfigError, match=message):
         get_settings()
+
+
+def test_the_inference_log_is_off_unless_given(monkeypatch: pytest.MonkeyPatch) -> None:
+    defaults = get_settings()
+    assert defaults.inference_log is None
+    assert (defaults.inference_log_queue_rows, defaults.inference_log_rotate_rows) == (100_000, 100_000)
+    assert defaults.inference_log_rotate_seconds == 60
+    monkeypatch.setenv("FASTTRACK_INFERENCE_LOG", " ")
+    assert get_settings().inference_log is None
+    monkeypatch.setenv("FASTTRACK_INFERENCE_LOG", "s3://bucket/log/")
+    assert get_settings().inference_log == "s3://bucket/log/"
 
 
 def test_tracking_uri_precedence(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

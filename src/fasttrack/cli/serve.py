@@ -25,11 +25,18 @@ def serve(
         Engine | None,
         typer.Option(help="Inference engine: auto (ONNX when the model has a checked model.onnx), onnx or sklearn."),
     ] = None,
+    inference_log: Annotated[
+        str | None,
+        typer.Option(
+            help="Log every prediction and label as Parquet to this folder or s3:// / gs:// prefix "
+            "(default: FASTTRACK_INFERENCE_LOG, else off; see docs/inference-log.md)."
+        ),
+    ] = None,
 ) -> None:
     """Serve a model over HTTP: /predict, MLflow's /invocations, the V2 protocol, /metrics; follows the registry.
 
     The model is resolved before the port is bound (an unknown model fails at once) and loaded in the
-    background; SIGTERM drains in-flight requests before exiting.
+    background; SIGTERM drains in-flight requests (and writes the inference log's last rows) before exiting.
     """
     from fasttrack.serving.app import run
 
@@ -41,5 +48,6 @@ def serve(
         reload_interval=reload_interval,
         access_log=access_log,
         engine=engine,
+        inference_log=inference_log,
     )
     run(settings)

@@ -376,6 +376,10 @@ def run(settings: Settings) -> None:
 
     configure_logging(settings)
     resolved = resolve_model(settings.model, settings)
+    if settings.inference_log:  # a location no worker could write to is refused before the port is bound
+        from fasttrack.monitoring.log_writer import open_store
+
+        open_store(settings.inference_log)
     common: dict[str, Any] = {
         "host": settings.host,
         "port": settings.port,

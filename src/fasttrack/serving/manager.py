@@ -15,6 +15,12 @@ and, for ids it does not know, with those of the version served before the last 
 promotion for predictions made before it).
 
 URIs that name one fixed thing (``models:/NAME/3``, ``runs:/...``, a local folder) are not polled.
+
+With ``FASTTRACK_INFERENCE_LOG`` set, the manager owns the process' inference log
+(:class:`~fasttrack.monitoring.log_writer.InferenceLog`): it hands each version it swaps in its way into the log
+(so every prediction is logged, with the class probabilities of a classifier), logs the labels
+:meth:`ModelManager.feedback` receives, starts the writer with the manager and closes it (writing everything
+queued) when the manager stops, as the server does on SIGTERM.
 """
 
 from __future__ import annotations
@@ -25,7 +31,7 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from fasttrack.config import Settings
 from fasttrack.errors import FastTrackError, ModelLoadError
@@ -33,6 +39,9 @@ from fasttrack.registry.resolve import ResolvedModel, default_model_uri, resolve
 from fasttrack.serving.feedback import FeedbackItem, FeedbackResult
 from fasttrack.serving.metrics import ModelMetrics, ServerMetrics
 from fasttrack.serving.predictor import Predictor
+
+if TYPE_CHECKING:
+    from fasttrack.monitoring.log_writer import InferenceLog
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +75,25 @@ def load_checked(resolved: ResolvedModel, metrics: ServerMetrics, settings: Sett
         raise ModelLoadError(f"cannot load {resolved.uri}: {type(exc).__name__}: {exc}") from None
     predictor.check()
     return predictor
+
+
+def open_inference_log(settings: Settings, metrics: ServerMetrics) -> InferenceLog | None:
+    """The inference log ``settings`` ask for (``None`` when off), counting in ``metrics``; not started yet.
+
+    Imported only when on: a server without the log never imports pyarrow. ``ConfigError`` for a location
+    FastTrack cannot write to (an unknown scheme, an object store whose fsspec backend is missing).
+    """
+    if not settings.inference_log:
+        return None
+    from fasttrack.monitoring.log_writer import InferenceLog
+
+    return InferenceLog(
+        settings.inference_log,
+        queue_rows=settings.inference_log_queue_rows,
+        rotate_rows=settings.inference_log_rotate_rows,
+        rotate_seconds=settings.inference_log_rotate_seconds,
+        counters=metrics.inference_log,
+    )
 
 
 def follows_registry(uri: str) -> bool:
@@ -106,6 +134,8 @@ class ModelManager:
         self._settled = threading.Event()  # set once the first load succeeded or failed
         self._thread: threading.Thread | None = None
         self._refused: set[tuple[str | None, str | None]] = set()
+        #: The process' inference log (``None`` when ``FASTTRACK_INFERENCE_LOG`` is not set).
+        self.inference_log = open_inference_log(settings, metrics)
         metrics.not_ready()
         if predictor is not None:
             self._swap(predictor)
@@ -125,16 +155,22 @@ class ModelManager:
         """Load the model (unless given) and poll the registry, in a background thread."""
         if self._thread is not None:
             return
+        if self.inference_log is not None:
+            self.inference_log.start()
         self._stop.clear()
         self._thread = threading.Thread(target=self._run, name="fasttrack-model-manager", daemon=True)
         self._thread.start()
 
     def stop(self, timeout: float = 5.0) -> None:
-        """Stop polling (a load in progress finishes in its daemon thread; it is not waited for past ``timeout``)."""
+        """Stop polling (a load in progress finishes in its daemon thread; it is not waited for past ``timeout``),
+        then write what the inference log holds and close it (see :meth:`InferenceLog.close
+        <fasttrack.monitoring.log_writer.InferenceLog.close>`)."""
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout)
             self._thread = None
+        if self.inference_log is not None:
+            self.inference_log.close()
 
     def wait_ready(self, timeout: float | None) -> bool:
         """Block until a model is loaded, the first load failed, or ``timeout`` passes; whether one is loaded."""
@@ -227,6 +263,15 @@ class ModelManager:
             return self._result("reloaded", candidate=candidate.version)
 
     def _swap(self, predictor: Predictor) -> None:
+        if self.inference_log is not None:  # before it serves: its first prediction is logged too
+            predictor.inference_log = self.inference_log.source(
+                predictor.name,
+                predictor.version,
+                predictor.schema.features,
+                classifier=predictor.is_classifier,
+                labels=predictor.labels or (),
+            )
+            predictor.track_probabilities = predictor.track_probabilities or predictor.is_classifier
         previous = self._current
         self._current = predictor  # one reference assignment: requests see the old or the new, never half
         self._retired = previous.metrics if previous is not None else None  # its windows, not its model
@@ -246,7 +291,8 @@ class ModelManager:
     def feedback(self, predictor: Predictor, pairs: Sequence[tuple[str, Any]]) -> FeedbackResult:
         """Join (prediction id, true label) pairs with ``predictor``'s predictions (the version serving the
         request) and, for ids it does not know, with the previous version's; count each outcome under the version
-        that answered it (``fasttrack_feedback_total``)."""
+        that answered it (``fasttrack_feedback_total``); with the inference log on, log every label but the invalid
+        ones, with its outcome, under ``predictor``'s version."""
         items = list(predictor.feedback.join(pairs).items)
         retired = self._retired
         unknown = [row for row, item in enumerate(items) if item.outcome == "unknown"]
@@ -261,6 +307,10 @@ class ModelManager:
         counted = Counter(item.outcome for item in items)
         counted.subtract(Counter(item.outcome for item in older))
         predictor.metrics.feedback(counted)
+        if predictor.inference_log is not None:  # every label but the invalid, to join predictions across processes
+            predictor.inference_log.feedback(
+                [(item.id, item.actual, item.outcome) for item in items if item.outcome != "invalid"]
+            )
         return FeedbackResult(items)
 
     def _result(self, outcome: Outcome, candidate: str | None = None, error: str | None = None) -> ReloadResult:

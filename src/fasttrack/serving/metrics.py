@@ -8,6 +8,9 @@ With several worker processes (``--workers N``) the server runs in Prometheus' m
 ``PROMETHEUS_MULTIPROC_DIR`` before the workers start, every process writes its samples there, and ``/metrics``
 (see :func:`render`) merges them, so any worker answers for all of them.
 
+The inference log's writer (:mod:`fasttrack.monitoring.log_writer`) counts what it wrote and dropped in
+:class:`InferenceLogMetrics` (zeros when the log is off).
+
 Live monitoring is exported by :class:`LiveCollector`, computed when Prometheus scrapes (never on the request path,
 which only appends to the windows): the drift of every monitored feature and of the predictions
 (``fasttrack_feature_drift``, with the PSI thresholds in ``fasttrack_feature_drift_threshold``) and the live
@@ -74,6 +77,10 @@ RELOAD_OUTCOMES: Final = ("success", "failure")
 #: Distinct predicted labels counted one by one; more than this (a mislabelled regression) are lumped together.
 MAX_LABELS: Final = 100
 OTHER_LABEL: Final = "__other__"
+#: The inference log's tables and the reasons it drops rows: ``log_layout.TABLES`` and ``log_writer.DROP_REASONS``
+#: (a test holds them equal), spelled here so that a server without the log never imports pyarrow.
+LOG_TABLES: Final = ("predictions", "feedback")
+LOG_DROP_REASONS: Final = ("queue_full", "store_error", "shutdown")
 
 
 def multiprocess_mode() -> bool:
@@ -185,6 +192,7 @@ class ServerMetrics:
             [*model, "outcome"],
             registry=self.registry,
         )
+        self.inference_log = InferenceLogMetrics(self.registry)
         self.live = LiveCollector()
         self.registry.register(self.live)
         self.http = HttpMetrics(self.registry, excluded=UNMEASURED, immediate=multiprocess_mode())
@@ -276,6 +284,63 @@ class ServerMetrics:
             registry.register(self.live)  # this worker's windows: they live in each process
             return generate_latest(registry)
         return generate_latest(self.registry)
+
+
+class InferenceLogMetrics:
+    """The inference log's counters (:class:`~fasttrack.monitoring.log_writer.LogCounters`), by table.
+
+    ``fasttrack_inference_log_written_rows_total{table}``, ``fasttrack_inference_log_files_total{table}``,
+    ``fasttrack_inference_log_dropped_rows_total{table, reason}`` (``queue_full``, ``store_error``, ``shutdown``) and
+    the gauge ``fasttrack_inference_log_queue_rows`` (rows waiting for the writer when it last took the queue; the
+    sum over workers). Every series exists from the start at 0, log on or off, so that ``increase()`` sees the first
+    dropped row. Updated by the writer thread, never on the request path (but for rows dropped there).
+    """
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        written = Counter(
+            "fasttrack_inference_log_written_rows",
+            "Rows written to the inference log (FASTTRACK_INFERENCE_LOG), by table: predictions or feedback.",
+            ["table"],
+            registry=registry,
+        )
+        files = Counter(
+            "fasttrack_inference_log_files",
+            "Parquet files written to the inference log, by table.",
+            ["table"],
+            registry=registry,
+        )
+        dropped = Counter(
+            "fasttrack_inference_log_dropped_rows",
+            "Rows the inference log will never hold, by table and reason: queue_full (the writer fell behind; the "
+            "requests were served), store_error (the store refused their file), shutdown (not written in time).",
+            ["table", "reason"],
+            registry=registry,
+        )
+        self._queue = Gauge(
+            "fasttrack_inference_log_queue_rows",
+            "Rows waiting for the inference log's writer when it last took its queue (summed over workers).",
+            registry=registry,
+            multiprocess_mode="livesum",
+        )
+        self._written = {table: written.labels(table) for table in LOG_TABLES}
+        self._files = {table: files.labels(table) for table in LOG_TABLES}
+        self._dropped = {(t, r): dropped.labels(t, r) for t in LOG_TABLES for r in LOG_DROP_REASONS}
+
+    def written(self, table: str, rows: int) -> None:
+        """Count rows written (in one file)."""
+        self._written[table].inc(rows)
+
+    def file(self, table: str) -> None:
+        """Count one file written."""
+        self._files[table].inc()
+
+    def dropped(self, table: str, reason: str, rows: int) -> None:
+        """Count rows dropped for ``reason``."""
+        self._dropped[table, reason].inc(rows)
+
+    def queued(self, rows: int) -> None:
+        """Record the rows the queue held when the writer took it."""
+        self._queue.set(rows)
 
 
 class ModelMetrics:

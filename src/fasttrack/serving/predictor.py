@@ -21,7 +21,7 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from time import perf_counter
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -38,6 +38,9 @@ from fasttrack.serving.drift import DriftMonitor
 from fasttrack.serving.estimate import ConfidenceWindow
 from fasttrack.serving.feedback import FeedbackWindow
 from fasttrack.serving.metrics import ModelMetrics, ServerMetrics
+
+if TYPE_CHECKING:
+    from fasttrack.monitoring.log_writer import LogSource
 
 log = logging.getLogger(__name__)
 
@@ -119,6 +122,9 @@ class Predictor:
             if self.calibration.trusted:
                 self.estimate = ConfidenceWindow(monitoring.drift_window, monitoring.drift_min_rows)
                 self.track_probabilities = True
+        #: Where :meth:`_track` also puts every prediction: the inference log, when the server has one (set by
+        #: the model manager before the version serves), else ``None``.
+        self.inference_log: LogSource | None = None
         self._coalescer = Coalescer(self)
         self.metrics: ModelMetrics = (metrics or ServerMetrics()).for_model(
             self.name,
@@ -241,7 +247,8 @@ class Predictor:
     ) -> list[tuple[str, list[str]]]:
         """Append validated rows and their predictions to the drift windows and remember the predictions under
         new ids, for one or several requests at once (O(1) per row; one lock and one random read per call); append
-        the probabilities to the estimate's window when there is one (one append per call).
+        the probabilities to the estimate's window when there is one, and hand the call to the inference log when
+        there is one (one append each per call).
 
         ``columns`` and ``predictions`` hold the requests' rows one request after the other, ``probabilities``
         (when computed: see :attr:`track_probabilities`) their class probabilities; ``requests`` gives each one's
@@ -259,6 +266,9 @@ class Predictor:
         self.feedback.record_many(zip(every, predictions, strict=True))
         if self.estimate is not None and probabilities is not None:
             self.estimate.observe(probabilities)
+        inference_log = self.inference_log
+        if inference_log is not None:  # one append to its queue: converted and written by its own thread
+            inference_log.predictions(columns, predictions, probabilities, every)
         return tracked
 
     def predict_input(self, model_input: ModelInput, *, probabilities: bool = False) -> PredictionBatch:

@@ -8,6 +8,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -15,6 +16,7 @@ from fasttrack.config import Settings
 from fasttrack.errors import FastTrackError
 from fasttrack.serving.manager import ModelManager, follows_registry
 from fasttrack.serving.metrics import ServerMetrics
+from fasttrack.serving.predictor import Predictor
 from support import register_broken, register_copy
 
 
@@ -212,3 +214,47 @@ def test_every_swap_is_followed_by_the_after_swap_hook(settings: Settings, model
         assert calls == ["1", "2"]  # called once the new version serves
         assert manager.reload().outcome == "unchanged"
         assert calls == ["1", "2"]
+
+
+def test_the_inference_log_holds_every_prediction_and_label(
+    serve_app: Callable[..., Any], settings: Settings, mixed: Predictor, tmp_path: Path
+) -> None:
+    import pyarrow.dataset as ds
+
+    root = tmp_path / "log"
+    logged = settings.model_copy(update={"inference_log": str(root)})
+    red = {"amount": None, "colour": "red", "member": False}
+    purple = {"amount": 20.5, "colour": "purple", "member": True}
+    with serve_app(logged, mixed) as (client, metrics):
+        assert client.app.state.manager.current.track_probabilities  # a classifier's probabilities are logged
+        single = client.post("/predict?ids=true&probabilities=true", json=purple).json()
+        batch = client.post("/predict?ids=true", json=[red, purple]).json()
+        invocations = client.post("/invocations", json={"dataframe_records": [red]})
+        answers = {single["id"]: (purple, single["prediction"], single["probabilities"])}
+        rows = zip(batch["ids"], [red, purple], batch["predictions"], strict=True)
+        answers |= {pid: (record, label, None) for pid, record, label in rows}
+        answers[invocations.headers["X-Prediction-Id"] + "-0"] = (red, invocations.json()["predictions"][0], None)
+        labels = [
+            {"id": single["id"], "label": "yes"},
+            {"id": batch["ids"][0], "label": "maybe"},
+            {"id": "nope", "label": "no"},
+        ]
+        assert client.post("/feedback", json=labels).json()["counts"]["invalid"] == 1
+    # The app has shut down: the log was closed, everything written.
+    logged = ds.dataset(root / "predictions", format="parquet", partitioning="hive").to_table().to_pylist()
+    assert sorted(row["prediction_id"] for row in logged) == sorted(answers)
+    for row in logged:
+        record, label, probabilities = answers[row["prediction_id"]]
+        assert (row["model"], row["version"], row["prediction"]) == ("mixed", "1", label)
+        assert row["input.amount"] == record["amount"] and row["input.colour"] == record["colour"]
+        assert row["input.member"] == float(record["member"])
+        assert abs(row["proba.no"] + row["proba.yes"] - 1) < 1e-9
+        if probabilities is not None:
+            assert (row["proba.no"], row["proba.yes"]) == (probabilities["no"], probabilities["yes"])
+    feedback = ds.dataset(root / "feedback", format="parquet", partitioning="hive").to_table().to_pylist()
+    assert {(r["prediction_id"], r["label"], r["outcome"]) for r in feedback} == {
+        ("nope", "no", "unknown"),
+        (single["id"], "yes", "matched"),
+    }
+    written = metrics.registry.get_sample_value("fasttrack_inference_log_written_rows_total", {"table": "predictions"})
+    assert written == 4

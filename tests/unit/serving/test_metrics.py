@@ -9,7 +9,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from fasttrack.config import Settings
-from fasttrack.serving.metrics import MAX_LABELS, OTHER_LABEL, ServerMetrics
+from fasttrack.serving.metrics import LOG_DROP_REASONS, LOG_TABLES, MAX_LABELS, OTHER_LABEL, ServerMetrics
 from fasttrack.serving.predictor import Predictor
 from prometheus import METRICS, TARGET_LABELS, series_labels
 
@@ -151,3 +151,21 @@ def test_the_server_exports_every_series_monitoring_queries_with_its_labels(
         assert series in exported, f"{series} is in prometheus.METRICS but the server does not export it"
         for labels in exported[series]:
             assert labels | set(TARGET_LABELS) == series_labels(series), f"{series}: labels {set(labels)}"
+
+
+def test_inference_log_series_exist_at_zero_and_name_the_writers_tables_and_reasons() -> None:
+    from fasttrack.monitoring.log_layout import TABLES
+    from fasttrack.monitoring.log_writer import DROP_REASONS
+
+    assert (LOG_TABLES, LOG_DROP_REASONS) == (TABLES, DROP_REASONS)  # spelled twice, so held equal here
+    metrics = ServerMetrics()
+    for table in TABLES:
+        assert value(metrics, "fasttrack_inference_log_written_rows_total", table=table) == 0
+        assert value(metrics, "fasttrack_inference_log_files_total", table=table) == 0
+        for reason in DROP_REASONS:
+            assert value(metrics, "fasttrack_inference_log_dropped_rows_total", table=table, reason=reason) == 0
+    assert value(metrics, "fasttrack_inference_log_queue_rows") == 0
+    metrics.inference_log.written("feedback", 3)
+    metrics.inference_log.dropped("predictions", "queue_full", 2)
+    assert value(metrics, "fasttrack_inference_log_written_rows_total", table="feedback") == 3
+    assert value(metrics, "fasttrack_inference_log_dropped_rows_total", table="predictions", reason="queue_full") == 2

@@ -8,7 +8,9 @@ every label in order, whether it was ``matched`` with its prediction or why not 
 
 The predictions are remembered in the process that made them (the last ``FASTTRACK_FEEDBACK_CAPACITY``, for
 ``FASTTRACK_FEEDBACK_TTL`` seconds when set): with ``--workers N > 1`` a label must reach the worker that made the
-prediction, so live accuracy wants one worker (or sticky routing); elsewhere the id is ``unknown``.
+prediction, so live accuracy wants one worker (or sticky routing); elsewhere the id is ``unknown``. With the
+inference log on (``FASTTRACK_INFERENCE_LOG``), every label but the ``invalid`` ones is also logged with its outcome,
+and the log joins labels to predictions across workers and restarts (docs/inference-log.md).
 """
 
 from __future__ import annotations
