@@ -69,6 +69,19 @@ def test_the_window_keeps_the_last_rows_only() -> None:
     assert all(part.base is None for part in window._recent)
 
 
+def test_the_window_holds_fewer_than_twice_its_rows_whatever_the_calls() -> None:
+    window = ConfidenceWindow(window=100, min_rows=1)
+    rng = np.random.default_rng(0)
+    for size in rng.integers(1, 150, 500):
+        confident = rng.uniform(0.5, 1.0, size)
+        window.observe(np.column_stack([confident, 1 - confident]))
+        held = sum(len(part) for part in window._recent)
+        assert 100 <= held < 200 or held == window.rows() < 100, held
+    last = np.linspace(0.55, 0.95, 100)
+    window.observe(np.column_stack([last, 1 - last]))
+    assert window.rows() == 100 and window.estimate() == pytest.approx(float(last.mean()))
+
+
 def test_the_window_refuses_a_minimum_above_its_size() -> None:
     with pytest.raises(ValueError, match="min_rows must be between 1 and window"):
         ConfidenceWindow(window=10, min_rows=11)
