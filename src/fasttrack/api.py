@@ -1076,8 +1076,10 @@ def drift_report(
         raise ConfigError("give either an inference log (log) or a data file (data), not both")
     settings = settings or get_settings()
 
+    from fasttrack.monitoring.statistics import psi_threshold
+
     def threshold(feature: str) -> float:
-        return float(settings.drift_thresholds.get(feature, settings.drift_threshold))
+        return psi_threshold(feature, settings.drift_thresholds, settings.drift_threshold)
 
     if data:
         report, notes = _data_report(name, data, version, threshold, settings, step)

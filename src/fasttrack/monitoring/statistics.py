@@ -45,6 +45,15 @@ PSI_EPSILON: Final = 1e-4
 
 
 # ------------------------------------------------------------------------------------------------ the measures
+def psi_threshold(
+    name: str, thresholds: Mapping[str, float] | None = None, default: float = DEFAULT_PSI_THRESHOLD
+) -> float:
+    """The PSI above which ``name`` (a feature, or the predictions) counts as drifted: its own threshold when
+    ``thresholds`` (``FASTTRACK_DRIFT_THRESHOLDS``) name it, else ``default`` (``FASTTRACK_DRIFT_THRESHOLD``).
+    The one rule the server's alerts and the drift report share."""
+    return float((thresholds or {}).get(name, default))
+
+
 def psi_rows(expected: Sequence[float] | Array, actual: Array, epsilon: float = PSI_EPSILON) -> Array:
     """PSI of each row of ``actual`` (``[W, K]`` counts or shares) against ``expected`` (``K`` counts or shares).
 

@@ -42,6 +42,7 @@ from fasttrack.monitoring.statistics import (
     ks_statistic,
     numeric_label_text,
     population_stability_index,
+    psi_threshold,
 )
 
 __all__ = [
@@ -143,7 +144,7 @@ class DriftMonitor:
         if unknown:
             raise ValueError(f"drift thresholds name unmonitored features {unknown}; monitored: {monitored}")
         self.thresholds: dict[str, float] = {
-            name: float((thresholds or {}).get(name, default_threshold)) for name in monitored
+            name: psi_threshold(name, thresholds, default_threshold) for name in monitored
         }
         self._lock = threading.Lock()
         self._generation = 0
