@@ -63,6 +63,12 @@ class SchemaValidationError(DataError):
         super().__init__(f"input does not match the model's schema: {shown}{more}")
 
 
+class ClusterError(FastTrackError):
+    """A Dask cluster cannot be reached or started, or lost work it could not recover (docs/scale.md)."""
+
+    status_code = 503
+
+
 class QualityGateError(FastTrackError):
     """A trained model did not pass the quality gate and was not registered for serving."""
 

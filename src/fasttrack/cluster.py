@@ -1,0 +1,176 @@
+"""Reaching a Dask cluster: the one place FastTrack connects to a scheduler or starts a local one (docs/scale.md).
+
+``--engine dask`` on ``ingest``, ``train`` and ``predict`` (and ``engine="dask"`` in the Python API) runs the work
+on a Dask ``distributed`` cluster: the scheduler at ``--scheduler ADDRESS`` (``scheduler=`` in the API), else at
+Dask's own ``DASK_SCHEDULER_ADDRESS`` (Dask's configuration key ``scheduler-address``), else a ``LocalCluster``
+of worker processes sized to this machine, started for the command and stopped after it.
+
+:func:`dask_client` is that choice. A scheduler that does not answer is one :class:`~fasttrack.errors.ClusterError`
+line within :data:`CONNECT_TIMEOUT_SECONDS`, never a hang or a traceback. Dask is an optional extra
+(``fasttrack[dask]``): nothing here imports it at module import, and :func:`require_dask` says how to install it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from typing import TYPE_CHECKING, Literal
+
+from fasttrack.errors import ClusterError, ConfigError
+
+if TYPE_CHECKING:
+    from distributed import Client
+
+#: Where a stage runs: ``local`` (this process, the default) or ``dask`` (a Dask cluster).
+ComputeEngine = Literal["local", "dask"]
+COMPUTE_ENGINES: tuple[ComputeEngine, ...] = ("local", "dask")
+
+#: Seconds a scheduler address has to answer before the command stops with one line.
+CONNECT_TIMEOUT_SECONDS = 10.0
+
+#: Dask's loggers, quietened to errors for a command's duration: the cluster's own chatter (shuffle plugins,
+#: worker restarts it recovers from) is not what a person running ``fasttrack`` needs to read.
+_DASK_LOGGERS = ("distributed", "dask")
+
+
+def require_dask() -> None:
+    """Raise a one-line :class:`~fasttrack.errors.ConfigError` when the ``dask`` extra is not installed."""
+    try:
+        import dask.dataframe  # noqa: F401
+        import distributed  # noqa: F401
+        import xgboost.dask  # noqa: F401
+    except ImportError as exc:
+        raise ConfigError(
+            f"the Dask engine needs the dask extra ({exc.name} is missing): pip install 'fasttrack[dask]'"
+        ) from None
+
+
+def check_engine(engine: str) -> ComputeEngine:
+    """``engine`` as a :data:`ComputeEngine`; a one-line ``ConfigError`` for anything else."""
+    if engine == "local":
+        return "local"
+    if engine == "dask":
+        return "dask"
+    raise ConfigError(f"unknown engine {engine!r}: use local or dask")
+
+
+def scheduler_address(scheduler: str | None = None) -> str | None:
+    """The scheduler to reach: ``scheduler``, else Dask's ``scheduler-address`` (``DASK_SCHEDULER_ADDRESS``), else
+    ``None`` (a local cluster)."""
+    if scheduler:
+        return scheduler
+    import dask
+
+    configured = dask.config.get("scheduler-address", None)
+    return str(configured) if configured else None
+
+
+def local_workers() -> int:
+    """Worker processes a local cluster starts: one per CPU this process may use."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+@contextmanager
+def dask_client(
+    scheduler: str | None = None,
+    *,
+    workers: int | None = None,
+    memory_limit: str | float | None = "auto",
+    timeout: float = CONNECT_TIMEOUT_SECONDS,
+) -> Iterator[Client]:
+    """A Dask client for one command, closed (and a local cluster stopped) when the block ends.
+
+    With an address (``scheduler`` or ``DASK_SCHEDULER_ADDRESS``) the client connects to that scheduler and
+    leaves the cluster running. Without one, it starts a ``LocalCluster`` on 127.0.0.1 with ``workers`` worker
+    processes (default: one per CPU, :func:`local_workers`), one thread each, the machine's memory shared
+    between them (``memory_limit="auto"``; a Dask size such as ``"2GiB"`` per worker), and no dashboard.
+
+    The client is the default one inside the block, so Dask collections computed there and joblib's ``dask``
+    backend use it.
+
+    Raises
+    ------
+    ConfigError
+        The ``dask`` extra is not installed, or the address is not one Dask can parse.
+    ClusterError
+        The scheduler did not answer within ``timeout`` seconds, or the local cluster could not start.
+    """
+    require_dask()
+    from distributed import Client, LocalCluster
+
+    address = scheduler_address(scheduler)
+    with ExitStack() as stack:
+        stack.enter_context(_quiet_dask())
+        if address is None:
+            try:
+                cluster = stack.enter_context(
+                    LocalCluster(  # type: ignore[no-untyped-call]
+                        n_workers=workers or local_workers(),
+                        threads_per_worker=1,
+                        processes=True,
+                        memory_limit=memory_limit,
+                        host="127.0.0.1",
+                        dashboard_address=None,
+                        silence_logs=logging.ERROR,
+                    )
+                )
+            except (OSError, RuntimeError, TimeoutError) as exc:
+                raise ClusterError(f"could not start a local Dask cluster: {_reason(exc)}") from None
+            client = stack.enter_context(Client(cluster, set_as_default=True))  # type: ignore[no-untyped-call]
+        else:
+            client = stack.enter_context(_connect(address, timeout))
+        yield client
+
+
+@contextmanager
+def _connect(address: str, timeout: float) -> Iterator[Client]:
+    from distributed import Client
+
+    try:
+        client = Client(address, timeout=timeout, set_as_default=True)  # type: ignore[no-untyped-call]
+    except ValueError as exc:
+        raise ConfigError(f"not a Dask scheduler address: {address!r} ({_reason(exc)})") from None
+    except (OSError, TimeoutError) as exc:
+        raise ClusterError(
+            f"cannot reach the Dask scheduler at {address} (no answer within {timeout:g} s): is it running and "
+            f"reachable from here? ({_reason(exc)})"
+        ) from None
+    try:
+        yield client
+    finally:
+        client.close()  # type: ignore[no-untyped-call]
+
+
+def describe(client: Client) -> str:
+    """The cluster in a few words, for progress output: ``2 workers, 2 threads, 23.4 GiB memory at tcp://...``."""
+    info = client.scheduler_info(n_workers=-1)
+    workers = info.get("workers", {})
+    threads = sum(int(w.get("nthreads", 0)) for w in workers.values())
+    memory = sum(int(w.get("memory_limit", 0) or 0) for w in workers.values())
+    gib = f", {memory / 2**30:.1f} GiB memory" if memory else ""
+    plural = "s" if len(workers) != 1 else ""
+    return f"{len(workers)} worker{plural}, {threads} threads{gib} at {info.get('address', '?')}"
+
+
+@contextmanager
+def _quiet_dask() -> Iterator[None]:
+    loggers = [logging.getLogger(name) for name in _DASK_LOGGERS]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        for logger, level in zip(loggers, levels, strict=True):
+            logger.setLevel(level)
+
+
+def _reason(exc: BaseException) -> str:
+    """An exception's message on one line."""
+    text = " ".join(str(exc).split())
+    return text or type(exc).__name__
