@@ -14,12 +14,14 @@ module is cheap; each function imports what it needs when called.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, get_args
 
+from fasttrack.cluster import COMPUTE_ENGINES, check_engine
 from fasttrack.config import Engine, Margin, Settings, Task, TrainConfig, get_settings, higher_is_better
 from fasttrack.errors import ConfigError, Violation
 
@@ -59,6 +61,9 @@ __all__ = [
     "score_file",
     "train",
 ]
+
+#: The inference runtimes (``load(runtime=...)``, ``score_file(runtime=...)``).
+RUNTIMES: tuple[Engine, ...] = get_args(Engine)
 
 #: Receives a short description before each long step (the CLI shows them as spinners).
 OnStep = Callable[[str], None]
@@ -431,7 +436,13 @@ def _record(result: TrainResult, ingested: IngestResult, settings: Settings, *, 
 
 
 # ----------------------------------------------------------------------------------------------------- load
-def load(uri: str | Path | None = None, *, engine: Engine = "auto", settings: Settings | None = None) -> Model:
+def load(
+    uri: str | Path | None = None,
+    *,
+    runtime: Engine = "auto",
+    settings: Settings | None = None,
+    engine: str | None = None,
+) -> Model:
     """A model ready to predict, from the registry or a local model folder.
 
     Parameters
@@ -439,11 +450,13 @@ def load(uri: str | Path | None = None, *, engine: Engine = "auto", settings: Se
     uri
         ``models:/NAME@ALIAS``, ``models:/NAME/VERSION``, ``models:/NAME`` (latest), ``runs:/RUN/model``, or a
         model folder; default: ``FASTTRACK_MODEL``, else the default model's champion.
-    engine
+    runtime
         ``auto`` (ONNX Runtime when the model has a graph that agreed with scikit-learn at registration, else
         scikit-learn), ``onnx`` or ``sklearn``.
     settings
         Where to resolve registered models (default: :func:`~fasttrack.config.get_settings`).
+    engine
+        The former name of ``runtime``, still accepted with a ``DeprecationWarning``.
 
     Returns
     -------
@@ -456,7 +469,7 @@ def load(uri: str | Path | None = None, *, engine: Engine = "auto", settings: Se
     ModelNotFoundError
         No such folder, registered model, version or alias.
     ModelLoadError
-        The model cannot be opened (``engine="onnx"`` for a model without a usable graph, among others).
+        The model cannot be opened (``runtime="onnx"`` for a model without a usable graph, among others).
     """
     from fasttrack.registry.model_folder import load_model_folder
     from fasttrack.registry.resolve import resolve_model
@@ -466,13 +479,29 @@ def load(uri: str | Path | None = None, *, engine: Engine = "auto", settings: Se
     settings = settings or get_settings()
     resolved = resolve_model(str(uri) if uri is not None else None, settings)
     folder = load_model_folder(resolved.path)
-    return Model(folder, open_runtime(folder, engine), resolved)
+    return Model(folder, open_runtime(folder, _former_engine(engine, runtime, "load")), resolved)
 
 
-def _model(model: Model | str | Path | None, settings: Settings, engine: Engine = "auto") -> Model:
+def _former_engine(engine: str | None, runtime: Engine, function: str) -> Engine:
+    """``runtime``, or the runtime given under its former name ``engine`` (``auto``, ``onnx``, ``sklearn``), which
+    now says where work runs (``local`` or ``dask``), with a warning."""
+    if engine is None or engine in COMPUTE_ENGINES:
+        return runtime
+    if engine in RUNTIMES:
+        warnings.warn(
+            f"{function}(engine={engine!r}) is now {function}(runtime={engine!r}): engine says where work runs "
+            "(local or dask)",
+            DeprecationWarning,
+            stacklevel=3,
+        )
+        return engine
+    raise ConfigError(f"unknown engine {engine!r}: use local or dask (and runtime= for auto, onnx or sklearn)")
+
+
+def _model(model: Model | str | Path | None, settings: Settings, runtime: Engine = "auto") -> Model:
     from fasttrack.runtime.model import Model
 
-    return model if isinstance(model, Model) else load(model, engine=engine, settings=settings)
+    return model if isinstance(model, Model) else load(model, runtime=runtime, settings=settings)
 
 
 # ------------------------------------------------------------------------------------------------- evaluate
@@ -787,11 +816,12 @@ def score_file(
     output: str | Path,
     *,
     probabilities: bool = False,
-    engine: Engine = "auto",
+    runtime: Engine = "auto",
     batch_rows: int = 100_000,
     format: str | None = None,
     settings: Settings | None = None,
     progress: ScoreProgress | None = None,
+    engine: str = "local",
 ) -> ScoreSummary:
     """Score a file of any size and write its columns plus ``prediction`` to ``output``, streaming in batches.
 
@@ -806,7 +836,7 @@ def score_file(
         ``.csv``, ``.parquet``, ``.json`` or ``.jsonl``; written only once every row is scored.
     probabilities
         Add one ``probability_<label>`` column per class (classifiers).
-    engine
+    runtime
         ``auto``, ``onnx`` or ``sklearn``, as for :func:`load` (ignored for a loaded ``Model``).
     batch_rows
         Rows read, scored and written at a time (memory stays flat as the file grows).
@@ -816,11 +846,14 @@ def score_file(
         As for :func:`train`.
     progress
         Receives the open input, then the rows scored after each batch.
+    engine
+        ``local``: this process. (``auto``, ``onnx`` and ``sklearn``, the former meaning of ``engine``, are still
+        taken as ``runtime`` with a ``DeprecationWarning``.)
 
     Returns
     -------
     ScoreSummary
-        Rows and batches scored, the engine used, the output path and the seconds taken.
+        Rows and batches scored, the runtime used, the output path and the seconds taken.
 
     Raises
     ------
@@ -834,13 +867,16 @@ def score_file(
     from fasttrack.registry.resolve import resolve_model
     from fasttrack.runtime.model import Model
 
+    runtime = _former_engine(engine, runtime, "score_file")
+    if check_engine(engine if engine in COMPUTE_ENGINES else "local") == "dask":
+        raise ConfigError("engine='dask' is being built (issue 16): use engine='local'")
     target = Path(output)
     output_format(target)  # an unusable output name fails before any work
     if batch_rows < 1:
         raise ConfigError(f"batch_rows must be at least 1, not {batch_rows}")
     if isinstance(model, Model):
         folder: LoadedModel | Path = model.folder
-        engine = model.runtime.name
+        runtime = model.runtime.name
     else:
         folder = resolve_model(str(model) if model is not None else None, settings or get_settings()).path
     return score(
@@ -849,7 +885,7 @@ def score_file(
         target,
         batch_rows=batch_rows,
         probabilities=probabilities,
-        engine=engine,
+        engine=runtime,
         format=format,
         progress=progress,
     )

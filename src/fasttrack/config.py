@@ -16,6 +16,7 @@ from typing import Annotated, Any, Final, Literal
 
 import yaml
 from pydantic import (
+    AliasChoices,
     BaseModel,
     ConfigDict,
     Field,
@@ -32,7 +33,7 @@ from fasttrack.errors import ConfigError
 Task = Literal["auto", "classification", "regression"]
 ResolvedTask = Literal["classification", "regression"]
 ModelKind = Literal["linear", "random_forest", "hist_gradient_boosting", "xgboost"]
-#: Inference engine: ONNX Runtime on the checked model.onnx, the scikit-learn pipeline, or ONNX when it has one.
+#: Inference runtime: ONNX Runtime on the checked model.onnx, the scikit-learn pipeline, or ONNX when it has one.
 Engine = Literal["auto", "onnx", "sklearn"]
 #: What the server does with a field the model never saw: refuse the request naming it, or ignore it (counted).
 ExtraFields = Literal["refuse", "ignore"]
@@ -123,10 +124,14 @@ class Settings(BaseSettings):
         30.0, ge=0, description="Seconds a stopping server (SIGTERM) waits for in-flight requests to finish."
     )
     log_level: Literal["debug", "info", "warning", "error"] = Field("info", description="Server log level.")
-    engine: Engine = Field(
+    runtime: Engine = Field(
         "auto",
-        description="Inference engine: onnx (the model's checked model.onnx, refused if it has none), sklearn, "
-        "or auto (onnx when the model has one that agreed with scikit-learn at registration).",
+        # FASTTRACK_ENGINE is the setting's former name, still read: "engine" now says where work runs (local or
+        # a Dask cluster, docs/scale.md), "runtime" what predicts.
+        validation_alias=AliasChoices("runtime", "FASTTRACK_RUNTIME", "engine", "FASTTRACK_ENGINE"),
+        description="Inference runtime: onnx (the model's checked model.onnx, refused if it has none), sklearn, "
+        "or auto (onnx when the model has one that agreed with scikit-learn at registration). FASTTRACK_ENGINE, "
+        "its former name, is still read.",
     )
     # Live monitoring (serving/drift.py, serving/feedback.py): per model version, per server process.
     drift_window: int = Field(1000, ge=1, description="Recent rows kept per feature to measure drift on.")

@@ -75,13 +75,21 @@ def test_load_predicts_frames_records_and_arrow_alike(trained: TrainOutcome, set
     assert model.predict({"feature_1": "5.3", "feature_2": 2.1})[0] in ("negative", "positive")
 
 
-def test_load_by_folder_and_by_engine(trained: TrainOutcome, settings: Any) -> None:
+def test_load_by_folder_and_by_runtime(trained: TrainOutcome, settings: Any) -> None:
     onnx = fasttrack.load("models:/sample/1", settings=settings)
-    sklearn = fasttrack.load(onnx.folder.path, engine="sklearn", settings=settings)
+    sklearn = fasttrack.load(onnx.folder.path, runtime="sklearn", settings=settings)
     assert (onnx.runtime.name, sklearn.runtime.name) == ("onnx", "sklearn")
     assert sklearn.version is None and sklearn.name == "sample"  # a folder has no registry coordinates
     frame = pd.read_csv(SAMPLE).head(20)
     assert np.allclose(onnx.predict_proba(frame), sklearn.predict_proba(frame), atol=1e-5)
+
+
+def test_the_former_engine_keyword_still_chooses_the_runtime(trained: TrainOutcome, settings: Any) -> None:
+    with pytest.warns(DeprecationWarning, match=r"load\(runtime='sklearn'\)"):
+        model = fasttrack.load("models:/sample/1", engine="sklearn", settings=settings)
+    assert model.runtime.name == "sklearn"
+    with pytest.raises(ConfigError, match="unknown engine 'tensorrt'"):
+        fasttrack.load("models:/sample/1", engine="tensorrt", settings=settings)
 
 
 def test_load_names_what_it_cannot_find(settings: Any) -> None:

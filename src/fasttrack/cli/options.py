@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, cast
 
 import typer
 
+from fasttrack.config import Engine
 from fasttrack.errors import ConfigError
 
 SqlOption = Annotated[
@@ -21,6 +22,31 @@ ModelOption = Annotated[
         "--model", "-m", help="Model URI (models:/NAME@ALIAS, models:/NAME/3) or folder; default: FASTTRACK_MODEL."
     ),
 ]
+EngineOption = Annotated[
+    str,
+    typer.Option(
+        "--engine",
+        metavar="[local|dask]",
+        help="Where the work runs: local (this process) or dask (a Dask cluster: --scheduler, else "
+        "DASK_SCHEDULER_ADDRESS, else a local cluster of worker processes; docs/scale.md).",
+    ),
+]
+SchedulerOption = Annotated[
+    str | None,
+    typer.Option(
+        "--scheduler",
+        metavar="ADDRESS",
+        help="The Dask scheduler for --engine dask, e.g. tcp://scheduler:8786 (default: DASK_SCHEDULER_ADDRESS, "
+        "else a local cluster sized to this machine).",
+    ),
+]
+RuntimeOption = Annotated[
+    Engine,
+    typer.Option(
+        "--runtime",
+        help="Inference runtime: auto (ONNX Runtime when the model has a checked graph), onnx or sklearn.",
+    ),
+]
 
 LogOption = Annotated[
     str | None,
@@ -33,6 +59,15 @@ SinceOption = Annotated[
     typer.Option(help="Start of the period, UTC: 2026-12-03, 2026-12-03T10:30, or an age (30m, 12h, 7d)."),
 ]
 UntilOption = Annotated[str | None, typer.Option(help="End of the period (excluded), as --since; default: now.")]
+
+
+def runtime_and_engine(engine: str, runtime: Engine) -> tuple[str, Engine]:
+    """``--engine`` and ``--runtime``, taking ``--engine auto|onnx|sklearn`` (the option's former meaning, before
+    it said where work runs) as ``--runtime`` with a one-line warning on stderr."""
+    if engine in ("auto", "onnx", "sklearn"):
+        typer.echo(f"warning: --engine {engine} is now --runtime {engine}; --engine says where work runs", err=True)
+        return "local", cast("Engine", engine)
+    return engine, runtime
 
 
 def parse_pairs(values: list[str] | None, what: str) -> dict[str, Any]:

@@ -8,9 +8,8 @@ from typing import Annotated
 import typer
 
 from fasttrack import process
-from fasttrack.cli.options import ModelOption
+from fasttrack.cli.options import EngineOption, ModelOption, RuntimeOption, runtime_and_engine
 from fasttrack.cli.render import ScoreBar, out
-from fasttrack.config import Engine
 
 
 def predict(
@@ -19,9 +18,8 @@ def predict(
     model: ModelOption = None,
     probabilities: Annotated[bool, typer.Option(help="Add a probability column per class.")] = False,
     batch_rows: Annotated[int, typer.Option(min=1, help="Rows read, scored and written at a time.")] = 100_000,
-    engine: Annotated[
-        Engine, typer.Option(help="auto (ONNX Runtime when the model has a checked graph), onnx or sklearn.")
-    ] = "auto",
+    runtime: RuntimeOption = "auto",
+    engine: EngineOption = "local",
 ) -> None:
     """Score a file with a model and write the input columns plus ``prediction`` to another file.
 
@@ -30,10 +28,18 @@ def predict(
     """
     import fasttrack
 
+    engine, runtime = runtime_and_engine(engine, runtime)
     # Huge pages off while scoring: see fasttrack.process.small_pages.
     with ScoreBar(data) as bar, process.small_pages():
         summary = fasttrack.score_file(
-            model, data, output, batch_rows=batch_rows, probabilities=probabilities, engine=engine, progress=bar
+            model,
+            data,
+            output,
+            batch_rows=batch_rows,
+            probabilities=probabilities,
+            runtime=runtime,
+            engine=engine,
+            progress=bar,
         )
     rate = summary.rows / summary.seconds if summary.seconds > 0 else 0.0
     out.print(

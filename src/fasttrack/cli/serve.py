@@ -21,9 +21,14 @@ def serve(
     access_log: Annotated[
         bool | None, typer.Option("--access-log/--no-access-log", help="One JSON log line per request (default off).")
     ] = None,
-    engine: Annotated[
+    runtime: Annotated[
         Engine | None,
-        typer.Option(help="Inference engine: auto (ONNX when the model has a checked model.onnx), onnx or sklearn."),
+        typer.Option(
+            "--runtime",
+            "--engine",
+            help="Inference runtime: auto (ONNX when the model has a checked model.onnx), onnx or sklearn "
+            "(default: FASTTRACK_RUNTIME, else auto; --engine is its former name).",
+        ),
     ] = None,
     inference_log: Annotated[
         str | None,
@@ -47,7 +52,7 @@ def serve(
         workers=workers,
         reload_interval=reload_interval,
         access_log=access_log,
-        engine=engine,
+        runtime=runtime,
         inference_log=inference_log,
     )
     run(settings)

@@ -86,7 +86,7 @@ class Predictor:
         self.metadata: ModelMetadata = model.metadata
         # Settings (when not given) are the defaults, never the environment: tests build predictors freely.
         monitoring = settings if settings is not None else Settings.model_construct()
-        self.runtime: Runtime = runtime if runtime is not None else open_runtime(model, monitoring.engine)
+        self.runtime: Runtime = runtime if runtime is not None else open_runtime(model, monitoring.runtime)
         self.is_classifier = model.is_classifier
         self.features = {f.name: f for f in self.schema.features}
         self.records = RecordDriver(self.schema)

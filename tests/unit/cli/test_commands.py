@@ -94,6 +94,19 @@ def test_predict_writes_the_file_and_says_how_fast(trained: Any, home: Path, tmp
     assert "prediction" in pd.read_csv(output).columns
 
 
+def test_predict_takes_the_runtime_and_the_former_engine_values(trained: Any, home: Path, tmp_path: Path) -> None:
+    output = tmp_path / "scored.csv"
+    runtime = invoke(
+        home, "predict", "--data", SAMPLE, "--out", str(output), "-m", "models:/sample/1", "--runtime", "sklearn"
+    )
+    assert runtime.exit_code == 0 and "(sklearn," in runtime.stdout, runtime.output
+    former = invoke(
+        home, "predict", "--data", SAMPLE, "--out", str(output), "-m", "models:/sample/1", "--engine", "sklearn"
+    )
+    assert former.exit_code == 0 and "(sklearn," in former.stdout, former.output
+    assert "--engine sklearn is now --runtime sklearn" in former.stderr
+
+
 def test_models_list_show_and_promote(trained: Any, home: Path) -> None:
     listed = invoke(home, "models", "list")
     assert listed.exit_code == 0 and "sample" in listed.stdout and "champion" in listed.stdout

@@ -71,10 +71,10 @@ def test_auto_picks_onnx_when_the_export_is_ok(classifier: Predictor) -> None:
     assert isinstance(open_runtime(classifier.model, "auto"), OnnxRuntime)
 
 
-def test_the_predictor_uses_the_settings_engine(classifier: Predictor) -> None:
-    sklearn = Predictor(classifier.model, classifier.source, settings=Settings.model_construct(engine="sklearn"))
+def test_the_predictor_uses_the_settings_runtime(classifier: Predictor) -> None:
+    sklearn = Predictor(classifier.model, classifier.source, settings=Settings.model_construct(runtime="sklearn"))
     assert sklearn.runtime.name == "sklearn" and sklearn.describe()["backend"] == "sklearn"
-    onnx = Predictor(classifier.model, classifier.source, settings=Settings.model_construct(engine="onnx"))
+    onnx = Predictor(classifier.model, classifier.source, settings=Settings.model_construct(runtime="onnx"))
     assert onnx.runtime.name == "onnx" and onnx.describe()["backend"] == "onnx"
     assert onnx.labels == sklearn.labels
     record = [{"feature_1": 5.3, "feature_2": 2.1}]
@@ -126,9 +126,13 @@ def test_an_unreadable_onnx_file_falls_back_under_auto_only(classifier: Predicto
         open_runtime(model, "onnx")
 
 
-def test_engines() -> None:
-    assert Settings.model_construct().engine == "auto"
-    with pytest.raises(ConfigError, match="FASTTRACK_ENGINE"):
-        get_settings(engine="tensorrt")
+def test_engines(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert Settings.model_construct().runtime == "auto"
+    with pytest.raises(ConfigError, match="FASTTRACK_RUNTIME"):
+        get_settings(runtime="tensorrt")
+    monkeypatch.setenv("FASTTRACK_ENGINE", "sklearn")  # the setting's former name is still read
+    assert get_settings().runtime == "sklearn"
+    monkeypatch.setenv("FASTTRACK_RUNTIME", "onnx")  # and the new one wins
+    assert get_settings().runtime == "onnx"
     with pytest.raises(ConfigError, match="unknown engine"):
         open_runtime(None, "tensorrt")  # type: ignore[arg-type]
