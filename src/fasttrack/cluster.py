@@ -14,9 +14,10 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from fasttrack.errors import ClusterError, ConfigError
 
@@ -30,21 +31,26 @@ COMPUTE_ENGINES: tuple[ComputeEngine, ...] = ("local", "dask")
 #: Seconds a scheduler address has to answer before the command stops with one line.
 CONNECT_TIMEOUT_SECONDS = 10.0
 
+#: Seconds beyond the timeout a connecting client is waited for (Dask's own timeout ends it in most cases).
+_CONNECT_GRACE_SECONDS = 2.0
+_HINT = ": is it running, and is the address reachable from here?"
+
 #: Dask's loggers, quietened to errors for a command's duration: the cluster's own chatter (shuffle plugins,
 #: worker restarts it recovers from) is not what a person running ``fasttrack`` needs to read.
 _DASK_LOGGERS = ("distributed", "dask")
 
 
 def require_dask() -> None:
-    """Raise a one-line :class:`~fasttrack.errors.ConfigError` when the ``dask`` extra is not installed."""
-    try:
-        import dask.dataframe  # noqa: F401
-        import distributed  # noqa: F401
-        import xgboost.dask  # noqa: F401
-    except ImportError as exc:
-        raise ConfigError(
-            f"the Dask engine needs the dask extra ({exc.name} is missing): pip install 'fasttrack[dask]'"
-        ) from None
+    """Raise a one-line :class:`~fasttrack.errors.ConfigError` when the ``dask`` extra is not installed (found
+    without importing it: importing Dask's DataFrame and xgboost.dask takes seconds a failing command should not
+    spend)."""
+    from importlib.util import find_spec
+
+    for module in ("dask", "distributed", "xgboost"):
+        if find_spec(module) is None:
+            raise ConfigError(
+                f"the Dask engine needs the dask extra ({module} is missing): pip install 'fasttrack[dask]'"
+            )
 
 
 def check_engine(engine: str) -> ComputeEngine:
@@ -88,7 +94,8 @@ def dask_client(
     With an address (``scheduler`` or ``DASK_SCHEDULER_ADDRESS``) the client connects to that scheduler and
     leaves the cluster running. Without one, it starts a ``LocalCluster`` on 127.0.0.1 with ``workers`` worker
     processes (default: one per CPU, :func:`local_workers`), one thread each, the machine's memory shared
-    between them (``memory_limit="auto"``; a Dask size such as ``"2GiB"`` per worker), and no dashboard.
+    between them (``memory_limit="auto"``; a Dask size such as ``"2GiB"`` per worker), its HTTP endpoints
+    (dashboard, /health) on a free port.
 
     The client is the default one inside the block, so Dask collections computed there and joblib's ``dask``
     backend use it.
@@ -115,7 +122,7 @@ def dask_client(
                         processes=True,
                         memory_limit=memory_limit,
                         host="127.0.0.1",
-                        dashboard_address=None,
+                        dashboard_address=":0",  # its HTTP endpoints on a free port, never a clash on 8787
                         silence_logs=logging.ERROR,
                     )
                 )
@@ -129,17 +136,46 @@ def dask_client(
 
 @contextmanager
 def _connect(address: str, timeout: float) -> Iterator[Client]:
+    """A client of the scheduler at ``address``, or one line saying why not within about ``timeout`` seconds.
+
+    Dask's own ``timeout`` bounds each attempt, not the whole: a port that accepts connections but does not
+    speak Dask's protocol (a dashboard, an HTTP server) kept it retrying for a minute here, and garbage in
+    the handshake can even ask it for exabytes of memory. So the client is made on a thread of its own with
+    a deadline; a client that connects after the deadline is closed by that thread.
+    """
     from distributed import Client
 
-    try:
-        client = Client(address, timeout=timeout, set_as_default=True)  # type: ignore[no-untyped-call]
-    except ValueError as exc:
-        raise ConfigError(f"not a Dask scheduler address: {address!r} ({_reason(exc)})") from None
-    except (OSError, TimeoutError) as exc:
+    outcome: dict[str, Any] = {}
+    gave_up = threading.Event()
+
+    def connect() -> None:
+        try:
+            client = Client(address, timeout=timeout, set_as_default=True)  # type: ignore[no-untyped-call]
+        except BaseException as exc:  # handed to the waiting thread
+            outcome["error"] = exc
+            return
+        if gave_up.is_set():
+            client.close()  # type: ignore[no-untyped-call]
+        else:
+            outcome["client"] = client
+
+    thread = threading.Thread(target=connect, name="fasttrack-dask-connect", daemon=True)
+    thread.start()
+    thread.join(timeout + _CONNECT_GRACE_SECONDS)
+    if thread.is_alive():
+        gave_up.set()
+        raise ClusterError(f"cannot reach the Dask scheduler at {address}: no answer within {timeout:g} s{_HINT}")
+    if "error" in outcome:
+        exc = outcome["error"]
+        if isinstance(exc, ValueError):
+            raise ConfigError(f"not a Dask scheduler address: {address!r} ({_reason(exc)})") from None
+        if isinstance(exc, (OSError, TimeoutError)):
+            raise ClusterError(f"cannot reach the Dask scheduler at {address}: {_reason(exc)}{_HINT}") from None
         raise ClusterError(
-            f"cannot reach the Dask scheduler at {address} (no answer within {timeout:g} s): is it running and "
-            f"reachable from here? ({_reason(exc)})"
+            f"{address} answered, but not as a Dask scheduler ({type(exc).__name__}): is it the scheduler's port "
+            "(8786 by default), not the dashboard's?"
         ) from None
+    client: Client = outcome["client"]
     try:
         yield client
     finally:
