@@ -177,9 +177,58 @@ def _connect(address: str, timeout: float) -> Iterator[Client]:
         ) from None
     client: Client = outcome["client"]
     try:
+        _check_workers(client, address)
         yield client
     finally:
         client.close()  # type: ignore[no-untyped-call]
+
+
+#: Packages whose versions must agree between this process and every worker: the task graph pickles functions
+#: of FastTrack and objects of these libraries (frames, Arrow tables, boosters, ONNX sessions' inputs).
+SHARED_PACKAGES = (
+    "fasttrack",
+    "dask",
+    "distributed",
+    "pandas",
+    "pyarrow",
+    "numpy",
+    "scikit-learn",
+    "xgboost-cpu",
+    "onnxruntime",
+    "cloudpickle",
+)
+
+
+def package_versions() -> dict[str, str | None]:
+    """The installed versions of :data:`SHARED_PACKAGES` in this process (``None`` for one not installed)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    found: dict[str, str | None] = {}
+    for name in SHARED_PACKAGES:
+        try:
+            found[name] = version(name)
+        except PackageNotFoundError:
+            found[name] = None
+    return found
+
+
+def _check_workers(client: Client, address: str) -> None:
+    """One line when a worker of the cluster at ``address`` lacks FastTrack or runs other versions of the packages
+    the work is shipped in (what Dask reports as a version mismatch, or a deserialisation error mid-job)."""
+    ours = package_versions()
+    theirs: dict[str, dict[str, str | None]] = client.run(package_versions)
+    for worker, versions in sorted(theirs.items()):
+        different = [
+            f"{name} {versions.get(name) or 'missing'} (here {ours[name] or 'missing'})"
+            for name in SHARED_PACKAGES
+            if versions.get(name) != ours[name]
+        ]
+        if different:
+            raise ClusterError(
+                f"the Dask workers at {address} do not run this FastTrack's packages: worker {worker} has "
+                f"{', '.join(different[:3])}{' and more' if len(different) > 3 else ''}; install fasttrack[dask] at "
+                "the same versions on the workers (docs/scale.md)"
+            )
 
 
 def describe(client: Client) -> str:

@@ -97,3 +97,19 @@ def test_a_local_cluster_and_a_scheduler_reached_by_address() -> None:
                 assert remote.submit(sum, [1, 2, 3]).result() == 6
         assert local.status == "running"  # a client of an address leaves that cluster running
     assert local.status == "closed"
+
+
+def test_workers_with_other_package_versions_are_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    import importlib.metadata
+
+    with dask_client(workers=1) as local:
+        address = local.scheduler_info()["address"]
+        with dask_client(address):  # the same environment: accepted
+            pass
+        real = importlib.metadata.version
+        # This process now reports another pandas than the workers run (they call the real function).
+        monkeypatch.setattr(importlib.metadata, "version", lambda name: "0.0.1" if name == "pandas" else real(name))
+        mismatch = r"do not run this FastTrack's packages: worker .* pandas"
+        with pytest.raises(ClusterError, match=mismatch) as caught, dask_client(address):
+            pass
+        assert "(here 0.0.1)" in str(caught.value) and "\n" not in str(caught.value)
