@@ -44,6 +44,12 @@ WORKFLOW = ROOT / ".github" / "workflows" / "ci-cd.yml"
 ENTRYPOINT = ROOT / "deploy" / "docker" / "entrypoint.sh"
 HEALTHCHECK = ROOT / "deploy" / "docker" / "healthcheck.py"
 SMOKE_TEST = ROOT / "deploy" / "ci" / "smoke-test.sh"
+# The Dask image's entry point (Dockerfile target `dask`) and its Kubernetes files (docs/scale.md).
+DASK_ENTRYPOINT = ROOT / "deploy" / "docker" / "dask-entrypoint.sh"
+K8S_DASK = K8S / "dask"
+DASK_HELM_VALUES = K8S_DASK / "helm-values.yaml"
+# Dask's own defaults: the scheduler's port and its dashboard's (which answers /health).
+DASK_SCHEDULER_PORT, DASK_DASHBOARD_PORT = 8786, 8787
 # What `make mlflow-server` runs (tests/integration/test_team_store.py runs it for real).
 MLFLOW_SERVER_SH = ROOT / "deploy" / "mlflow" / "server.sh"
 # Written by the monitoring issue; the checks on what compose mounts from it apply once it exists.
@@ -156,11 +162,11 @@ def image_port() -> int:
     return int(env.get("FASTTRACK_PORT") or env["PORT"])
 
 
-def image_paths() -> dict[str, str]:
-    """Container path -> repository path for everything the runtime stage copies from the build context."""
+def image_paths(name: str = "runtime") -> dict[str, str]:
+    """Container path -> repository path for everything a stage copies from the build context."""
     copied: dict[str, str] = {}
     workdir = "/"
-    for instruction in stage("runtime").instructions:
+    for instruction in stage(name).instructions:
         if instruction.keyword == "WORKDIR":
             workdir = instruction.args
         if instruction.keyword != "COPY":
@@ -176,9 +182,9 @@ def image_paths() -> dict[str, str]:
     return copied
 
 
-def in_image(container_path: str) -> Path | None:
-    """The repository file that ends up at ``container_path`` in the image, if any."""
-    for target, source in image_paths().items():
+def in_image(container_path: str, name: str = "runtime") -> Path | None:
+    """The repository file that ends up at ``container_path`` in the image built to stage ``name``, if any."""
+    for target, source in image_paths(name).items():
         if container_path == target or container_path.startswith(target + "/"):
             return ROOT / source / container_path[len(target) :].lstrip("/")
     return None
@@ -258,6 +264,69 @@ def test_dockerfile_mlflow_server_installs_as_make_mlflow_server_does() -> None:
     (entrypoint,) = server.all("ENTRYPOINT")
     assert json.loads(entrypoint.args) == ["mlflow", "server"]
     assert server.all("USER") and server.all("USER")[-1].args.split(":")[0] not in ("0", "root")
+
+
+def without_mounts(run: str) -> str:
+    """A RUN instruction's command, without RUN's own options (--mount=...)."""
+    return re.sub(r"^(--\S+\s+)+", "", run)
+
+
+def test_dockerfile_dask_installs_as_make_install_with_the_dask_and_s3_extras() -> None:
+    # What `make install EXTRAS="dask s3"` installs: the builder's uv, environment and both locked syncs, each with
+    # the two extras (dask: dask, distributed, xgboost; s3: s3fs, as the workers read s3:// data themselves).
+    builder, dask = stage("builder"), stage("dask-builder")
+    assert [a.args for a in dask.all("ARG")] == [a.args for a in builder.all("ARG")]
+    assert [i.args for i in dask.all("ENV")] == [i.args for i in builder.all("ENV")]
+    runs = [without_mounts(r.args) for r in dask.all("RUN")]
+    builder_runs = [without_mounts(r.args) for r in builder.all("RUN")]
+    assert runs[0] == builder_runs[0], "uv is installed as in the builder"
+    makefile = (ROOT / "Makefile").read_text(encoding="utf-8")
+    flags = re.search(r"^EXTRA_FLAGS\s*=\s*\$\(addprefix (\S+),\$\(EXTRAS\)\)$", makefile, re.MULTILINE)
+    assert flags, "the Makefile no longer turns EXTRAS into uv flags as this test expects"
+    prefix = flags.group(1)
+    assert any("$(EXTRA_FLAGS)" in line for line in makefile_recipe("install") if " sync " in line)
+    syncs = [r.split("uv sync", 1)[1].split() for r in runs if "uv sync" in r]
+    builder_syncs = [r.split("uv sync", 1)[1].split() for r in builder_runs if "uv sync" in r]
+    assert len(syncs) == len(builder_syncs) == 2, "dependencies first, then the project, as in the builder"
+    for sync, plain in zip(syncs, builder_syncs, strict=True):
+        assert [w for w in sync if not w.startswith(prefix)] == plain
+        assert {w.removeprefix(prefix) for w in sync if w.startswith(prefix)} == {"dask", "s3"}
+    assert [copy_parts(i.args)[1:] for i in dask.all("COPY")] == [copy_parts(i.args)[1:] for i in builder.all("COPY")]
+    optional = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]["optional-dependencies"]
+    assert any(d.startswith("dask[") and "distributed" in d for d in optional["dask"])
+    assert any(d.startswith("s3fs") for d in optional["s3"])
+
+
+def test_dockerfile_dask_stage_is_scheduler_worker_and_client_as_non_root() -> None:
+    dask = stage("dask")
+    copies = [copy_parts(i.args) for i in dask.all("COPY")]
+    assert [(flags["from"], sources) for flags, sources, _ in copies if "from" in flags] == [
+        ("dask-builder", ["/app/.venv"])
+    ]
+    # Installed editable, as in the runtime stage: src/ must be at the builder's path.
+    assert in_image("/app/src/fasttrack/__init__.py", "dask") == ROOT / "src" / "fasttrack" / "__init__.py"
+    # The bundled sample, which CI scores on a scheduler and a worker of this image.
+    sample = ROOT / "data" / "sample" / "classification.csv"
+    assert in_image("/app/data/sample/classification.csv", "dask") == sample
+    uid = stage("runtime").all("USER")[-1].args.split(":")[0]
+    assert dask.all("USER")[-1].args.split(":")[0] == uid, "the runtime's uid, so the same runAsUser applies"
+    created = re.search(r"useradd .*--uid (\d+)", " ".join(r.args for r in dask.all("RUN")))
+    assert created and created.group(1) == uid
+    env = image_env("dask")
+    assert env["PATH"].startswith("/app/.venv/bin:")
+    assert_server_env([k for k in env if k.startswith(ENV_PREFIX)], "Dockerfile dask")
+    chowned = " ".join(r.args for r in dask.all("RUN"))
+    assert re.search(rf"chown \S+ {re.escape(env['FASTTRACK_HOME'])}", chowned), "the user must own FASTTRACK_HOME"
+    exposed = {int(p.split("/")[0]) for e in dask.all("EXPOSE") for p in e.args.split()}
+    assert exposed == {DASK_SCHEDULER_PORT, DASK_DASHBOARD_PORT}
+    (entrypoint,) = dask.all("ENTRYPOINT")
+    assert in_image(json.loads(entrypoint.args)[-1], "dask") == DASK_ENTRYPOINT
+    (cmd,) = dask.all("CMD")
+    assert json.loads(cmd.args) == ["dask", "scheduler"]
+    # The locked distributed (this environment's) provides the `dask` subcommands the image and manifests run.
+    from importlib.metadata import entry_points
+
+    assert {"scheduler", "worker"} <= {ep.name for ep in entry_points(group="dask_cli")}
 
 
 def test_dockerfile_runs_as_a_non_root_user() -> None:
@@ -477,8 +546,45 @@ def test_smoke_test_script_checks_the_brief_prediction(prediction: bytes, code: 
     assert result.returncode == code, result.stdout + result.stderr
 
 
+@pytest.mark.parametrize(
+    ("args", "ran"),
+    [
+        (["dask", "scheduler"], "dask scheduler"),
+        (["dask-scheduler", "--port=8786"], "dask scheduler --port=8786"),
+        (
+            ["dask-worker", "fasttrack-dask-scheduler:8786", "--nthreads", "2"],
+            "dask worker fasttrack-dask-scheduler:8786 --nthreads 2",
+        ),
+        (["fasttrack", "predict", "--engine", "dask"], "fasttrack predict --engine dask"),
+    ],
+)
+def test_dask_entrypoint_runs_its_arguments_and_the_removed_dask_commands(
+    tmp_path: Path, args: list[str], ran: str
+) -> None:
+    for name in ("dask", "fasttrack"):
+        fake = tmp_path / name
+        fake.write_text(f'#!/bin/sh\necho "{name} $*"\n', encoding="utf-8")
+        fake.chmod(fake.stat().st_mode | stat.S_IEXEC)
+    result = subprocess.run(
+        ["/bin/sh", str(DASK_ENTRYPOINT), *args],
+        env={"PATH": f"{tmp_path}:/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=30,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == ran
+
+
 def test_scripts_are_executable() -> None:
-    for script in (ENTRYPOINT, SMOKE_TEST, ROOT / "deploy" / "compose" / "create-bucket.sh", MLFLOW_SERVER_SH):
+    for script in (
+        ENTRYPOINT,
+        DASK_ENTRYPOINT,
+        SMOKE_TEST,
+        ROOT / "deploy" / "compose" / "create-bucket.sh",
+        MLFLOW_SERVER_SH,
+    ):
         assert script.stat().st_mode & stat.S_IXUSR, f"{script} is not executable"
 
 
@@ -958,11 +1064,14 @@ def test_workflow_smoke_tests_the_image_on_port_and_healthcheck() -> None:
     assert re.search(r"-e PORT=\d+", text), "the image is not tested with a platform-set PORT"
     assert "{{.State.Health.Status}}" in text, "the image's HEALTHCHECK is not exercised"
     mlflow_port = next(int(i.args) for i in stage("mlflow-server").instructions if i.keyword == "EXPOSE")
+    dask_ports = {int(p) for i in stage("dask").all("EXPOSE") for p in i.args.split()}
     for run in re.findall(r"docker run [^\n]*(?:\\\n[^\n]*)*", text):
-        image = run.split()[-1] if "fasttrack-mlflow:" not in run else "fasttrack-mlflow"
+        image = next((n for n in ("fasttrack-mlflow", "fasttrack-dask") if f"{n}:" in run), run.split()[-1])
         for port in re.findall(r"-p \d+:(\d+) ", run.replace("\\\n", " ")):
             if image == "fasttrack-mlflow":  # the team's MLflow server: the port its stage exposes
                 assert int(port) == mlflow_port, run
+            elif image == "fasttrack-dask":  # the Dask image: the scheduler's ports its stage exposes
+                assert int(port) in dask_ports, run
             else:
                 assert int(port) in (image_port(), *map(int, re.findall(r"-e PORT=(\d+)", text))), run
     assert "fasttrack-mlflow:" in text, "the mlflow-server image is not built and run in CI"
@@ -1001,6 +1110,7 @@ SHIPPING_FILES = [
     HEALTHCHECK,
     ROOT / "docs" / "deploy.md",
     *sorted(K8S.glob("*.yaml")),
+    DASK_ENTRYPOINT,
 ]
 
 
