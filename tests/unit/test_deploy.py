@@ -1435,6 +1435,7 @@ SHIPPING_FILES = [
     *sorted(K8S.glob("*.yaml")),
     DASK_ENTRYPOINT,
     *sorted(K8S_DASK.glob("*.yaml")),
+    ROOT / "docs" / "scale.md",
 ]
 
 
