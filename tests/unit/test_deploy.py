@@ -24,6 +24,7 @@ import subprocess
 import sys
 import threading
 import tomllib
+import urllib.request
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -1374,12 +1375,21 @@ def test_workflow_dask_client_script_runs_on_a_real_scheduler_and_worker(tmp_pat
     script = re.search(r"<<'PY'\n(.*?)\nPY$", text, re.DOTALL | re.MULTILINE)
     worker_args = re.search(r"dask worker (\S+) ([^\n]*)$", text, re.MULTILINE)
     assert script and worker_args
-    port = free_port()
+    port, dashboard = free_port(), free_port()
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
     started: list[subprocess.Popen[bytes]] = []
     try:
         for args in (
-            ["dask", "scheduler", "--host", "127.0.0.1", "--port", str(port), "--dashboard-address", "127.0.0.1:0"],
+            [
+                "dask",
+                "scheduler",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--dashboard-address",
+                f"127.0.0.1:{dashboard}",
+            ],
             ["dask", "worker", f"tcp://127.0.0.1:{port}", *worker_args.group(2).split(), "--host", "127.0.0.1"],
         ):
             command = ["/bin/sh", str(DASK_ENTRYPOINT), *args]
@@ -1391,6 +1401,10 @@ def test_workflow_dask_client_script_runs_on_a_real_scheduler_and_worker(tmp_pat
         )
         assert result.returncode == 0, result.stdout + result.stderr
         assert re.match(r"1 worker, 1 threads", result.stdout), result.stdout
+        # What CI and the manifests' probes ask the scheduler's dashboard (no proxy for localhost).
+        opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+        with opener.open(f"http://127.0.0.1:{dashboard}/health", timeout=10) as answer:
+            assert answer.read() == b"ok"
     finally:
         for process in reversed(started):
             process.terminate()
