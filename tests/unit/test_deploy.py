@@ -1353,11 +1353,13 @@ def test_workflow_smoke_tests_the_dask_image_as_a_cluster() -> None:
     assert steps("ci")[build]["with"]["load"] is True
     image = steps("ci")[build]["with"]["tags"]
     assert step_index("ci", runs(r"dask worker tcp://"), "starts a dask worker") > build
-    run = dask_smoke_test().replace("\\\n", " ")
+    run = re.sub(r"[ \t]*\\\n\s*", " ", dask_smoke_test())  # continuation lines joined
     scheduler = re.search(
         rf"docker run -d --name (\S+) --network (\S+) .*{re.escape(image)}\s+dask scheduler (.*)", run
     )
-    worker = re.search(rf"docker run -d --name \S+ --network (\S+) {re.escape(image)}\s+dask worker (\S+)", run)
+    worker = re.search(
+        rf"docker run -d --name \S+ --network (\S+) (?:-v \S+\s+)*{re.escape(image)}\s+dask worker (\S+)", run
+    )
     client = re.search(rf"docker run --rm -i --network (\S+) {re.escape(image)} python - <<'PY'", run)
     assert scheduler and worker and client, "a scheduler, a worker and a client, each a container of the dask image"
     assert scheduler.group(2) == worker.group(1) == client.group(1), "one docker network"
