@@ -7,6 +7,7 @@
 #   docker run -v fasttrack-home:/app/.fasttrack fasttrack train --config configs/sample.yaml
 #   docker build --target with-model --build-arg MODEL_DIR=path/to/model -t fasttrack:model .   (model baked in)
 #   docker build --target mlflow-server -t fasttrack-mlflow .   (the team's MLflow server, PostgreSQL driver included)
+#   docker build --target dask -t fasttrack-dask .   (scheduler, workers and client of a Dask cluster: docs/scale.md)
 #
 # Every stage starts from the same pinned base, so a virtual environment built in one runs in another.
 # hadolint checks this file (`make lint`); tests/unit/test_deploy.py checks that it agrees with the Makefile, the
@@ -102,6 +103,57 @@ HEALTHCHECK --interval=30s --timeout=5s --start-period=60s --retries=3 \
     CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:5000/health', timeout=4)"]
 ENTRYPOINT ["mlflow", "server"]
 CMD ["--host", "0.0.0.0", "--port", "5000"]
+
+# ------------------------------------------------------------------------------------------------------- dask
+# FastTrack on a Dask cluster (docs/scale.md): one image for the scheduler, the workers and the client, so all
+# three run the same packages (fasttrack.cluster refuses workers whose versions differ from the client's).
+#   docker build --target dask -t fasttrack-dask .
+#   docker run fasttrack-dask dask scheduler                                     (8786; dashboard and /health 8787)
+#   docker run fasttrack-dask dask worker tcp://scheduler:8786 --nthreads 1 --memory-limit 4GiB
+#   docker run fasttrack-dask fasttrack predict --engine dask --scheduler tcp://scheduler:8786 --data ... --out ...
+# Its own virtual environment with the extras dask (dask, distributed, xgboost) and s3 (s3fs: the workers read
+# s3:// data themselves), installed exactly as `make install EXTRAS="dask s3"` does; the default image stays
+# without extras. deploy/k8s/dask/ runs it through the Dask Kubernetes operator or the dask/dask Helm chart.
+FROM python:3.11-slim-bookworm AS dask-builder
+ARG UV_VERSION=0.13.9
+ENV UV_PYTHON=python3 \
+    UV_PYTHON_DOWNLOADS=never \
+    UV_LINK_MODE=copy \
+    UV_COMPILE_BYTECODE=1
+RUN pip install --no-cache-dir "uv==${UV_VERSION}"
+WORKDIR /app
+COPY pyproject.toml uv.lock README.md ./
+RUN --mount=type=cache,target=/root/.cache/uv uv sync --locked --no-dev --no-install-project --extra=dask --extra=s3
+COPY src/ ./src/
+RUN --mount=type=cache,target=/root/.cache/uv uv sync --locked --no-dev --extra=dask --extra=s3
+
+FROM python:3.11-slim-bookworm AS dask
+# The runtime stage's user (uid 10001), so the same runAsUser and runAsNonRoot apply on Kubernetes.
+RUN groupadd --system --gid 10001 fasttrack \
+    && useradd --system --no-log-init --create-home --uid 10001 --gid fasttrack --home-dir /home/fasttrack \
+        --shell /usr/sbin/nologin fasttrack \
+    && mkdir -p /app/.fasttrack \
+    && chown fasttrack:fasttrack /app/.fasttrack
+WORKDIR /app
+# src/ at the builder's path: the project is installed editable, as in the runtime stage.
+COPY --from=dask-builder /app/.venv /app/.venv
+COPY src/ ./src/
+# The bundled sample, so a client container can score it (the CI smoke test does, on a scheduler and a worker).
+COPY configs/ ./configs/
+COPY data/sample/ ./data/sample/
+COPY deploy/docker/dask-entrypoint.sh ./deploy/docker/
+ENV PATH="/app/.venv/bin:${PATH}" \
+    PYTHONUNBUFFERED=1 \
+    PYTHONDONTWRITEBYTECODE=1 \
+    FASTTRACK_HOME=/app/.fasttrack
+USER 10001:10001
+# The scheduler's port and its dashboard (which also answers /health); workers listen on ports of their own.
+EXPOSE 8786 8787
+# No HEALTHCHECK: the scheduler, a worker and a one-shot client need different ones (deploy/k8s/dask/ sets probes).
+# The entry point runs its arguments; it also accepts the dask-scheduler and dask-worker commands that Dask
+# 2026.6 removed and that Helm charts released before it still run.
+ENTRYPOINT ["/bin/sh", "/app/deploy/docker/dask-entrypoint.sh"]
+CMD ["dask", "scheduler"]
 
 # ------------------------------------------------------------------------------------------------- with-model
 # Optional: a model folder copied in at build time, served without any tracking server:
