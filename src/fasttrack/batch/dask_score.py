@@ -41,6 +41,7 @@ import pyarrow.parquet as pq
 
 from fasttrack.batch.score import _BatchModel, _output_table
 from fasttrack.config import Engine
+from fasttrack.data import object_store
 from fasttrack.data.sniff import first_line, is_url
 from fasttrack.data.stream import DEFAULT_BATCH_ROWS, _stripped_names
 from fasttrack.errors import ClusterError, ConfigError, DataError, FastTrackError
@@ -163,7 +164,8 @@ def score_dataset(
     if probabilities and not predictor.is_classifier:
         raise ConfigError("--probabilities applies to classifiers; this model is a regressor")
     try:
-        frame = read_dask(source, format=format, blocksize=blocksize or DEFAULT_BLOCKSIZE)
+        options = _storage_options(source) or None
+        frame = read_dask(source, format=format, blocksize=blocksize or DEFAULT_BLOCKSIZE, storage_options=options)
     except FastTrackError:
         raise
     except (OSError, ValueError, pa.ArrowException) as exc:  # dask samples the first file to plan the read
@@ -240,6 +242,9 @@ def _client_error(exc: BaseException, source: str) -> BaseException:
         return exc
     if isinstance(exc, KilledWorker):
         return ClusterError(f"scoring {source} failed: workers died running one partition repeatedly ({exc})")
+    stored = object_store.error_message(exc, source) if is_url(source) else None
+    if stored is not None:  # credentials, a missing bucket, an unreachable endpoint: the single-machine line
+        return DataError(stored)
     reading = (OSError, ValueError, pa.ArrowException)
     if isinstance(exc, reading) or (isinstance(exc, Exception) and type(exc).__module__.startswith("pandas")):
         # Reading failed (pandas' parser, a vanished file, an unreadable Parquet file): dask wraps the parser's
@@ -342,7 +347,7 @@ def _input_types(source: str, format: str | None) -> pa.Schema | None:
     it reads as text."""
     from fasttrack.data.dask_read import dataset_files
 
-    files, fmt = dataset_files(source, format=format)
+    files, fmt = dataset_files(source, format=format, storage_options=_storage_options(source) or None)
     if fmt != "parquet":
         return None
     fs, path = _filesystem(files[0])
@@ -380,10 +385,19 @@ def _is_local(fs: Any) -> bool:
 
 
 def _filesystem(path: str) -> tuple[Any, str]:
+    """The file system of a path or URL, with the object-store options single-machine scoring uses (read from the
+    environment of the process calling: on a worker, the worker's credentials and endpoint)."""
     import fsspec
 
-    fs, root = fsspec.core.url_to_fs(path)
+    fs, root = fsspec.core.url_to_fs(path, **_storage_options(path))
     return fs, str(root)
+
+
+def _storage_options(path: str) -> dict[str, Any]:
+    if not object_store.is_object_store_url(path):
+        return {}
+    object_store.apply_network_defaults()
+    return object_store.storage_options(path)
 
 
 # --------------------------------------------------------------------------------------------- the output
@@ -406,6 +420,7 @@ class _Target:
 
     def check_replaceable(self) -> None:
         """Refuse to overwrite anything but an earlier scoring output (a folder with ``_SUCCESS``) or nothing."""
+        self.fs.invalidate_cache()
         if not self.fs.exists(self.root):
             return
         if not self.fs.isdir(self.root):
@@ -433,6 +448,7 @@ class _Target:
             if previous is not None:
                 shutil.rmtree(previous, ignore_errors=True)
             return
+        self.fs.invalidate_cache()  # the workers wrote the parts: this process' listings are stale
         if self.fs.exists(f"{self.root}/{SUCCESS}"):
             self.fs.rm(f"{self.root}/{SUCCESS}")
         old = []

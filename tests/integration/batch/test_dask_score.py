@@ -8,7 +8,7 @@ import math
 import os
 import signal
 from collections.abc import Iterator
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import numpy as np
 import pandas as pd
@@ -26,6 +26,7 @@ from fasttrack.errors import ConfigError, DataError, SchemaValidationError
 from fasttrack.export.check import export_to_folder
 from fasttrack.registry.model_folder import DataLineage, LoadedModel, load_model_folder, metadata_for, save_model_folder
 from fasttrack.training.train import train
+from services import Moto
 
 pytestmark = pytest.mark.integration
 
@@ -131,9 +132,14 @@ def all_ids() -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def client() -> Iterator[Client]:
-    with dask_client(workers=2) as started:
-        yield started
+def client(moto: Moto) -> Iterator[Client]:
+    """The module's cluster; its workers see the S3 server's endpoint and credentials, as workers of a real
+    cluster see their store's (docs/scale.md)."""
+    with pytest.MonkeyPatch.context() as env:
+        for name, value in moto.env().items():
+            env.setenv(name, value)
+        with dask_client(workers=2) as started:
+            yield started
 
 
 @pytest.fixture(scope="module")
@@ -309,3 +315,28 @@ def test_problems_are_the_single_machine_one_line_errors(
         score_dataset(classifier, str(source), str(tmp_path / "precious"), client=client)
     assert (tmp_path / "precious" / "notes.txt").read_text() == "not a scoring output"
     assert not (tmp_path / "out").exists()
+
+
+def test_an_object_store_output_is_complete_when_its_marker_is_there(
+    client: Client, moto: Moto, classifier: LoadedModel, csv_input: list[Path], tmp_path: Path
+) -> None:
+    import s3fs
+
+    bucket = "fasttrack-dask-scoring"
+    s3 = moto.client()
+    s3.create_bucket(Bucket=bucket)  # type: ignore[attr-defined]
+    for path in csv_input:
+        s3.upload_file(str(path), bucket, f"in/{path.name}")  # type: ignore[attr-defined]
+    output = f"s3://{bucket}/out/scored"
+    store = s3fs.S3FileSystem(endpoint_url=moto.url, key=moto.access_key, secret=moto.secret_key)
+    expected = single_machine(classifier, csv_input, tmp_path / "single", probabilities=False)
+    for blocksize in (BLOCKSIZE // 2, BLOCKSIZE):  # the second run replaces the first's (more) parts
+        summary = score_dataset(classifier, f"s3://{bucket}/in/", output, client=client, blocksize=blocksize)
+        store.invalidate_cache()
+        marker = json.loads(store.cat(f"{bucket}/out/scored/{SUCCESS}"))
+        assert marker["rows"] == summary.rows == FILES * ROWS_PER_FILE
+        listed = sorted(PurePosixPath(p).name for p in store.find(f"{bucket}/out/scored"))
+        assert listed == sorted([*marker["parts"], SUCCESS])  # no part of the earlier run left over
+        parts = [pq.read_table(store.open(f"{bucket}/out/scored/{part}")) for part in marker["parts"]]
+        assert_same_values(pa.concat_tables(parts), expected)
+    assert [PurePosixPath(p).name for p in store.ls(f"{bucket}/out")] == ["scored"]  # staging prefixes gone
