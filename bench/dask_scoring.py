@@ -6,7 +6,7 @@ Adult's cardinalities, trained on 20,000 generated rows, exported to ONNX as reg
 generated CSV of ``--base-rows`` rows (default 500,000: "adult-size" as the issue counts it, so 16x is 8 M rows)
 repeated up to each ``--sizes`` multiple. At each size, side by side and interleaved ``--repeat`` times:
 
-* ``fasttrack predict --engine onnx`` into Parquet, in a process of its own (end to end, start-up included);
+* ``fasttrack predict --runtime onnx`` into Parquet, in a process of its own (end to end, start-up included);
 * :func:`fasttrack.batch.dask_score.score_dataset` (ONNX runtime) into a folder of Parquet parts on a
   ``LocalCluster`` of 1 and then 2 worker processes, one thread each, started afresh for every run through
   :func:`fasttrack.cluster.dask_client` (its start-up is shown apart: a cluster one connects to is already up).
@@ -49,9 +49,9 @@ def peak_rss_mb() -> float:
 
 
 def single_machine(folder: Path, source: Path, output: Path, home: Path) -> float:
-    """Wall seconds of ``fasttrack predict --engine onnx`` into Parquet."""
+    """Wall seconds of ``fasttrack predict --runtime onnx`` into Parquet."""
     command = [sys.executable, "-m", "fasttrack", "predict", "--model", str(folder), "--data", str(source)]
-    command += ["--out", str(output), "--engine", "onnx"]
+    command += ["--out", str(output), "--runtime", "onnx"]
     started = time.perf_counter()
     done = subprocess.run(
         command, env={**os.environ, "FASTTRACK_HOME": str(home)}, capture_output=True, text=True, check=False
