@@ -7,8 +7,9 @@ write (``make bench`` puts them in ``.bench/``) and prints every figure of issue
 start-up of ``models:/sample@champion`` and issue 15's drift report on a million logged rows and cost of the
 inference log, with the value measured in that run. A figure whose benchmark did not run (or whose server failed)
 is shown as not measured, never as met. Under the table: the training floors (no FastTrack code in them), the batch
-scoring's peak memory as the file grows, which the issue asks to stay flat without giving a number, and the time of
-``fasttrack dataset from-log`` on the million rows.
+scoring's peak memory as the file grows, which the issue asks to stay flat without giving a number, the time of
+``fasttrack dataset from-log`` on the million rows, and issue 16's Dask scoring rates with each worker's peak memory
+as the input grows (flat, again without a number).
 
 Run: ``.venv/bin/python bench/targets.py [--dir .bench]``. Not part of the test suite.
 """
@@ -165,7 +166,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--dir", type=Path, default=ROOT / ".bench", help="where the benchmarks wrote their JSON")
     args = parser.parse_args()
-    names = ("serving", "startup", "batch", "training", "drift", "inference_log")
+    names = ("serving", "startup", "batch", "training", "drift", "inference_log", "dask_scoring")
     sources = {name: load(args.dir / f"{name}.json") for name in names}
     rows = serving_rows(sources["serving"]) + startup_rows(sources["startup"])
     rows += batch_rows(sources["batch"]) + training_rows(sources["training"]) + drift_rows(sources["drift"])
@@ -187,6 +188,13 @@ def main() -> None:
         steps = [row for row in growth if row["key"] == key]
         shown = ", ".join(f"{row['rows']:,} rows {row['memory_mb']:.0f} MB" for row in steps)
         console.print(f"fasttrack predict peak memory as the file grows, {steps[0]['title']}: {shown}")
+    for size in (sources["dask_scoring"] or {}).get("sizes", []):
+        rates, peaks = size["rows_s"], size["worker_peak_mb"]
+        console.print(
+            f"Dask scoring, {size['rows']:,} rows: {rates['dask-1']:,.0f} rows/s on 1 worker, {rates['dask-2']:,.0f} "
+            f"on 2 (fasttrack predict {rates['predict']:,.0f}); worker peak memory {peaks['dask-1']:.0f} MB "
+            f"(1 worker), {peaks['dask-2']:.0f} MB (2 workers), which the issue asks to stay flat as the rows grow"
+        )
     drift = sources["drift"]
     if drift and drift.get("dataset_s"):
         console.print(

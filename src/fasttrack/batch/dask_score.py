@@ -1,0 +1,477 @@
+"""Batch scoring on a Dask cluster: a data set larger than one machine in, partitioned Parquet with predictions out.
+
+:func:`score_dataset` reads the input with :func:`fasttrack.data.dask_read.read_dask` and scores every partition
+with ``map_partitions`` through the same model runtime (:func:`fasttrack.runtime.select.open_runtime`), feature
+contract (:class:`~fasttrack.features.arrow.ArrowDriver`) and output table as single-machine scoring
+(:func:`fasttrack.batch.score.score_file`), so both give the same predictions row for row.
+
+Workers may run on other machines, so nothing they need is a path of the client's: the model folder's files travel
+as bytes, scattered once to every worker, and each worker process opens the runtime once (cached by the files'
+digest), never once per partition. Each partition writes its own ``part-NNNNN.parquet`` (numbered in input order,
+so reading the parts in name order gives the input's rows in their order) into a temporary folder next to the
+output, and the task returns only its row count. ``_SUCCESS`` is written last (JSON: rows, partitions, parts,
+model, engine, created); on a local or shared file system the finished folder is then renamed into place, so the
+output name only ever shows a complete result, and an earlier output there is replaced only once the new one is
+complete. An object store has no rename: see :func:`score_dataset` for what the marker guarantees there.
+
+A task whose worker dies is run again by Dask on another worker and rewrites the same part, so a lost worker
+neither loses nor duplicates rows.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+import shutil
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path, PurePosixPath
+from typing import TYPE_CHECKING, Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from fasttrack.batch.score import _BatchModel, _output_table
+from fasttrack.config import Engine
+from fasttrack.data import object_store
+from fasttrack.data.sniff import first_line, is_url
+from fasttrack.data.stream import DEFAULT_BATCH_ROWS, _stripped_names
+from fasttrack.errors import ClusterError, ConfigError, DataError, FastTrackError
+from fasttrack.features.arrow import ArrowDriver
+
+if TYPE_CHECKING:
+    import pandas as pd
+    from distributed import Client
+
+    from fasttrack.registry.model_folder import LoadedModel
+
+log = logging.getLogger(__name__)
+
+#: The marker written last into a finished output folder.
+SUCCESS = "_SUCCESS"
+#: Rows scored at a time inside a partition: the single-machine batch size, so memory per task stays bounded.
+SLICE_ROWS = DEFAULT_BATCH_ROWS
+#: Output names that say a format other than a folder of Parquet parts.
+_FILE_SUFFIXES = (".csv", ".json", ".jsonl", ".ndjson", ".tsv", ".gz")
+
+#: Called with (partitions done, partitions in all) as partitions finish.
+PartitionProgress = Callable[[int, int], None]
+
+
+@dataclass(frozen=True)
+class DaskScoreSummary:
+    """What :func:`score_dataset` did: rows and partitions scored, the runtime used, where the output is, the
+    wall time and the workers the cluster had when scoring started."""
+
+    rows: int
+    partitions: int
+    engine: str
+    output: str
+    seconds: float
+    workers: int
+
+
+@dataclass(frozen=True)
+class ShippedModel:
+    """A model folder as bytes (path relative to the folder -> content) and the engine to open it with.
+
+    ``digest`` names the content: a worker that has opened this model already reuses its runtime.
+    """
+
+    files: dict[str, bytes]
+    engine: Engine
+    digest: str
+
+    @classmethod
+    def of(cls, folder: Path, engine: Engine) -> ShippedModel:
+        """Every file of ``folder`` (the runtime needs the schema, metadata, ``MLmodel`` and the model file)."""
+        files = {
+            path.relative_to(folder).as_posix(): path.read_bytes()
+            for path in sorted(folder.rglob("*"))
+            if path.is_file()
+        }
+        digest = hashlib.sha256()
+        for name, content in files.items():
+            digest.update(name.encode() + b"\0" + hashlib.sha256(content).digest())
+        return cls(files=files, engine=engine, digest=digest.hexdigest()[:16])
+
+
+def score_dataset(
+    model: LoadedModel | Path,
+    source: str,
+    output: str,
+    *,
+    client: Client | None = None,
+    probabilities: bool = False,
+    runtime: Engine = "auto",
+    format: str | None = None,
+    blocksize: int | None = None,
+    progress: PartitionProgress | None = None,
+) -> DaskScoreSummary:
+    """Score ``source`` (a file, glob or folder of CSV or Parquet, local or a URL) on a Dask cluster into the
+    folder ``output``: one ``part-NNNNN.parquet`` per partition, in input order, each with the input's columns
+    plus ``prediction`` (and ``probability_<label>`` per label with ``probabilities``), then ``_SUCCESS``.
+
+    ``client`` is the cluster's client (:func:`fasttrack.cluster.dask_client`); without one, Dask's default client.
+    ``runtime`` picks ONNX Runtime or scikit-learn as :func:`fasttrack.runtime.select.open_runtime` does; the
+    choice is made here, once, and every worker opens that same runtime. ``format`` overrides the input files'
+    extension; ``blocksize`` is the bytes of CSV per partition (:data:`fasttrack.data.dask_read.DEFAULT_BLOCKSIZE`
+    by default). ``progress`` is called with (partitions done, partitions) as partitions finish.
+
+    CSV is read as text, as the single-machine reader does, and typed by the feature contract: the schema's
+    dtypes given to the CSV parser would refuse what the contract accepts (``" 0.25 "``, missing markers such as
+    ``?``) and fail a whole partition instead of naming the values. Parquet keeps its own types.
+
+    The output must be a place every worker can write and this process can see: a shared file system, or an
+    object store URL (credentials on the workers, docs/scale.md). Locally (or on a shared file system) the parts
+    are written to a hidden folder next to ``output`` that is renamed to ``output`` once ``_SUCCESS`` is in it; an
+    earlier result at ``output`` (a folder with a ``_SUCCESS``) is moved aside only then, and deleted. On an object
+    store, which has no rename, the parts are written under a hidden prefix next to ``output`` and then copied
+    under ``output``, after the earlier ``_SUCCESS`` there is deleted; ``_SUCCESS`` is written last and lists the
+    parts: a reader that waits for it and reads the parts it lists reads a complete result, and a folder without it
+    is incomplete (the earlier result is gone once the copy starts).
+
+    Raises
+    ------
+    DataError
+        Unreadable input, or values the model cannot take (``SchemaValidationError``, the same one line as
+        single-machine scoring).
+    ConfigError
+        ``probabilities`` with a regressor, an output name that is a file format, or an output that exists and is
+        not a scoring output.
+    ClusterError
+        The cluster lost work it could not recover (a task's workers died more often than Dask retries).
+    """
+    from distributed import as_completed, default_client
+
+    from fasttrack.data.dask_read import DEFAULT_BLOCKSIZE, read_dask
+    from fasttrack.registry.model_folder import LoadedModel, load_model_folder
+
+    started = time.perf_counter()
+    client = client or default_client()  # type: ignore[no-untyped-call]
+    if output.rstrip("/").lower().endswith(_FILE_SUFFIXES):
+        raise ConfigError(f"the Dask engine writes a folder of Parquet parts, not {output}: name a folder")
+    folder = model if isinstance(model, LoadedModel) else load_model_folder(model)
+    predictor = _BatchModel(folder, runtime)  # the model's problems come first, as on one machine
+    if probabilities and not predictor.is_classifier:
+        raise ConfigError("--probabilities applies to classifiers; this model is a regressor")
+    try:
+        options = _storage_options(source) or None
+        frame = read_dask(source, format=format, blocksize=blocksize or DEFAULT_BLOCKSIZE, storage_options=options)
+    except FastTrackError:
+        raise
+    except (OSError, ValueError, pa.ArrowException) as exc:  # dask samples the first file to plan the read
+        raise _client_error(exc, source) from None
+    columns = _stripped_names(list(frame.columns))
+    types = _input_types(source, format)
+    ArrowDriver(predictor.schema, columns)  # a required column missing: one line before any task runs
+    target = _Target(output)
+    target.check_replaceable()
+    workers = len(client.scheduler_info(n_workers=-1).get("workers", {}))
+    package = ShippedModel.of(folder.path, predictor.name)
+    shipped = client.scatter(package, broadcast=True, hash=False)
+    staging = target.staging()
+    target.fs.makedirs(staging, exist_ok=True)
+    try:
+        meta = {"partition": "int64", "rows": "int64"}
+        scored = frame.map_partitions(  # type: ignore[no-untyped-call]
+            _score_partition,
+            shipped,
+            staging,
+            probabilities,
+            types,
+            meta=meta,
+            enforce_metadata=False,
+        )
+        futures = client.compute(scored.to_delayed())
+        counts: dict[int, int] = {}
+        done = 0
+        try:
+            for future in as_completed(futures):  # type: ignore[no-untyped-call]
+                part = future.result()
+                counts.update(zip(part["partition"].tolist(), part["rows"].tolist(), strict=True))
+                done += 1
+                if progress is not None:
+                    progress(done, len(futures))
+        except BaseException as exc:
+            client.cancel(futures)
+            raise _client_error(exc, source) from None
+        rows = sum(counts.values())
+        if rows == 0:
+            raise DataError(f"{source} has a header but no data rows")
+        parts = [_part_name(number) for number in sorted(counts) if counts[number]]
+        marker = {
+            "rows": rows,
+            "partitions": len(parts),
+            "parts": parts,
+            "model": {"name": folder.metadata.name, "path": str(folder.path), "digest": package.digest},
+            "engine": predictor.name,
+            "created": datetime.now(UTC).isoformat(timespec="seconds"),
+        }
+        target.publish(staging, parts, json.dumps(marker, indent=2).encode())
+    finally:
+        target.discard(staging)
+        client.cancel([shipped])
+    return DaskScoreSummary(
+        rows=rows,
+        partitions=len(parts),
+        engine=predictor.name,
+        output=output,
+        seconds=time.perf_counter() - started,
+        workers=workers,
+    )
+
+
+def _part_name(number: int) -> str:
+    return f"part-{number:05d}.parquet"
+
+
+def _client_error(exc: BaseException, source: str) -> BaseException:
+    """An error raised while the tasks ran, as the one-line error of single-machine scoring."""
+    from distributed.scheduler import KilledWorker
+
+    if isinstance(exc, FastTrackError | KeyboardInterrupt):
+        return exc
+    if isinstance(exc, KilledWorker):
+        return ClusterError(f"scoring {source} failed: workers died running one partition repeatedly ({exc})")
+    stored = object_store.error_message(exc, source) if is_url(source) else None
+    if stored is not None:  # credentials, a missing bucket, an unreachable endpoint: the single-machine line
+        return DataError(stored)
+    reading = (OSError, ValueError, pa.ArrowException)
+    if isinstance(exc, reading) or (isinstance(exc, Exception) and type(exc).__module__.startswith("pandas")):
+        # Reading failed (pandas' parser, a vanished file, an unreadable Parquet file): dask wraps the parser's
+        # error in one of its own, whose first line names only the backend.
+        cause: BaseException = exc
+        while cause.__cause__ is not None:
+            cause = cause.__cause__
+        return DataError(f"cannot read {source}: {first_line(cause)}")  # type: ignore[arg-type]
+    return exc
+
+
+# ------------------------------------------------------------------------------------------------- on workers
+_OPENED: dict[str, _BatchModel] = {}
+_OPENING = threading.Lock()
+
+
+def _worker_model(shipped: ShippedModel) -> _BatchModel:
+    """This worker process's runtime for ``shipped``: its files written once under the worker's local folder and
+    the runtime opened once, then reused by every partition the worker scores."""
+    key = f"{shipped.digest}:{shipped.engine}"  # the same files opened with another runtime are another model
+    with _OPENING:
+        opened = _OPENED.get(key)
+        if opened is None:
+            from fasttrack.registry.model_folder import load_model_folder
+
+            folder = Path(_local_directory()) / f"fasttrack-model-{shipped.digest}"
+            if not (folder / ".complete").is_file():
+                unpacked = Path(tempfile.mkdtemp(prefix=".model-", dir=folder.parent))
+                for name, content in shipped.files.items():
+                    path = unpacked / PurePosixPath(name)
+                    path.parent.mkdir(parents=True, exist_ok=True)
+                    path.write_bytes(content)
+                (unpacked / ".complete").touch()
+                try:
+                    unpacked.replace(folder)
+                except OSError:  # another process of this machine finished first: theirs is the same files
+                    shutil.rmtree(unpacked, ignore_errors=True)
+            opened = _BatchModel(load_model_folder(folder), shipped.engine)
+            _OPENED.clear()  # one model per worker process at a time: an earlier one's memory is given back
+            _OPENED[key] = opened
+        return opened
+
+
+def _local_directory() -> str:
+    try:
+        from distributed import get_worker
+
+        return str(get_worker().local_directory)
+    except ValueError:  # not on a worker (a task run by the client's local scheduler)
+        return tempfile.gettempdir()
+
+
+def _score_partition(
+    frame: pd.DataFrame,
+    shipped: ShippedModel,
+    staging: str,
+    probabilities: bool,
+    types: pa.Schema | None,
+    partition_info: dict[str, Any] | None = None,
+) -> pd.DataFrame:
+    """Score one partition into ``staging/part-NNNNN.parquet``; its number and row count, as a one-row frame."""
+    import pandas as pd
+
+    if partition_info is None:  # dask's meta inference calls with an empty frame and no partition
+        return pd.DataFrame({"partition": pd.Series([], dtype="int64"), "rows": pd.Series([], dtype="int64")})
+    number = int(partition_info["number"])
+    if frame.empty:  # no part for no rows (a file ending on a block boundary)
+        return pd.DataFrame({"partition": [number], "rows": [0]})
+    model = _worker_model(shipped)
+    table = _as_read(frame, types)
+    normalizer = ArrowDriver(model.schema, table.column_names)
+    path = f"{staging.rstrip('/')}/{_part_name(number)}"
+    fs, root = _filesystem(path)
+    # A retried task (its worker died) writes the same part again: locally through a file of its own renamed over
+    # the part, so a reader never meets half of one; an object store's upload appears whole anyway.
+    local = _is_local(fs)
+    writing = f"{root}.{uuid.uuid4().hex[:8]}.tmp" if local else root
+    writer: pq.ParquetWriter | None = None
+    try:
+        with fs.open(writing, "wb") as handle:
+            for offset in range(0, table.num_rows, SLICE_ROWS):
+                scoring = normalizer.normalize(table.slice(offset, SLICE_ROWS))
+                predicted, proba = model.predict(scoring, probabilities)
+                scored = _output_table(scoring, predicted, proba, model.labels)
+                if writer is None:
+                    writer = pq.ParquetWriter(handle, scored.schema)
+                writer.write_table(scored)
+            if writer is not None:
+                writer.close()
+        if local:
+            Path(writing).replace(root)
+    finally:
+        if local:
+            Path(writing).unlink(missing_ok=True)
+    return pd.DataFrame({"partition": [number], "rows": [table.num_rows]})
+
+
+def _input_types(source: str, format: str | None) -> pa.Schema | None:
+    """The Arrow types the single-machine reader gives a Parquet input (the first file's); ``None`` for CSV, which
+    it reads as text."""
+    from fasttrack.data.dask_read import dataset_files
+
+    files, fmt = dataset_files(source, format=format, storage_options=_storage_options(source) or None)
+    if fmt != "parquet":
+        return None
+    fs, path = _filesystem(files[0])
+    try:
+        with fs.open(path, "rb") as handle:
+            schema = pq.read_schema(handle)
+    except (OSError, pa.ArrowException) as exc:
+        raise DataError(f"{files[0]} is not a valid Parquet file: {first_line(exc)}") from None
+    return schema.remove_metadata()
+
+
+def _as_read(frame: pd.DataFrame, types: pa.Schema | None) -> pa.Table:
+    """A pandas partition as the single-machine reader gives that input: names stripped, and CSV as ``string``
+    with empty fields missing (``read_dask`` keeps them as empty text), Parquet with its file's types (pandas may
+    have widened text to ``large_string``)."""
+    table = pa.Table.from_pandas(frame, preserve_index=False)
+    arrays = []
+    for name, read in zip(table.column_names, table.columns, strict=True):
+        column = read
+        if types is None:
+            if pa.types.is_large_string(column.type) or pa.types.is_string(column.type):
+                text = column.cast(pa.string())
+                column = pc.if_else(pc.equal(text, ""), pa.scalar(None, pa.string()), text)
+        elif name in types.names and column.type != types.field(name).type:
+            # When pandas changed a type beyond a cast back, the feature contract types the column all the same.
+            with contextlib.suppress(pa.ArrowInvalid, pa.ArrowNotImplementedError):
+                column = column.cast(types.field(name).type)
+        arrays.append(column)
+    return pa.Table.from_arrays(arrays, names=_stripped_names(table.column_names))
+
+
+def _is_local(fs: Any) -> bool:
+    protocols = (fs.protocol,) if isinstance(fs.protocol, str) else tuple(fs.protocol)
+    return bool({"file", "local"} & set(protocols))
+
+
+def _filesystem(path: str) -> tuple[Any, str]:
+    """The file system of a path or URL, with the object-store options single-machine scoring uses (read from the
+    environment of the process calling: on a worker, the worker's credentials and endpoint)."""
+    import fsspec
+
+    fs, root = fsspec.core.url_to_fs(path, **_storage_options(path))
+    return fs, str(root)
+
+
+def _storage_options(path: str) -> dict[str, Any]:
+    if not object_store.is_object_store_url(path):
+        return {}
+    object_store.apply_network_defaults()
+    return object_store.storage_options(path)
+
+
+# --------------------------------------------------------------------------------------------- the output
+class _Target:
+    """The output folder (local path or URL): where its parts are staged, and how a finished result is published."""
+
+    def __init__(self, output: str) -> None:
+        self.output = output
+        self.fs, self.root = _filesystem(output)
+        self.root = self.root.rstrip("/")
+        self.local = _is_local(self.fs)
+        self.parent, self.name = self.root.rsplit("/", 1) if "/" in self.root else ("", self.root)
+
+    def url(self, root: str) -> str:
+        """A path of this file system as workers are given it (with the URL's protocol)."""
+        if self.local or not is_url(self.output):
+            return root
+        protocol = self.output.split("://", 1)[0]
+        return f"{protocol}://{root}"
+
+    def check_replaceable(self) -> None:
+        """Refuse to overwrite anything but an earlier scoring output (a folder with ``_SUCCESS``) or nothing."""
+        self.fs.invalidate_cache()
+        if not self.fs.exists(self.root):
+            return
+        if not self.fs.isdir(self.root):
+            raise ConfigError(f"{self.output} exists and is a file: the Dask engine writes a folder")
+        if self.fs.exists(f"{self.root}/{SUCCESS}") or not self.fs.ls(self.root):
+            return
+        raise ConfigError(f"{self.output} exists and is not a scoring output (no {SUCCESS}): name a new folder")
+
+    def staging(self) -> str:
+        """A hidden folder next to the output for this run's parts (skipped by readers of the parent folder)."""
+        hidden = f".{self.name}.{uuid.uuid4().hex[:12]}.tmp"
+        return self.url(f"{self.parent}/{hidden}" if self.parent else hidden)
+
+    def publish(self, staging: str, parts: list[str], marker: bytes) -> None:
+        """Make the staged parts the output, ``_SUCCESS`` last."""
+        _, staged = _filesystem(staging)
+        if self.local:
+            with self.fs.open(f"{staged}/{SUCCESS}", "wb") as handle:
+                handle.write(marker)
+            previous = None
+            if Path(self.root).exists():
+                previous = f"{self.parent}/.{self.name}.{uuid.uuid4().hex[:12]}.old"
+                Path(self.root).replace(previous)
+            Path(staged).replace(self.root)
+            if previous is not None:
+                shutil.rmtree(previous, ignore_errors=True)
+            return
+        self.fs.invalidate_cache()  # the workers wrote the parts: this process' listings are stale
+        if self.fs.exists(f"{self.root}/{SUCCESS}"):
+            self.fs.rm(f"{self.root}/{SUCCESS}")
+        old = []
+        if self.fs.exists(self.root):
+            old = [p for p in self.fs.find(self.root) if PurePosixPath(p).name not in parts]
+        for part in parts:
+            self.fs.copy(f"{staged}/{part}", f"{self.root}/{part}")
+        if old:
+            self.fs.rm(old)
+        with self.fs.open(f"{self.root}/{SUCCESS}", "wb") as handle:
+            handle.write(marker)
+
+    def discard(self, staging: str) -> None:
+        """Delete what is left of a run's staging folder (all of it after a failure; nothing after a local publish)."""
+        _, staged = _filesystem(staging)
+        try:
+            if self.local and Path(staged).exists():
+                # Moved aside first: a cancelled task still running cannot finish a part in a folder it no longer
+                # finds, so nothing reappears under the staging name once it is deleted.
+                aside = Path(f"{staged}.discarded")
+                Path(staged).replace(aside)
+                shutil.rmtree(aside, ignore_errors=True)
+            elif self.fs.exists(staged):
+                self.fs.rm(staged, recursive=True)
+        except OSError as exc:
+            log.warning("could not delete the temporary folder %s: %s", staging, exc)
