@@ -26,6 +26,9 @@ from fasttrack.config import Engine, Margin, Settings, Task, TrainConfig, get_se
 from fasttrack.errors import ConfigError, Violation
 
 if TYPE_CHECKING:
+    from distributed import Client
+
+    from fasttrack.batch.dask_score import DaskScoreSummary, PartitionProgress
     from fasttrack.batch.score import ScoreProgress, ScoreSummary
     from fasttrack.data.clean import CleanOptions
     from fasttrack.data.compat import Purpose
@@ -820,10 +823,12 @@ def score_file(
     batch_rows: int = 100_000,
     format: str | None = None,
     settings: Settings | None = None,
-    progress: ScoreProgress | None = None,
+    progress: ScoreProgress | PartitionProgress | None = None,
     engine: str = "local",
-) -> ScoreSummary:
-    """Score a file of any size and write its columns plus ``prediction`` to ``output``, streaming in batches.
+    scheduler: str | Client | None = None,
+) -> ScoreSummary | DaskScoreSummary:
+    """Score a data set of any size and write its columns plus ``prediction``: streamed in batches through this
+    process (``engine="local"``), or partition by partition on a Dask cluster (``engine="dask"``).
 
     Parameters
     ----------
@@ -831,63 +836,88 @@ def score_file(
         A loaded :class:`~fasttrack.runtime.model.Model`, or a URI or folder (resolved as :func:`load` does;
         from a folder, ONNX scoring never unpickles scikit-learn).
     data
-        A CSV, JSON, JSON Lines or Parquet file, a path or a URL.
+        Locally: a CSV, JSON, JSON Lines or Parquet file, a path or a URL. On Dask: a CSV or Parquet file, a glob
+        (``data/part-*.csv``) or a folder, local to every worker or a URL (``s3://...``).
     output
-        ``.csv``, ``.parquet``, ``.json`` or ``.jsonl``; written only once every row is scored.
+        Locally: a ``.csv``, ``.parquet``, ``.json`` or ``.jsonl`` file, written only once every row is scored. On
+        Dask: a folder (or ``s3://`` prefix) of ``part-NNNNN.parquet`` files in input order, complete once its
+        ``_SUCCESS`` marker is there (locally it appears under its name only then; docs/scale.md).
     probabilities
         Add one ``probability_<label>`` column per class (classifiers).
     runtime
         ``auto``, ``onnx`` or ``sklearn``, as for :func:`load` (ignored for a loaded ``Model``).
     batch_rows
-        Rows read, scored and written at a time (memory stays flat as the file grows).
+        Rows read, scored and written at a time (memory stays flat as the file grows); local engine only.
     format
         The input's format when its name does not say.
     settings
         As for :func:`train`.
     progress
-        Receives the open input, then the rows scored after each batch.
+        Locally: receives the open input, then the rows scored after each batch (a ``ScoreProgress``). On Dask:
+        called with (partitions done, partitions).
     engine
-        ``local``: this process. (``auto``, ``onnx`` and ``sklearn``, the former meaning of ``engine``, are still
-        taken as ``runtime`` with a ``DeprecationWarning``.)
+        ``local`` (this process) or ``dask`` (a Dask cluster; docs/scale.md). ``auto``, ``onnx`` and ``sklearn``,
+        the former meaning of ``engine``, are still taken as ``runtime`` with a ``DeprecationWarning``.
+    scheduler
+        With ``engine="dask"``: the scheduler's address, or a ``distributed.Client`` of yours (left open);
+        default: ``DASK_SCHEDULER_ADDRESS``, else a local cluster of worker processes for this call.
 
     Returns
     -------
-    ScoreSummary
-        Rows and batches scored, the runtime used, the output path and the seconds taken.
+    ScoreSummary | DaskScoreSummary
+        Rows (and batches or partitions) scored, the runtime used, the output and the seconds taken.
 
     Raises
     ------
     SchemaValidationError
-        A value a feature cannot take or a missing feature column (named), before anything is written.
+        A value a feature cannot take or a missing feature column (named); nothing is left at ``output``.
     DataError
         The input cannot be read; nothing is left at ``output``.
+    ClusterError
+        The Dask scheduler cannot be reached (one line, within seconds).
     """
-    from fasttrack.batch.score import output_format
-    from fasttrack.batch.score import score_file as score
     from fasttrack.registry.resolve import resolve_model
     from fasttrack.runtime.model import Model
 
     runtime = _former_engine(engine, runtime, "score_file")
-    if check_engine(engine if engine in COMPUTE_ENGINES else "local") == "dask":
-        raise ConfigError("engine='dask' is being built (issue 16): use engine='local'")
-    target = Path(output)
-    output_format(target)  # an unusable output name fails before any work
+    compute = check_engine(engine if engine in COMPUTE_ENGINES else "local")
     if batch_rows < 1:
         raise ConfigError(f"batch_rows must be at least 1, not {batch_rows}")
+    if compute == "local":
+        from fasttrack.batch.score import output_format
+
+        output_format(Path(output))  # an unusable output name fails before any work
     if isinstance(model, Model):
         folder: LoadedModel | Path = model.folder
         runtime = model.runtime.name
     else:
         folder = resolve_model(str(model) if model is not None else None, settings or get_settings()).path
+    if compute == "dask":
+        from fasttrack.batch.dask_score import score_dataset
+        from fasttrack.cluster import dask_client
+
+        with dask_client(scheduler) as client:
+            return score_dataset(
+                folder,
+                str(data),
+                str(output),
+                client=client,
+                probabilities=probabilities,
+                runtime=runtime,
+                format=format,
+                progress=progress if callable(progress) else None,
+            )
+    from fasttrack.batch.score import score_file as score
+
     return score(
         folder,
         data,
-        target,
+        Path(output),
         batch_rows=batch_rows,
         probabilities=probabilities,
         engine=runtime,
         format=format,
-        progress=progress,
+        progress=progress if progress is not None and not callable(progress) else None,
     )
 
 

@@ -83,7 +83,7 @@ def local_workers() -> int:
 
 @contextmanager
 def dask_client(
-    scheduler: str | None = None,
+    scheduler: str | Client | None = None,
     *,
     workers: int | None = None,
     memory_limit: str | float | None = "auto",
@@ -98,7 +98,8 @@ def dask_client(
     (dashboard, /health) on a free port.
 
     The client is the default one inside the block, so Dask collections computed there and joblib's ``dask``
-    backend use it.
+    backend use it. ``scheduler`` may also be a ``distributed.Client`` of the caller's: it is used as it is and
+    left open (the caller owns its cluster).
 
     Raises
     ------
@@ -110,6 +111,9 @@ def dask_client(
     require_dask()
     from distributed import Client, LocalCluster
 
+    if isinstance(scheduler, Client):
+        yield scheduler
+        return
     address = scheduler_address(scheduler)
     with ExitStack() as stack:
         stack.enter_context(_quiet_dask())
@@ -145,6 +149,7 @@ def _connect(address: str, timeout: float) -> Iterator[Client]:
     """
     from distributed import Client
 
+    _probe(address, timeout)
     outcome: dict[str, Any] = {}
     gave_up = threading.Event()
 
@@ -210,6 +215,32 @@ def package_versions() -> dict[str, str | None]:
         except PackageNotFoundError:
             found[name] = None
     return found
+
+
+def _probe(address: str, timeout: float) -> None:
+    """Fail at once where a plain TCP connection says enough: an unknown host, or nothing listening (Dask would
+    retry those until its timeout). Other schemes (tls://, ws://) and slow answers are left to Dask's client."""
+    import socket
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(address if "://" in address else f"tcp://{address}")
+    if parts.scheme != "tcp" or not parts.hostname:
+        return
+    try:
+        port = parts.port or 8786
+    except ValueError:
+        return  # Dask's own parser names the problem
+    try:
+        with socket.create_connection((parts.hostname, port), timeout=min(timeout, 3.0)):
+            pass
+    except socket.gaierror:
+        raise ClusterError(f"cannot reach the Dask scheduler at {address}: unknown host {parts.hostname!r}") from None
+    except ConnectionRefusedError:
+        raise ClusterError(
+            f"cannot reach the Dask scheduler at {address}: nothing listens on port {port} of {parts.hostname}{_HINT}"
+        ) from None
+    except OSError:
+        return  # a timeout or an unreachable network: Dask's client tries for the full timeout
 
 
 def _check_workers(client: Client, address: str) -> None:

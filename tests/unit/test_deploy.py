@@ -1223,11 +1223,6 @@ def test_k8s_dask_job_scores_object_store_urls_on_the_cluster() -> None:
     assert option(args, "--model").startswith("models:/")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="fasttrack predict has no --scheduler until the lead wires --engine dask into it (issue 16): "
-    "then this passes and the marker goes",
-)
 def test_k8s_dask_job_args_are_options_of_fasttrack_predict() -> None:
     import typer
     import typer.core

@@ -81,6 +81,38 @@ class ScoreBar:
             self.progress.update(self.task, completed=position, rows=rows)
 
 
+class PartitionBar:
+    """A progress bar on stderr for scoring on a Dask cluster: partitions done of all (the ``progress`` of
+    :func:`fasttrack.batch.dask_score.score_dataset`), after a spinner while the cluster starts."""
+
+    def __init__(self, source: str) -> None:
+        from rich.progress import BarColumn, MofNCompleteColumn, TimeRemainingColumn
+
+        self.source = source
+        self.progress = Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("partitions"),
+            TimeElapsedColumn(),
+            TimeRemainingColumn(),
+            console=err,
+            transient=True,
+        )
+        self.task: Any = None
+
+    def __enter__(self) -> PartitionBar:
+        self.progress.start()
+        self.task = self.progress.add_task(f"scoring {self.source} on Dask", total=None)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.progress.stop()
+
+    def __call__(self, done: int, total: int) -> None:
+        self.progress.update(self.task, completed=done, total=total)
+
+
 def number(value: float | None) -> str:
     """A metric for a table: four decimals, blank when absent."""
     return "" if value is None else f"{value:.4f}"

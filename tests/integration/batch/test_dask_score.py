@@ -340,3 +340,52 @@ def test_an_object_store_output_is_complete_when_its_marker_is_there(
         parts = [pq.read_table(store.open(f"{bucket}/out/scored/{part}")) for part in marker["parts"]]
         assert_same_values(pa.concat_tables(parts), expected)
     assert [PurePosixPath(p).name for p in store.ls(f"{bucket}/out")] == ["scored"]  # staging prefixes gone
+
+
+def test_the_python_api_scores_on_a_cluster_it_is_given(
+    client: Client, classifier: LoadedModel, csv_input: list[Path], tmp_path: Path
+) -> None:
+    import fasttrack
+
+    done: list[int] = []
+    summary = fasttrack.score_file(
+        classifier.path,
+        str(csv_input[0].parent / "input-*.csv"),
+        tmp_path / "scored",
+        engine="dask",
+        scheduler=client,  # the caller's own client: used as it is and left open
+        progress=lambda finished, _: done.append(finished),
+    )
+    assert summary.rows == FILES * ROWS_PER_FILE and done[-1] == summary.partitions
+    assert read_output(tmp_path / "scored").column("id").to_pylist() == all_ids()
+    assert client.status == "running"
+
+
+def test_the_command_scores_on_a_scheduler_by_address(
+    client: Client, classifier: LoadedModel, csv_input: list[Path], tmp_path: Path
+) -> None:
+    import subprocess
+    import sys
+
+    address = client.scheduler_info()["address"]
+    output = tmp_path / "scored"
+    command = [sys.executable, "-m", "fasttrack", "predict", "--model", str(classifier.path)]
+    command += ["--data", str(csv_input[0].parent), "--out", str(output), "--engine", "dask", "--scheduler", address]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=300, check=False)
+    assert done.returncode == 0, done.stderr
+    assert f"{FILES * ROWS_PER_FILE} predictions written to {output} (onnx, " in done.stdout
+    assert "on 2 Dask workers" in done.stdout
+    assert read_output(output).column("id").to_pylist() == all_ids()
+
+    # A scheduler that does not answer: one line, exit 1, nothing written.
+    refused = subprocess.run(
+        [*command[:-1], "tcp://127.0.0.1:9", "--out", str(tmp_path / "never")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert refused.returncode == 1
+    lines = [line for line in refused.stderr.splitlines() if line.strip()]
+    assert lines == [f"error: cannot reach the Dask scheduler at tcp://127.0.0.1:9: {lines[0].split(': ', 2)[2]}"]
+    assert "Traceback" not in refused.stderr and not (tmp_path / "never").exists()
