@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 import pandas as pd
@@ -22,7 +23,8 @@ from fasttrack.errors import DataError
 
 pytest.importorskip("distributed")
 
-if False:  # pragma: no cover - typing only
+if TYPE_CHECKING:
+    import dask.dataframe as dd
     from distributed import Client
 
 
@@ -223,3 +225,71 @@ def test_real_data_set_split_into_files(
     distributed = ingest_dask(str(folder), target=target, blocksize=300_000, client=client)
     local = ingest(datasets_dir / name, target=target)
     assert_same(distributed, local, target)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_schema_of_awkward_values_over_many_partitions(client: Client, seed: int) -> None:
+    """Ties, a minimum filling a quantile bin, few distinct values, missing values, booleans with and without
+    missing values, many categories: the distributed schema is the single-machine one, float for float."""
+    from fasttrack.data.dask_describe import infer_schema_dask
+
+    rng = np.random.default_rng(seed)
+    n = 3000
+    mostly_zero = np.where(rng.random(n) < 0.7, 0.0, rng.gamma(1.0, 300.0, n))
+    gaps = rng.normal(size=n)
+    gaps[rng.random(n) < 0.1] = np.nan
+    frame = pd.DataFrame(
+        {
+            "amount": mostly_zero,
+            "ties": rng.integers(0, 4, n),
+            "gaps": gaps,
+            "tiny": np.full(n, 5.0) + (np.arange(n) == 17),
+            "flag": rng.random(n) < 0.3,
+            "maybe": pd.array(np.where(rng.random(n) < 0.1, None, rng.random(n) < 0.5), dtype="boolean"),
+            "city": pd.Series(rng.choice([f"c{k}" for k in range(300)], n, p=_zipf(300)), dtype="str"),
+            "y": pd.Series(rng.choice(["a", "b", "c"], n), dtype="str"),
+        }
+    )
+    distributed = as_dask(frame, 13)
+    for target in ("y", "amount", "ties"):
+        expected = infer_schema(frame, target, max_categories=20, min_category_count=3, profile_bins=7)
+        found = infer_schema_dask(
+            distributed, target, max_categories=20, min_category_count=3, profile_bins=7, client=client
+        )
+        assert found == expected
+
+
+def as_dask(frame: pd.DataFrame, partitions: int) -> dd.DataFrame:
+    """``frame`` in partitions, text keeping pandas' own ``str`` dtype as ingest gives it (Dask would convert it)."""
+    import dask
+    import dask.dataframe as dd
+
+    with dask.config.set({"dataframe.convert-string": False}):
+        return dd.from_pandas(frame, npartitions=partitions, sort=False)
+
+
+def _zipf(k: int) -> np.ndarray:
+    weights = 1.0 / np.arange(1, k + 1)
+    return np.asarray(weights / weights.sum())
+
+
+@pytest.mark.parametrize(
+    ("frame", "target", "task", "message"),
+    [
+        (pd.DataFrame({"x": [1.0, np.inf, 2.0, 3.0], "y": [0, 1, 0, 1]}), "y", "auto", "1 infinite values"),
+        (pd.DataFrame({"x": [1, 2, 3, 4], "y": ["a"] * 4}), "y", "auto", "only one class"),
+        (pd.DataFrame({"x": [1, 2, 3, 4], "y": ["a", "b", "a", "b"]}), "y", "regression", "not numeric"),
+        (pd.DataFrame({"x": [1, 2, 3, 4], "y": [0.5, np.inf, 1.0, 2.0]}), "y", "regression", "infinite values"),
+        (pd.DataFrame({"y": [0, 1, 0, 1]}), "y", "auto", "no feature columns"),
+    ],
+)
+def test_schema_errors_are_the_single_machine_ones(
+    client: Client, frame: pd.DataFrame, target: str, task: Literal["auto", "regression"], message: str
+) -> None:
+    from fasttrack.data.dask_describe import infer_schema_dask
+
+    with pytest.raises(DataError, match=message) as local:
+        infer_schema(frame, target, task)
+    with pytest.raises(DataError, match=message) as distributed:
+        infer_schema_dask(as_dask(frame, 2), target, task, client=client)
+    assert str(distributed.value) == str(local.value)
