@@ -29,7 +29,7 @@ import itertools
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 import numpy as np
 import pandas as pd
@@ -93,7 +93,7 @@ def ingest_dask(
     delimiter: str | None = None,
     storage_options: dict[str, Any] | None = None,
     blocksize: int = DEFAULT_BLOCKSIZE,
-    task: str = "auto",
+    task: Literal["auto", "classification", "regression"] = "auto",
     client: Client | None = None,
 ) -> DaskIngestResult:
     """Read and clean ``source`` (a file, glob or folder of CSV or Parquet files, local or ``s3://``; see
@@ -124,7 +124,7 @@ def ingest_dask(
         schema = infer_schema_dask(
             frame,
             report_target(report, target),
-            cast("Any", task),
+            task,
             dropped_columns=report.dropped_columns,
             missing_markers=options.missing_markers,
             client=client,
