@@ -73,7 +73,7 @@ def infer_schema_dask(
     """:func:`~fasttrack.data.describe.infer_schema` of a cleaned Dask frame, computed on the cluster, equal to it.
 
     Takes the same arguments and raises the same ``DataError`` s; ``client`` defaults to the current default
-    client. Reads the frame four times (values, categories, ranks, bins); no process holds more than a
+    client. Reads the frame three times (values and categories, ranks, bins); no process holds more than a
     partition, a sketch per partition, and the values inside the rank brackets.
     """
     client = current_client(client)
@@ -94,7 +94,14 @@ def infer_schema_dask(
     numeric = [c for c in names if kinds[c] == "numeric"]
     if task != "classification" and target_numeric:
         numeric.append(target)
-    found = small_results(client, [as_task(_values_of)(p, target, tuple(numeric), cap) for p in parts])
+    # Categories are counted in the same pass; the target's too unless it is surely a regression target.
+    categorical = [c for c in names if kinds[c] != "numeric"] + ([target] if task != "regression" else [])
+    top = max(MAX_STORED_CATEGORIES, max_categories, PROFILE_TOP_CATEGORIES)
+    found, pieces = small_results(
+        client,
+        [[as_task(_values_of)(p, target, tuple(numeric), cap) for p in parts], _count_tasks(frame, categorical, top)],
+    )
+    counted = _category_counts(categorical, pieces, top)
     rows = sum(f.rows for f in found)
     missing = {col: sum(f.missing[col] for f in found) for col in columns}
     numbers = {col: _NumericFacts.merge([f.numeric[col] for f in found]) for col in numeric}
@@ -111,9 +118,6 @@ def infer_schema_dask(
     else:
         resolved = task
 
-    categorical = [c for c in names if kinds[c] != "numeric"] + ([target] if resolved == "classification" else [])
-    top = max(MAX_STORED_CATEGORIES, max_categories, PROFILE_TOP_CATEGORIES)
-    counted = _category_counts(frame, categorical, top, client)
     for col in numeric:
         if col != target:
             check_finite(col, numbers[col].infinite)
@@ -235,19 +239,22 @@ def _values_of(frame: pd.DataFrame, target: str, numeric: tuple[str, ...], cap: 
     return _PartValues(rows=len(frame), missing=missing, numeric=facts, labels=labels)
 
 
-def _category_counts(
-    frame: dd.DataFrame, columns: list[str], top: int, client: Client
-) -> dict[str, tuple[pd.Series, int]]:
-    """Per column, its ``top`` most frequent category texts ranked (:func:`~fasttrack.data.describe.rank_counts`)
-    and the number of non-missing values, from a distributed count."""
-    if not columns:
-        return {}
+def _count_tasks(frame: dd.DataFrame, columns: list[str], top: int) -> list[list[Delayed]]:
+    """Per column, tasks giving each part of a distributed count of its category texts: the part's ``top`` most
+    frequent (ranked) and its number of values."""
     wanted = []
     for col in columns:
         text = frame[col].map_partitions(as_text, meta=(col, object))
         counts = text.value_counts(split_out=max(1, frame.npartitions // 8))
         wanted.append([as_task(_top_counts)(p, top) for p in counts.to_delayed()])
-    found = small_results(client, wanted)
+    return wanted
+
+
+def _category_counts(
+    columns: list[str], found: list[list[tuple[pd.Series, int]]], top: int
+) -> dict[str, tuple[pd.Series, int]]:
+    """Per column, its ``top`` most frequent category texts ranked (:func:`~fasttrack.data.describe.rank_counts`)
+    and the number of non-missing values, from the parts of :func:`_count_tasks`' count (each text is in one)."""
     result: dict[str, tuple[pd.Series, int]] = {}
     for col, pieces in zip(columns, found, strict=True):
         total = sum(t for _, t in pieces)

@@ -446,10 +446,10 @@ def _clean(
         cleaning = _replace(cleaning, duplicates=duplicates)
 
     # Columns: what the drop rules ask, then the drops.
-    facts = _column_facts(cleaning, parts, names, target, options, sequences, client)
+    facts, meta = _column_facts(cleaning, parts, names, target, options, sequences, client)
     drop = column_drops(names, target, options, facts.__getitem__, report)
     cleaning = _replace(cleaning, drop=tuple(drop))
-    out_meta = _meta(cleaning, parts[0], client)
+    out_meta = meta.drop(columns=list(drop))
     frame = dd.from_delayed(
         [as_task(cleaning.cleaned)(p, i) for i, p in enumerate(parts)], meta=out_meta, verify_meta=False
     )
@@ -537,15 +537,28 @@ def _column_facts(
     options: CleanOptions,
     sequences: set[str],
     client: Client,
-) -> dict[str, ColumnFacts]:
-    """Each column's :class:`~fasttrack.data.clean.ColumnFacts` on the data after the row drops."""
+) -> tuple[dict[str, ColumnFacts], pd.DataFrame]:
+    """Each column's :class:`~fasttrack.data.clean.ColumnFacts` on the data after the row drops, and the empty
+    frame of that data (its columns and dtypes)."""
     import dask.dataframe as dd
 
     def deduplicated(part: Delayed, index: int) -> Delayed:
         return as_task(_Cleaning.cleaned)(cleaning, part, index)
 
     frames = [deduplicated(p, i) for i, p in enumerate(parts)]
-    found = small_results(client, [as_task(_part_facts)(f) for f in frames])
+    meta = _meta(cleaning, parts[0], client)
+    # Whether a text column's values are all different is counted in the same pass as the other facts, for every
+    # text column that may need it, so the data is read once here rather than twice.
+    text = [
+        col
+        for col in names
+        if options.drop_identifiers
+        and col != target
+        and not (pd.api.types.is_numeric_dtype(meta[col].dtype) or pd.api.types.is_bool_dtype(meta[col].dtype))
+    ]
+    whole = dd.from_delayed(frames, meta=meta, verify_meta=False)
+    largest = [whole[col].value_counts(split_out=max(1, len(parts) // 8)).max().to_delayed() for col in text]
+    found, most = small_results(client, [[as_task(_part_facts)(f) for f in frames], largest])
     present = {col: sum(f[col][0] for f in found) for col in names}
     firsts = {col: next((f[col][1] for f in found if f[col][0]), None) for col in names}
     distinct: dict[str, int] = {}
@@ -556,17 +569,7 @@ def _column_facts(
             if len(values) > 1:
                 break
         distinct[col] = len(values)
-    text = [
-        col
-        for col in names
-        if options.drop_identifiers and col != target and distinct[col] > 1 and not found[0][col][3]
-    ]
-    unique: dict[str, bool] = {}
-    if text:
-        meta = _meta(cleaning, parts[0], client)
-        whole = dd.from_delayed(frames, meta=meta, verify_meta=False)
-        most = [whole[col].value_counts(split_out=max(1, len(parts) // 8)).max() for col in text]
-        unique = {col: int(top) == 1 for col, top in zip(text, small_results(client, most), strict=True)}
+    unique = {col: top is not None and not pd.isna(top) and int(top) == 1 for col, top in zip(text, most, strict=True)}
     return {
         col: ColumnFacts(
             present=present[col],
@@ -576,7 +579,7 @@ def _column_facts(
             unique_text=unique.get(col, False) and present[col] >= 2,
         )
         for col in names
-    }
+    }, meta
 
 
 def _part_facts(frame: pd.DataFrame) -> dict[str, tuple[int, Any, list[Any], bool]]:
