@@ -293,3 +293,34 @@ def test_schema_errors_are_the_single_machine_ones(
     with pytest.raises(DataError, match=message) as distributed:
         infer_schema_dask(as_dask(frame, 2), target, task, client=client)
     assert str(distributed.value) == str(local.value)
+
+
+def test_gzipped_csv_files_and_parquet_files_of_other_dtypes(tmp_path: Path, client: Client) -> None:
+    """Compressed CSV files are one partition each; a Parquet column of integers in one file and floats with a
+    missing value in another is floats, as concatenating the files gives."""
+    import gzip
+
+    lines = messy_lines(400, seed=7)
+    whole = write_files(tmp_path / "plain", MESSY_HEADER, lines, files=3)
+    zipped = tmp_path / "zipped"
+    zipped.mkdir()
+    for path in sorted((tmp_path / "plain").glob("part-*.csv")):
+        (zipped / f"{path.name}.gz").write_bytes(gzip.compress(path.read_bytes()))
+    distributed, local = both(zipped, whole, client, target="y")
+    assert distributed.frame.npartitions == 3
+    assert_same(distributed, local, "y")
+
+    first = pd.DataFrame({"x": [1, 2, 3], "y": ["a", "b", "a"]})
+    second = pd.DataFrame({"x": [4.5, np.nan, 6.0], "y": ["b", "a", "b"]})
+    folder = tmp_path / "pq"
+    folder.mkdir()
+    first.to_parquet(folder / "a.parquet", index=False)
+    second.to_parquet(folder / "b.parquet", index=False)
+    pd.concat([first, second], ignore_index=True).to_parquet(tmp_path / "pq.parquet", index=False)
+    options = CleanOptions(drop_identifiers=False)
+    distributed = ingest_dask(str(folder), target="y", options=options, client=client)
+    local = ingest(tmp_path / "pq.parquet", target="y", options=options)
+    assert local.frame["x"].dtype == "float64"
+    assert distributed.report == local.report
+    pd.testing.assert_frame_equal(distributed.frame.compute().reset_index(drop=True), local.frame)
+    assert distributed.fingerprint == local.fingerprint
