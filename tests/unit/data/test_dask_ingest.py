@@ -324,3 +324,12 @@ def test_gzipped_csv_files_and_parquet_files_of_other_dtypes(tmp_path: Path, cli
     assert distributed.report == local.report
     pd.testing.assert_frame_equal(distributed.frame.compute().reset_index(drop=True), local.frame)
     assert distributed.fingerprint == local.fingerprint
+
+
+def test_without_a_target(tmp_path: Path, client: Client) -> None:
+    """Data to score has no target: nothing is dropped for one, no schema is made, the rest is cleaned alike."""
+    whole = write_files(tmp_path / "scoring", MESSY_HEADER, messy_lines(600, seed=9), files=3)
+    distributed, local = both(tmp_path / "scoring", whole, client, target=None)
+    assert distributed.schema is None
+    assert local.report.rows_without_target_dropped == 0
+    assert_same(distributed, local, None)
