@@ -123,7 +123,7 @@ def ingest_dask(
 
         schema = infer_schema_dask(
             frame,
-            report_target(report, target),
+            cleaned_target(target),
             task,
             dropped_columns=report.dropped_columns,
             missing_markers=options.missing_markers,
@@ -135,9 +135,10 @@ def ingest_dask(
     )
 
 
-def report_target(report: CleanReport, target: str) -> str:
-    """The target's name after cleaning stripped it (``" y"`` names ``"y"``)."""
-    return report.renamed_columns.get(target, target)
+def cleaned_target(target: str) -> str:
+    """The target's column name after cleaning: cleaning strips every column name, and
+    :func:`~fasttrack.data.clean.clean` takes ``" y"`` to name column ``"y"``."""
+    return target.strip()
 
 
 def stream_fingerprint(frame: dd.DataFrame, client: Client | None = None) -> str:

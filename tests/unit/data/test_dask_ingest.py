@@ -57,7 +57,7 @@ def messy_lines(n: int, seed: int) -> list[str]:
     return lines
 
 
-MESSY_HEADER = "age,income,flag,colour, city,count,const,code,empty,y"
+MESSY_HEADER = "age,income,flag,colour, city,count,const,code,empty, y"
 
 
 def write_files(folder: Path, header: str, lines: list[str], files: int, tweak: dict[int, str] | None = None) -> Path:
@@ -104,7 +104,7 @@ def test_messy_csv_files_clean_and_describe_as_one_file(tmp_path: Path, client: 
     marked[1] = "?"
     lines[1200] = ",".join(marked)
     whole = write_files(tmp_path / "messy", MESSY_HEADER, lines, files=5)
-    distributed, local = both(tmp_path / "messy", whole, client, target="y")
+    distributed, local = both(tmp_path / "messy", whole, client, target=" y")  # the column as written
     report = local.report
     # The data exercises every rule this test claims to check.
     assert report.duplicates_dropped > 100
@@ -118,10 +118,10 @@ def test_messy_csv_files_clean_and_describe_as_one_file(tmp_path: Path, client: 
         "code": "identifier (all values unique)",
         "empty": "constant",
     }
-    assert report.renamed_columns == {" city": "city"}
+    assert report.renamed_columns == {" city": "city", " y": "y"}
     assert local.frame["count"].dtype == "float64"
     assert distributed.frame.npartitions > 10  # blocks of files, not only files
-    assert_same(distributed, local, "y")
+    assert_same(distributed, local, " y")
 
 
 def test_regression_target_and_row_numbers(tmp_path: Path, client: Client) -> None:
