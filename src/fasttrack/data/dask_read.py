@@ -19,7 +19,11 @@ from fasttrack.data.sniff import EXTENSIONS, SNIFF_BYTES, is_url, resolve_format
 from fasttrack.errors import ConfigError, DataError
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     import dask.dataframe as dd
+    from dask.delayed import Delayed
+    from distributed import Client
 
 #: Bytes of a CSV file per partition: small enough that a worker holds several, large enough to amortise a task.
 DEFAULT_BLOCKSIZE = 64 * 2**20
@@ -129,3 +133,32 @@ def _header(path: str, delimiter: str | None, storage_options: dict[str, Any]) -
         raise DataError(f"empty file: {path}")
     sep = delimiter or ("\t" if stem_suffix(path) == "tsv" else sniff_delimiter(text, len(head) == SNIFF_BYTES))
     return sep, next(csv.reader(io.StringIO(text), delimiter=sep))
+
+
+def current_client(client: Client | None) -> Client:
+    """``client``, else the default client (the one :func:`fasttrack.cluster.dask_client` opened)."""
+    if client is not None:
+        return client
+    from distributed import default_client
+
+    return cast("Client", default_client())  # type: ignore[no-untyped-call]
+
+
+def partitions(frame: dd.DataFrame) -> list[Delayed]:
+    """A Dask frame's partitions, in order, as delayed pandas frames."""
+    return cast("list[Delayed]", frame.to_delayed())  # type: ignore[no-untyped-call]
+
+
+def as_task(function: Callable[..., Any]) -> Callable[..., Delayed]:
+    """``function`` as a Dask task maker: calling the result with (delayed) arguments gives a delayed call."""
+    from dask.delayed import delayed
+
+    return cast("Callable[..., Delayed]", delayed(function, pure=True))
+
+
+def small_results(client: Client, tasks: Any) -> Any:
+    """Compute ``tasks`` (any nesting of delayed values and collections) on the cluster and bring the results
+    here: for statistics and other small results, never a data set."""
+    from dask.base import compute
+
+    return compute(tasks, scheduler=client.get)[0]  # type: ignore[no-untyped-call]

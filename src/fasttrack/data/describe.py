@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Literal
 
 import numpy as np
@@ -48,9 +48,15 @@ def infer_task(target: pd.Series) -> Literal["classification", "regression"]:
     if column_kind(values) != "numeric":
         return "classification"
     numbers = values.to_numpy(dtype="float64")
-    distinct = int(np.unique(numbers).size)
-    whole = bool(np.all(np.mod(numbers, 1) == 0))
-    if whole and distinct <= MAX_CLASSES and (distinct <= 2 or distinct * 20 <= numbers.size):
+    return task_for("numeric", int(np.unique(numbers).size), bool(np.all(np.mod(numbers, 1) == 0)), int(numbers.size))
+
+
+def task_for(kind: FeatureKind, distinct: int, whole: bool, present: int) -> Literal["classification", "regression"]:
+    """:func:`infer_task`'s rule from a target's kind, its distinct values (counting beyond ``MAX_CLASSES`` is not
+    needed), whether they are all whole numbers, and how many there are."""
+    if kind != "numeric":
+        return "classification"
+    if whole and distinct <= MAX_CLASSES and (distinct <= 2 or distinct * 20 <= present):
         return "classification"
     return "regression"
 
@@ -109,13 +115,25 @@ def numeric_profile(values: np.ndarray | pd.Series, bins: int) -> NumericProfile
     finite = numbers[np.isfinite(numbers)]
     if finite.size == 0:
         return NumericProfile(edges=[], proportions=[], missing=missing)
-    quantiles = np.quantile(finite, np.linspace(0.0, 1.0, max(bins, 1) + 1))
+    quantiles = np.quantile(finite, profile_levels(bins))
+    profile = NumericProfile(edges=profile_edges(quantiles), proportions=[], missing=missing)
+    profile.proportions = bin_proportions(profile, numbers)
+    return profile
+
+
+def profile_levels(bins: int) -> np.ndarray:
+    """The quantile levels a numeric profile's edges are taken at: ``bins + 1`` evenly spaced from 0 to 1."""
+    levels: np.ndarray = np.linspace(0.0, 1.0, max(bins, 1) + 1)
+    return levels
+
+
+def profile_edges(quantiles: np.ndarray) -> list[float]:
+    """A numeric profile's bin edges from its quantiles (see :func:`numeric_profile`)."""
     edges = np.unique(quantiles)
     if edges.size == 1 or quantiles[1] == quantiles[0]:
         edges = np.concatenate([quantiles[:1], edges])
-    profile = NumericProfile(edges=edges.tolist(), proportions=[], missing=missing)
-    profile.proportions = bin_proportions(profile, numbers)
-    return profile
+    result: list[float] = edges.tolist()
+    return result
 
 
 def categorical_profile(values: pd.Series, top: int = PROFILE_TOP_CATEGORIES) -> CategoricalProfile:
@@ -125,14 +143,22 @@ def categorical_profile(values: pd.Series, top: int = PROFILE_TOP_CATEGORIES) ->
     with the categories beyond ``top`` summed as ``other``, so ``frequencies`` and ``other`` add up to 1.
     ``missing`` is the share of missing values.
     """
-    text = _as_text(values)
+    text = as_text(values)
     missing = float(text.isna().mean()) if len(text) else 0.0
-    counts = _ranked_counts(text)
-    total = int(counts.sum())
+    counts = ranked_counts(text)
+    return categorical_profile_of(counts, int(counts.sum()), missing, top)
+
+
+def categorical_profile_of(
+    counts: pd.Series, total: int, missing: float, top: int = PROFILE_TOP_CATEGORIES
+) -> CategoricalProfile:
+    """:func:`categorical_profile` from ranked counts (:func:`ranked_counts`; at least the ``top`` first), the
+    number of non-missing values and the missing share."""
     if total == 0:
         return CategoricalProfile(frequencies={}, missing=missing)
-    frequencies = {str(k): int(n) / total for k, n in counts.iloc[:top].items()}
-    return CategoricalProfile(frequencies=frequencies, other=int(counts.iloc[top:].sum()) / total, missing=missing)
+    shown = counts.iloc[:top]
+    frequencies = {str(k): int(n) / total for k, n in shown.items()}
+    return CategoricalProfile(frequencies=frequencies, other=(total - int(shown.sum())) / total, missing=missing)
 
 
 def column_kind(values: pd.Series) -> FeatureKind:
@@ -156,24 +182,28 @@ def _floats(values: np.ndarray | pd.Series) -> np.ndarray:
     return np.asarray(values, dtype="float64")
 
 
-def _as_text(values: pd.Series) -> pd.Series:
+def as_text(values: pd.Series) -> pd.Series:
     """Values as the category text the model reads (:mod:`fasttrack.features.rules`), ``None`` for missing."""
     import pandas as pd
 
     return pd.Series(category_column(values).values(None), index=values.index, dtype=object)
 
 
-def _ranked_counts(text: pd.Series) -> pd.Series:
+def ranked_counts(text: pd.Series) -> pd.Series:
     """Counts of each non-missing value, most frequent first, ties broken by value so the order is stable."""
+    return rank_counts(text.value_counts(dropna=True))
+
+
+def rank_counts(counts: pd.Series) -> pd.Series:
+    """Counts (indexed by value) in :func:`ranked_counts`' order: most frequent first, ties by value as text."""
     import pandas as pd
 
-    counts = text.value_counts(dropna=True)
     table = pd.DataFrame({"value": counts.index.astype("str"), "count": counts.to_numpy()})
     table = table.sort_values(["count", "value"], ascending=[False, True], kind="mergesort")
     return pd.Series(table["count"].to_numpy(), index=table["value"].to_numpy())
 
 
-def _plain(value: object) -> Label:
+def plain_label(value: object) -> Label:
     """A value as the plain Python type JSON keeps as it is (numpy scalars unwrapped, other objects as text)."""
     item = value.item() if isinstance(value, np.generic) else value
     return item if isinstance(item, str | bool | int | float) else str(item)
@@ -192,27 +222,48 @@ def _target_schema(values: pd.Series, name: str, task: str, bins: int) -> Target
     if present.empty:
         raise DataError(f"target {name!r} has no values")
     resolved = infer_task(present) if task == "auto" else task
-    dtype = str(values.dtype)
-    if resolved == "classification":
-        labels = sorted({_plain(v) for v in present.unique()}, key=lambda v: (type(v).__name__, v))
-        if len(labels) < 2:
-            raise DataError(f"target {name!r} has only one class: {labels[0]!r}")
-        return TargetSchema(
-            name=name, task="classification", dtype=dtype, labels=labels, profile=categorical_profile(values)
-        )
-    if column_kind(present) != "numeric":
-        raise DataError(f"target {name!r} is not numeric ({dtype}), so it cannot be a regression target")
-    numbers = present.to_numpy(dtype="float64")
-    if not np.isfinite(numbers).all():
-        raise DataError(f"target {name!r} has infinite values")
-    return TargetSchema(
-        name=name,
-        task="regression",
-        dtype=dtype,
-        min=float(numbers.min()),
-        max=float(numbers.max()),
-        profile=numeric_profile(values, bins),
+    labels = {plain_label(v) for v in present.unique()} if resolved == "classification" else set()
+    numbers = (
+        present.to_numpy(dtype="float64") if resolved == "regression" and column_kind(present) == "numeric" else None
     )
+    return target_schema(
+        name,
+        resolved,
+        values.dtype,
+        labels=labels,
+        profile=lambda: categorical_profile(values) if resolved == "classification" else numeric_profile(values, bins),
+        finite=None if numbers is None else bool(np.isfinite(numbers).all()),
+        bounds=None if numbers is None or numbers.size == 0 else (float(numbers.min()), float(numbers.max())),
+    )
+
+
+def target_schema(
+    name: str,
+    task: str,
+    dtype: object,
+    *,
+    labels: set[Label],
+    profile: Callable[[], NumericProfile | CategoricalProfile],
+    finite: bool | None,
+    bounds: tuple[float, float] | None,
+) -> TargetSchema:
+    """The target's schema from what its values gave: its classes (``labels``, for classification), whether its
+    numbers are all finite and their range (regression; ``finite=None`` when it is not numeric), and its profile
+    (called only when the target passes the checks)."""
+    import pandas as pd
+
+    text = str(dtype)
+    if task == "classification":
+        ordered = sorted(labels, key=lambda v: (type(v).__name__, v))
+        if len(ordered) < 2:
+            raise DataError(f"target {name!r} has only one class: {ordered[0]!r}")
+        return TargetSchema(name=name, task="classification", dtype=text, labels=ordered, profile=profile())
+    numeric = not pd.api.types.is_bool_dtype(dtype) and pd.api.types.is_numeric_dtype(dtype)  # type: ignore[arg-type]
+    if not numeric or finite is None or bounds is None:
+        raise DataError(f"target {name!r} is not numeric ({text}), so it cannot be a regression target")
+    if not finite:
+        raise DataError(f"target {name!r} has infinite values")
+    return TargetSchema(name=name, task="regression", dtype=text, min=bounds[0], max=bounds[1], profile=profile())
 
 
 def _feature_schema(
@@ -226,22 +277,42 @@ def _feature_schema(
     if kind == "numeric":
         numbers = _floats(values)
         present = numbers[~np.isnan(numbers)]
-        infinite = int(np.isinf(present).sum())
-        if infinite:
-            raise DataError(f"feature {name!r} has {infinite} infinite values; replace or drop them before training")
+        check_finite(name, int(np.isinf(present).sum()))
         feature.profile = numeric_profile(numbers, bins)
         if present.size:
-            feature.min, feature.max = float(present.min()), float(present.max())
-            feature.integer = bool(np.all(np.mod(present, 1) == 0))
-            feature.example = _typical(float(np.median(present)), feature.integer)
+            numeric_facts(
+                feature,
+                float(present.min()),
+                float(present.max()),
+                bool(np.all(np.mod(present, 1) == 0)),
+                float(np.median(present)),
+            )
         return feature
     feature.profile = categorical_profile(values)
-    counts = _ranked_counts(_as_text(values))
+    categorical_facts(feature, ranked_counts(as_text(values)), max_categories, min_category_count)
+    return feature
+
+
+def check_finite(name: str, infinite: int) -> None:
+    """Refuse a numeric feature with ``infinite`` values (training cannot use them)."""
+    if infinite:
+        raise DataError(f"feature {name!r} has {infinite} infinite values; replace or drop them before training")
+
+
+def numeric_facts(feature: FeatureSchema, low: float, high: float, integer: bool, median: float) -> None:
+    """Fill a numeric feature's range, whole-number flag and typical value (from the median)."""
+    feature.min, feature.max = low, high
+    feature.integer = integer
+    feature.example = _typical(median, integer)
+
+
+def categorical_facts(feature: FeatureSchema, counts: pd.Series, max_categories: int, min_category_count: int) -> None:
+    """Fill a categorical or boolean feature's categories and example from its ranked counts
+    (:func:`ranked_counts`; the first ``MAX_STORED_CATEGORIES`` and ``max_categories`` suffice)."""
     top = str(counts.index[0]) if len(counts) else None
-    if kind == "boolean":
+    if feature.kind == "boolean":
         feature.example = None if top is None else top == "true"
-        return feature
+        return
     feature.categories = [str(c) for c in counts.index[:MAX_STORED_CATEGORIES]]
     feature.frequent_categories = [str(c) for c in counts[counts >= min_category_count].index[:max_categories]]
     feature.example = top
-    return feature

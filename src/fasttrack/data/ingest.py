@@ -95,7 +95,7 @@ def _read_source(
         sep = delimiter or ("\t" if stem_suffix(name) == "tsv" else None)
         frame = _read_csv(data, name, sep)
     elif fmt == "parquet":
-        frame = _read_parquet(data, name)
+        frame = read_parquet_bytes(data, name)
     else:
         frame = _read_json(data, name, lines=fmt == "jsonl")
     if frame.shape[1] == 0:
@@ -205,6 +205,16 @@ def _read_url(name: str, storage_options: dict[str, Any] | None) -> bytes:
 
 
 def _read_csv(data: bytes, name: str, delimiter: str | None) -> pd.DataFrame:
+    frame: pd.DataFrame = csv_table(data, name, delimiter).to_pandas()
+    return frame
+
+
+def csv_table(
+    data: bytes, name: str, delimiter: str | None, column_types: dict[str, pa.DataType] | None = None
+) -> pa.Table:
+    """CSV bytes (a header line, then rows) as the Arrow table :func:`read_table` makes its frame from: types
+    inferred by Arrow, dates and times kept as text, unless ``column_types`` sets every column's type (how the
+    Dask engine reads each block with the types the whole data set infers, :mod:`fasttrack.data.dask_ingest`)."""
     kind = binary_kind(data)
     if kind:
         raise DataError(f"{name} is not CSV text (it looks like {kind})")
@@ -217,7 +227,9 @@ def _read_csv(data: bytes, name: str, delimiter: str | None) -> pd.DataFrame:
         data += b"\n"
     parse = pa_csv.ParseOptions(delimiter=delimiter, newlines_in_values=b'"' in data)
     # Empty strings stay strings: the cleaning step decides which values are missing, with its markers.
-    convert = pa_csv.ConvertOptions(strings_can_be_null=False, quoted_strings_can_be_null=False)
+    convert = pa_csv.ConvertOptions(
+        strings_can_be_null=False, quoted_strings_can_be_null=False, column_types=column_types or {}
+    )
     try:
         table = pa_csv.read_csv(pa.BufferReader(data), parse_options=parse, convert_options=convert)
         temporal = [f.name for f in table.schema if pa.types.is_temporal(f.type)]
@@ -237,11 +249,11 @@ def _read_csv(data: bytes, name: str, delimiter: str | None) -> pd.DataFrame:
             f"{name} has no header row: its first line ({delimiter.join(names)[:80]}) looks like data; "
             "add a first line of column names"
         )
-    frame: pd.DataFrame = table.to_pandas()
-    return frame
+    return table
 
 
-def _read_parquet(data: bytes, name: str) -> pd.DataFrame:
+def read_parquet_bytes(data: bytes, name: str) -> pd.DataFrame:
+    """A Parquet file's bytes as the frame :func:`read_table` gives (a named pandas index becomes a column)."""
     if not data.startswith(b"PAR1"):
         looks = binary_kind(data) or "text"
         raise DataError(f"{name} is not a Parquet file (it looks like {looks})")
