@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from fasttrack.batch.score import ScoreProgress, ScoreSummary
     from fasttrack.data.clean import CleanOptions
     from fasttrack.data.compat import Purpose
+    from fasttrack.data.dask_ingest import DaskIngestResult
     from fasttrack.data.ingest import IngestResult
     from fasttrack.monitoring.drift_report import ReportData, VersionDrift
     from fasttrack.monitoring.log_reader import LogReader, Period
@@ -104,15 +105,19 @@ def ingest(
     keep: Sequence[str] | None = None,
     format: str | None = None,
     options: CleanOptions | None = None,
-) -> IngestResult:
+    output: str | Path | None = None,
+    engine: str = "local",
+    scheduler: str | Client | None = None,
+) -> IngestResult | DaskIngestResult:
     """Read and clean a data set, and infer its schema when a target is named.
 
     Parameters
     ----------
     data
-        A CSV, JSON, JSON Lines or Parquet file: a path or a URL (``s3://...``, ``https://...``).
+        A CSV, JSON, JSON Lines or Parquet file: a path or a URL (``s3://...``, ``https://...``). On Dask: a CSV or
+        Parquet file, a glob (``data/part-*.csv``) or a folder, local to every worker or a URL.
     sql, db
-        Instead of ``data``: a query and the SQLAlchemy URL of the database it runs on.
+        Instead of ``data``: a query and the SQLAlchemy URL of the database it runs on (local engine).
     target
         The column to predict: rows without it are dropped, and the result carries the inferred schema.
     task
@@ -123,24 +128,38 @@ def ingest(
         ``csv``, ``json``, ``jsonl`` or ``parquet`` when the name does not say (default: the extension).
     options
         Every cleaning option (:class:`~fasttrack.data.clean.CleanOptions`); ``drop`` and ``keep`` add to it.
+    output
+        Also write the cleaned data there: locally a ``.parquet`` or ``.csv`` file; on Dask a folder (or ``s3://``
+        prefix) of Parquet parts with a ``_SUCCESS`` marker, written by the workers.
+    engine
+        ``local`` (this process) or ``dask``: read and clean out of core on a Dask cluster (docs/scale.md); the
+        cleaning report, fingerprint and schema equal the local engine's on the same rows.
+    scheduler
+        With ``engine="dask"``: the scheduler's address, or a ``distributed.Client`` of yours (left open); default:
+        ``DASK_SCHEDULER_ADDRESS``, else a local cluster of worker processes for this call.
 
     Returns
     -------
-    IngestResult
+    IngestResult | DaskIngestResult
         The cleaned ``frame``, the cleaning ``report``, ``source``, ``fingerprint``, ``lineage`` and, with a
-        target, the inferred ``schema`` (the dropped columns and missing markers included).
+        target, the inferred ``schema`` (the dropped columns and missing markers included). On Dask the frame is a
+        lazy Dask DataFrame on the cluster: computable after the call only on a cluster you passed as
+        ``scheduler`` (a ``Client``).
 
     Raises
     ------
     DataError
         The source cannot be read or parsed (one line naming the file and the problem).
     ConfigError
-        No source, two sources, or an unknown format.
+        No source, two sources, an unknown format, or SQL with the Dask engine.
+    ClusterError
+        The Dask scheduler cannot be reached (one line, within seconds).
     """
     from fasttrack.data.clean import CleanOptions
     from fasttrack.data.describe import infer_schema
 
     check_source(data, sql, db)
+    compute = check_engine(engine)
     base = options or CleanOptions()
     options = base.model_copy(
         update={
@@ -148,17 +167,60 @@ def ingest(
             "keep_columns": list(keep) if keep is not None else base.keep_columns,
         }
     )
+    if compute == "dask":
+        if data is None:
+            raise ConfigError("the Dask engine reads files (a file, glob or folder), not SQL: use --engine local")
+        return _ingest_on_dask(str(data), target, task, options, format, output, scheduler)
     result = _read(data, sql, db, target=target, options=options, format=format)
-    if target is None:
-        return result
-    schema = infer_schema(
-        result.frame,
-        target,
-        task,
-        dropped_columns=result.report.dropped_columns,
-        missing_markers=options.missing_markers,
-    )
-    return replace(result, schema=schema)
+    if target is not None:
+        schema = infer_schema(
+            result.frame,
+            target,
+            task,
+            dropped_columns=result.report.dropped_columns,
+            missing_markers=options.missing_markers,
+        )
+        result = replace(result, schema=schema)
+    if output is not None:
+        from fasttrack.data.ingest import save_frame
+
+        save_frame(result.frame, output)
+    return result
+
+
+def _ingest_on_dask(
+    data: str,
+    target: str | None,
+    task: Task,
+    options: CleanOptions,
+    format: str | None,
+    output: str | Path | None,
+    scheduler: str | Client | None,
+    *,
+    max_categories: int = 50,
+    min_category_count: int = 5,
+) -> DaskIngestResult:
+    """:func:`ingest` on a Dask cluster (and the data :func:`train` reads there): read, clean, describe and, with
+    ``output``, save the cleaned parts while the cluster is up."""
+    from fasttrack.cluster import dask_client
+    from fasttrack.data.dask_ingest import ingest_dask
+    from fasttrack.data.parts import save_parts
+
+    with dask_client(scheduler) as client:
+        result = ingest_dask(
+            data,
+            target=target,
+            options=options,
+            format=format,
+            task=task,
+            max_categories=max_categories,
+            min_category_count=min_category_count,
+            client=client,
+        )
+        if output is not None:
+            marker = {"source": result.source, "fingerprint": result.fingerprint}
+            save_parts(result.frame, str(output), what="cleaned data set", marker=marker, client=client)
+    return result
 
 
 def _read(

@@ -28,8 +28,7 @@ import shutil
 import tempfile
 import threading
 import time
-import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
@@ -42,6 +41,7 @@ import pyarrow.parquet as pq
 from fasttrack.batch.score import _BatchModel, _output_table
 from fasttrack.config import Engine
 from fasttrack.data import object_store
+from fasttrack.data.parts import PartsFolder, filesystem, part_name, storage_options_for, write_part
 from fasttrack.data.sniff import first_line, is_url
 from fasttrack.data.stream import DEFAULT_BATCH_ROWS, _stripped_names
 from fasttrack.errors import ClusterError, ConfigError, DataError, FastTrackError
@@ -55,8 +55,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-#: The marker written last into a finished output folder.
-SUCCESS = "_SUCCESS"
 #: Rows scored at a time inside a partition: the single-machine batch size, so memory per task stays bounded.
 SLICE_ROWS = DEFAULT_BATCH_ROWS
 #: Output names that say a format other than a folder of Parquet parts.
@@ -164,7 +162,7 @@ def score_dataset(
     if probabilities and not predictor.is_classifier:
         raise ConfigError("--probabilities applies to classifiers; this model is a regressor")
     try:
-        options = _storage_options(source) or None
+        options = storage_options_for(source) or None
         frame = read_dask(source, format=format, blocksize=blocksize or DEFAULT_BLOCKSIZE, storage_options=options)
     except FastTrackError:
         raise
@@ -173,7 +171,7 @@ def score_dataset(
     columns = _stripped_names(list(frame.columns))
     types = _input_types(source, format)
     ArrowDriver(predictor.schema, columns)  # a required column missing: one line before any task runs
-    target = _Target(output)
+    target = PartsFolder(output, what="scoring output")
     target.check_replaceable()
     workers = len(client.scheduler_info(n_workers=-1).get("workers", {}))
     package = ShippedModel.of(folder.path, predictor.name)
@@ -207,7 +205,7 @@ def score_dataset(
         rows = sum(counts.values())
         if rows == 0:
             raise DataError(f"{source} has a header but no data rows")
-        parts = [_part_name(number) for number in sorted(counts) if counts[number]]
+        parts = [part_name(number) for number in sorted(counts) if counts[number]]
         marker = {
             "rows": rows,
             "partitions": len(parts),
@@ -228,10 +226,6 @@ def score_dataset(
         seconds=time.perf_counter() - started,
         workers=workers,
     )
-
-
-def _part_name(number: int) -> str:
-    return f"part-{number:05d}.parquet"
 
 
 def _client_error(exc: BaseException, source: str) -> BaseException:
@@ -316,29 +310,14 @@ def _score_partition(
     model = _worker_model(shipped)
     table = _as_read(frame, types)
     normalizer = ArrowDriver(model.schema, table.column_names)
-    path = f"{staging.rstrip('/')}/{_part_name(number)}"
-    fs, root = _filesystem(path)
-    # A retried task (its worker died) writes the same part again: locally through a file of its own renamed over
-    # the part, so a reader never meets half of one; an object store's upload appears whole anyway.
-    local = _is_local(fs)
-    writing = f"{root}.{uuid.uuid4().hex[:8]}.tmp" if local else root
-    writer: pq.ParquetWriter | None = None
-    try:
-        with fs.open(writing, "wb") as handle:
-            for offset in range(0, table.num_rows, SLICE_ROWS):
-                scoring = normalizer.normalize(table.slice(offset, SLICE_ROWS))
-                predicted, proba = model.predict(scoring, probabilities)
-                scored = _output_table(scoring, predicted, proba, model.labels)
-                if writer is None:
-                    writer = pq.ParquetWriter(handle, scored.schema)
-                writer.write_table(scored)
-            if writer is not None:
-                writer.close()
-        if local:
-            Path(writing).replace(root)
-    finally:
-        if local:
-            Path(writing).unlink(missing_ok=True)
+
+    def scored() -> Iterator[pa.Table]:
+        for offset in range(0, table.num_rows, SLICE_ROWS):
+            scoring = normalizer.normalize(table.slice(offset, SLICE_ROWS))
+            predicted, proba = model.predict(scoring, probabilities)
+            yield _output_table(scoring, predicted, proba, model.labels)
+
+    write_part(staging, number, scored())
     return pd.DataFrame({"partition": [number], "rows": [table.num_rows]})
 
 
@@ -347,10 +326,10 @@ def _input_types(source: str, format: str | None) -> pa.Schema | None:
     it reads as text."""
     from fasttrack.data.dask_read import dataset_files
 
-    files, fmt = dataset_files(source, format=format, storage_options=_storage_options(source) or None)
+    files, fmt = dataset_files(source, format=format, storage_options=storage_options_for(source) or None)
     if fmt != "parquet":
         return None
-    fs, path = _filesystem(files[0])
+    fs, path = filesystem(files[0])
     try:
         with fs.open(path, "rb") as handle:
             schema = pq.read_schema(handle)
@@ -377,101 +356,3 @@ def _as_read(frame: pd.DataFrame, types: pa.Schema | None) -> pa.Table:
                 column = column.cast(types.field(name).type)
         arrays.append(column)
     return pa.Table.from_arrays(arrays, names=_stripped_names(table.column_names))
-
-
-def _is_local(fs: Any) -> bool:
-    protocols = (fs.protocol,) if isinstance(fs.protocol, str) else tuple(fs.protocol)
-    return bool({"file", "local"} & set(protocols))
-
-
-def _filesystem(path: str) -> tuple[Any, str]:
-    """The file system of a path or URL, with the object-store options single-machine scoring uses (read from the
-    environment of the process calling: on a worker, the worker's credentials and endpoint)."""
-    import fsspec
-
-    fs, root = fsspec.core.url_to_fs(path, **_storage_options(path))
-    return fs, str(root)
-
-
-def _storage_options(path: str) -> dict[str, Any]:
-    if not object_store.is_object_store_url(path):
-        return {}
-    object_store.apply_network_defaults()
-    return object_store.storage_options(path)
-
-
-# --------------------------------------------------------------------------------------------- the output
-class _Target:
-    """The output folder (local path or URL): where its parts are staged, and how a finished result is published."""
-
-    def __init__(self, output: str) -> None:
-        self.output = output
-        self.fs, self.root = _filesystem(output)
-        self.root = self.root.rstrip("/")
-        self.local = _is_local(self.fs)
-        self.parent, self.name = self.root.rsplit("/", 1) if "/" in self.root else ("", self.root)
-
-    def url(self, root: str) -> str:
-        """A path of this file system as workers are given it (with the URL's protocol)."""
-        if self.local or not is_url(self.output):
-            return root
-        protocol = self.output.split("://", 1)[0]
-        return f"{protocol}://{root}"
-
-    def check_replaceable(self) -> None:
-        """Refuse to overwrite anything but an earlier scoring output (a folder with ``_SUCCESS``) or nothing."""
-        self.fs.invalidate_cache()
-        if not self.fs.exists(self.root):
-            return
-        if not self.fs.isdir(self.root):
-            raise ConfigError(f"{self.output} exists and is a file: the Dask engine writes a folder")
-        if self.fs.exists(f"{self.root}/{SUCCESS}") or not self.fs.ls(self.root):
-            return
-        raise ConfigError(f"{self.output} exists and is not a scoring output (no {SUCCESS}): name a new folder")
-
-    def staging(self) -> str:
-        """A hidden folder next to the output for this run's parts (skipped by readers of the parent folder)."""
-        hidden = f".{self.name}.{uuid.uuid4().hex[:12]}.tmp"
-        return self.url(f"{self.parent}/{hidden}" if self.parent else hidden)
-
-    def publish(self, staging: str, parts: list[str], marker: bytes) -> None:
-        """Make the staged parts the output, ``_SUCCESS`` last."""
-        _, staged = _filesystem(staging)
-        if self.local:
-            with self.fs.open(f"{staged}/{SUCCESS}", "wb") as handle:
-                handle.write(marker)
-            previous = None
-            if Path(self.root).exists():
-                previous = f"{self.parent}/.{self.name}.{uuid.uuid4().hex[:12]}.old"
-                Path(self.root).replace(previous)
-            Path(staged).replace(self.root)
-            if previous is not None:
-                shutil.rmtree(previous, ignore_errors=True)
-            return
-        self.fs.invalidate_cache()  # the workers wrote the parts: this process' listings are stale
-        if self.fs.exists(f"{self.root}/{SUCCESS}"):
-            self.fs.rm(f"{self.root}/{SUCCESS}")
-        old = []
-        if self.fs.exists(self.root):
-            old = [p for p in self.fs.find(self.root) if PurePosixPath(p).name not in parts]
-        for part in parts:
-            self.fs.copy(f"{staged}/{part}", f"{self.root}/{part}")
-        if old:
-            self.fs.rm(old)
-        with self.fs.open(f"{self.root}/{SUCCESS}", "wb") as handle:
-            handle.write(marker)
-
-    def discard(self, staging: str) -> None:
-        """Delete what is left of a run's staging folder (all of it after a failure; nothing after a local publish)."""
-        _, staged = _filesystem(staging)
-        try:
-            if self.local and Path(staged).exists():
-                # Moved aside first: a cancelled task still running cannot finish a part in a folder it no longer
-                # finds, so nothing reappears under the staging name once it is deleted.
-                aside = Path(f"{staged}.discarded")
-                Path(staged).replace(aside)
-                shutil.rmtree(aside, ignore_errors=True)
-            elif self.fs.exists(staged):
-                self.fs.rm(staged, recursive=True)
-        except OSError as exc:
-            log.warning("could not delete the temporary folder %s: %s", staging, exc)

@@ -10,7 +10,7 @@ import typer
 
 from fasttrack import exit_codes
 from fasttrack.cli import render
-from fasttrack.cli.options import DbOption, SqlOption
+from fasttrack.cli.options import DbOption, EngineOption, SchedulerOption, SqlOption
 from fasttrack.cli.render import out
 from fasttrack.config import Task
 from fasttrack.errors import ConfigError, DataError, ModelNotFoundError
@@ -24,7 +24,14 @@ def ingest(
     sql: SqlOption = None,
     db: DbOption = None,
     target: Annotated[str | None, typer.Option(help="Target column: rows without it are dropped.")] = None,
-    output: Annotated[Path | None, typer.Option("--out", help="Write the cleaned data here (.parquet/.csv).")] = None,
+    output: Annotated[
+        str | None,
+        typer.Option(
+            "--out",
+            help="Write the cleaned data here: a .parquet or .csv file; with --engine dask, a folder (or s3:// "
+            "prefix) of Parquet parts with a _SUCCESS marker.",
+        ),
+    ] = None,
     schema_out: Annotated[
         Path | None, typer.Option("--schema-out", help="Write the inferred schema (JSON; needs --target).")
     ] = None,
@@ -34,23 +41,41 @@ def ingest(
     fmt: Annotated[
         str | None, typer.Option("--format", help="csv, json, jsonl or parquet (default: extension).")
     ] = None,
+    engine: EngineOption = "local",
+    scheduler: SchedulerOption = None,
 ) -> None:
     """Read and clean a data set (a file, a URL or a SQL query), report what cleaning did, and optionally save
-    the data and its schema."""
+    the data and its schema.
+
+    With --engine dask the data (a file, a quoted glob such as 'data/part-*.csv', or a folder of CSV or Parquet
+    files) is read and cleaned out of core on a Dask cluster, with the same report, fingerprint and schema.
+    """
     import fasttrack
-    from fasttrack.data.ingest import save_frame
 
     if schema_out and not target:
         raise ConfigError("--schema-out needs --target: the schema describes features against a target")
-    result = fasttrack.ingest(data, sql=sql, db=db, target=target, task=task, drop=drop or (), keep=keep, format=fmt)
+    with render.steps() as step:
+        step(f"reading and cleaning {data or 'the query'}" + (" on Dask" if engine == "dask" else ""))
+        result = fasttrack.ingest(
+            data,
+            sql=sql,
+            db=db,
+            target=target,
+            task=task,
+            drop=drop or (),
+            keep=keep,
+            format=fmt,
+            output=output,
+            engine=engine,
+            scheduler=scheduler,
+        )
     render.clean_report(result.report)
     if result.schema is not None:
         render.schema(result.schema)
     render.lineage(result)
     out.print(f"fingerprint: {result.fingerprint}")
     if output:
-        save_frame(result.frame, output)
-        out.print(f"cleaned data written to {output}")
+        out.print(f"cleaned data written to {output}", markup=False, highlight=False)
     if schema_out and result.schema is not None:
         result.schema.save(schema_out)
         out.print(f"schema written to {schema_out}")

@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
     from fasttrack.data.clean import CleanReport
+    from fasttrack.data.dask_ingest import DaskIngestResult
     from fasttrack.data.ingest import IngestResult
     from fasttrack.data.schema import Schema
     from fasttrack.training.evaluate import Evaluation
@@ -138,7 +139,7 @@ def schema(schema: Schema) -> None:
     out.print(table)
 
 
-def lineage(result: IngestResult) -> None:
+def lineage(result: IngestResult | DaskIngestResult) -> None:
     extra = {k: v for k, v in result.lineage.items() if k not in ("kind", "db")}
     out.print(f"source: {result.source}" + "".join(f"\n{k}: {v}" for k, v in extra.items()), highlight=False)
 

@@ -94,12 +94,15 @@ def ingest_dask(
     storage_options: dict[str, Any] | None = None,
     blocksize: int = DEFAULT_BLOCKSIZE,
     task: Literal["auto", "classification", "regression"] = "auto",
+    max_categories: int = 50,
+    min_category_count: int = 5,
     client: Client | None = None,
 ) -> DaskIngestResult:
     """Read and clean ``source`` (a file, glob or folder of CSV or Parquet files, local or ``s3://``; see
     :func:`~fasttrack.data.dask_read.dataset_files`) on a Dask cluster, as :func:`~fasttrack.data.ingest.ingest`
     would clean the same rows in one file, and with a ``target`` describe it
-    (:func:`~fasttrack.data.dask_describe.infer_schema_dask`, default settings).
+    (:func:`~fasttrack.data.dask_describe.infer_schema_dask` with ``task``, ``max_categories`` and
+    ``min_category_count``).
 
     ``client`` is the cluster to use (default: the current default client, e.g. inside
     :func:`fasttrack.cluster.dask_client`). Files must share their columns, in the same order.
@@ -125,6 +128,8 @@ def ingest_dask(
             frame,
             cleaned_target(target),
             task,
+            max_categories=max_categories,
+            min_category_count=min_category_count,
             dropped_columns=report.dropped_columns,
             missing_markers=options.missing_markers,
             client=client,

@@ -17,11 +17,12 @@ import pyarrow.parquet as pq
 import pytest
 from distributed import Client
 
-from fasttrack.batch.dask_score import SUCCESS, score_dataset
+from fasttrack.batch.dask_score import score_dataset
 from fasttrack.batch.score import score_file
 from fasttrack.cluster import dask_client
 from fasttrack.config import TrainConfig
 from fasttrack.data.describe import infer_schema
+from fasttrack.data.parts import SUCCESS
 from fasttrack.errors import ConfigError, DataError, SchemaValidationError
 from fasttrack.export.check import export_to_folder
 from fasttrack.registry.model_folder import DataLineage, LoadedModel, load_model_folder, metadata_for, save_model_folder

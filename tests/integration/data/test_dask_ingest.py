@@ -21,7 +21,7 @@ from fasttrack.data.describe import infer_schema
 from fasttrack.data.ingest import IngestResult, ingest
 from fasttrack.errors import DataError
 
-pytest.importorskip("distributed")
+pytestmark = pytest.mark.integration
 
 if TYPE_CHECKING:
     import dask.dataframe as dd
@@ -333,3 +333,38 @@ def test_without_a_target(tmp_path: Path, client: Client) -> None:
     assert distributed.schema is None
     assert local.report.rows_without_target_dropped == 0
     assert_same(distributed, local, None)
+
+
+def test_the_python_api_and_the_command_read_on_dask(tmp_path: Path, client: Client) -> None:
+    import subprocess
+    import sys
+
+    import fasttrack
+
+    folder = tmp_path / "parts"
+    whole = write_files(folder, MESSY_HEADER, messy_lines(3000, seed=7), files=3)
+    local = fasttrack.ingest(whole, target="y")
+    distributed = fasttrack.ingest(
+        str(folder), target="y", engine="dask", scheduler=client, output=str(tmp_path / "cleaned")
+    )
+    assert (distributed.report, distributed.fingerprint, distributed.schema) == (
+        local.report,
+        local.fingerprint,
+        local.schema,
+    )
+    saved = pd.read_parquet(tmp_path / "cleaned")  # the parts, in order; _SUCCESS is skipped by readers
+    pd.testing.assert_frame_equal(saved, local.frame, check_dtype=False)
+    assert (tmp_path / "cleaned" / "_SUCCESS").is_file()
+
+    address = client.scheduler_info()["address"]
+    command = [sys.executable, "-m", "fasttrack", "ingest", str(folder), "--target", "y", "--engine", "dask"]
+    done = subprocess.run([*command, "--scheduler", address], capture_output=True, text=True, timeout=300, check=False)
+    assert done.returncode == 0, done.stderr
+    assert f"fingerprint: {local.fingerprint}" in done.stdout
+    refused = subprocess.run(
+        [*command, "--scheduler", "tcp://127.0.0.1:9"], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert refused.returncode == 1 and "Traceback" not in refused.stderr
+    assert [line for line in refused.stderr.splitlines() if line.strip()][-1].startswith(
+        "error: cannot reach the Dask scheduler at tcp://127.0.0.1:9"
+    )
