@@ -15,10 +15,12 @@ one process:
   median of each numeric or boolean feature over the training part (categories come from the schema, the
   categorical imputer fills a constant, and tree models are not scaled). The medians are found **exactly, out of
   core**: a radix selection over the order-preserving integer keys of the float64 values, 16 bits a pass, where
-  each pass counts the next 16 bits of the values still in the running per partition, and the values themselves are
-  gathered once at most :data:`GATHER_VALUES` remain (at most four passes; usually one counting pass and one
-  gathering pass). The transformer is then fitted by scikit-learn itself on a two-row frame holding the middle
-  value(s) of each column, which gives exactly the statistics ``SimpleImputer`` computes on the whole training part.
+  each pass counts the next 16 bits of the values still in the running per partition (with the smallest and largest
+  value of each count, so a run of equal values ends the search), and the values themselves are gathered once at
+  most :data:`GATHER_VALUES` remain (at most four passes; usually the first counting pass rides on the split's pass
+  and one gathering pass follows). The transformer is then fitted by scikit-learn itself on a two-row frame holding
+  the middle value(s) of each column, which gives exactly the statistics ``SimpleImputer`` computes on the whole
+  training part.
 * *Fit.* Every partition's training rows are transformed by that fitted transformer on the worker and handed to
   ``DaskXGBClassifier``/``DaskXGBRegressor`` with the config's parameters (classes encoded as
   :class:`~fasttrack.training.estimators.LabelEncodedClassifier` encodes them). The booster is loaded into the plain
@@ -41,6 +43,7 @@ cluster through joblib's Dask backend.
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -54,7 +57,7 @@ from sklearn.pipeline import Pipeline
 
 from fasttrack.config import ResolvedTask, TrainConfig
 from fasttrack.data.schema import Schema
-from fasttrack.errors import ConfigError, DataError
+from fasttrack.errors import ClusterError, ConfigError, DataError
 from fasttrack.features.frames import prepare_features
 from fasttrack.runtime.base import natives
 from fasttrack.training.estimators import LabelEncodedClassifier
@@ -108,6 +111,8 @@ def train_dask(
 
     Raises
     ------
+    ClusterError
+        The distributed fit failed (a worker lost, most often to its memory limit).
     ConfigError
         The config does not match the schema, or a model parameter is invalid.
     DataError
@@ -187,22 +192,37 @@ class _Survey:
 
 @dataclass
 class _Counts:
-    """How many of a column's values have each digit (a sparse histogram): sorted distinct digits and their counts."""
+    """How many of a column's values have each digit (a sparse histogram): sorted distinct digits, their counts, and
+    the smallest and largest key with each digit (so a digit whose values are all one value settles a search at once:
+    ties, booleans, whole numbers)."""
 
     digits: np.ndarray[Any, np.dtype[np.uint64]]
     counts: np.ndarray[Any, np.dtype[np.int64]]
+    low: np.ndarray[Any, np.dtype[np.uint64]]
+    high: np.ndarray[Any, np.dtype[np.uint64]]
 
     @classmethod
-    def of(cls, digits: np.ndarray[Any, np.dtype[np.uint64]]) -> _Counts:
-        distinct, counts = np.unique(digits, return_counts=True)
-        return cls(distinct, counts.astype(np.int64))
+    def of(cls, keys: np.ndarray[Any, np.dtype[np.uint64]], shift: int, mask: int | None = None) -> _Counts:
+        """The counts of the digit ``(key >> shift) & mask`` over ``keys``."""
+        ordered = np.sort(keys)
+        digits = ordered >> np.uint64(shift)
+        if mask is not None:
+            digits &= np.uint64(mask)
+        distinct, first, counts = np.unique(digits, return_index=True, return_counts=True)
+        return cls(distinct, counts.astype(np.int64), ordered[first], ordered[first + counts - 1])
 
     @classmethod
     def merged(cls, parts: Sequence[_Counts]) -> _Counts:
-        digits = np.concatenate([p.digits for p in parts]) if parts else np.empty(0, np.uint64)
-        counts = np.concatenate([p.counts for p in parts]) if parts else np.empty(0, np.int64)
-        distinct, inverse = np.unique(digits, return_inverse=True)
-        return cls(distinct, np.bincount(inverse, weights=counts, minlength=len(distinct)).astype(np.int64))
+        def joined(name: str, dtype: Any) -> np.ndarray[Any, Any]:
+            return np.concatenate([getattr(p, name) for p in parts]) if parts else np.empty(0, dtype)
+
+        distinct, inverse = np.unique(joined("digits", np.uint64), return_inverse=True)
+        counts = np.bincount(inverse, weights=joined("counts", np.int64), minlength=len(distinct)).astype(np.int64)
+        low = np.full(len(distinct), np.iinfo(np.uint64).max, dtype=np.uint64)
+        high = np.zeros(len(distinct), dtype=np.uint64)
+        np.minimum.at(low, inverse, joined("low", np.uint64))
+        np.maximum.at(high, inverse, joined("high", np.uint64))
+        return cls(distinct, counts, low, high)
 
 
 def _survey_part(part: pd.DataFrame, split: _Split, numeric: tuple[str, ...]) -> _Survey:
@@ -223,7 +243,7 @@ def _survey_part(part: pd.DataFrame, split: _Split, numeric: tuple[str, ...]) ->
         survey.highest = (float(rows.fraction[high]), int(rows.hashes[high]))
     for name in numeric:
         keys = _keys(rows.x[name].to_numpy()[train])
-        survey.digits[name] = _Counts.of(keys >> np.uint64(_KEY_BITS - _DIGIT_BITS))
+        survey.digits[name] = _Counts.of(keys, _KEY_BITS - _DIGIT_BITS)
     return survey
 
 
@@ -292,8 +312,8 @@ class _Rank:
         self.prefix = (self.prefix << _DIGIT_BITS) | int(counts.digits[at])
         self.bits += _DIGIT_BITS
         self.remaining = int(counts.counts[at])
-        if self.bits == _KEY_BITS:
-            self.value = float(_floats(np.array([self.prefix], dtype=np.uint64))[0])
+        if counts.low[at] == counts.high[at]:  # every value left is this one (at the latest when all 64 bits are)
+            self.value = float(_floats(counts.low[at : at + 1])[0])
 
     def pick(self, keys: np.ndarray[Any, np.dtype[np.uint64]]) -> None:
         """Take the value from every key under the current prefix."""
@@ -316,8 +336,7 @@ def _report_part(
         if gather:
             answers[request] = keys
         else:
-            shift = np.uint64(_KEY_BITS - bits - _DIGIT_BITS)
-            answers[request] = _Counts.of((keys >> shift) & np.uint64((1 << _DIGIT_BITS) - 1))
+            answers[request] = _Counts.of(keys, _KEY_BITS - bits - _DIGIT_BITS, (1 << _DIGIT_BITS) - 1)
     return answers
 
 
@@ -376,7 +395,9 @@ def _design_part(
     (a class's index in ``classes`` for a classifier), for ``xgboost.dask``."""
     rows = _split_part(part, split)
     train = ~rows.test
-    design = np.asarray(preprocess.transform(rows.x.loc[train]), dtype=np.float64)
+    # float32: XGBoost converts its input to float32 anyway (on one machine too), and half the size is what the
+    # workers keep in memory until the fit has built its quantised matrix.
+    design = np.asarray(preprocess.transform(rows.x.loc[train]), dtype=np.float32)
     frame = pd.DataFrame(design, columns=[f"f{i}" for i in range(design.shape[1])])
     labels = rows.y.to_numpy()[train]
     if classes is not None:
@@ -443,6 +464,7 @@ def _train_xgboost(
             "places, the same rows in every run with this salt"
         )
     split = _Split(split.schema, split.test_size, split.salt, keep=keep, only=split.only)
+    report(f"gathering {'about ' if keep < 1 else ''}{min(survey.test_rows, max_test_rows)} held-out rows")
     gathered = _each_partition(frame, client, _held_out_part, split)
     x_test = pd.concat([x for x, _ in gathered], ignore_index=True)
     y_test = pd.concat([y for _, y in gathered], ignore_index=True)
@@ -488,6 +510,15 @@ def _train_xgboost(
         test_proba=proba,
         training_rows=TrainingRows(hashes, survey.train_rows, hashed_columns(schema), split.salt),
     )
+
+
+def _xgboost_reason(exc: BaseException) -> str:
+    """XGBoost's error message without its source locations and C++ stack, on one line (at most 300 characters)."""
+    text = str(exc).split("Stack trace:")[0]
+    located = r"\[[^\]]*\]:?|\S+\.(?:cc|h|cu|cuh):\d+:|^\s*-\s"
+    parts = [re.sub(located, "", line).strip() for line in text.splitlines()]
+    reason = " ".join(part for part in parts if part) or type(exc).__name__
+    return reason if len(reason) <= 300 else reason[:297] + "..."
 
 
 def _checked_task(config: TrainConfig, schema: Schema) -> ResolvedTask:
@@ -581,7 +612,7 @@ def _fit_distributed(
     template = pipeline.named_steps[MODEL_STEP]
     inner = template.estimator if isinstance(template, LabelEncodedClassifier) else template
     width = len(preprocess.get_feature_names_out())
-    meta = pd.DataFrame({f"f{i}": np.empty(0, np.float64) for i in range(width)})
+    meta = pd.DataFrame({f"f{i}": np.empty(0, np.float32) for i in range(width)})
     meta[_LABEL] = np.empty(0, np.int64 if classes is not None else np.float64)
     design = frame.map_partitions(  # type: ignore[no-untyped-call]
         _design_part, split, preprocess, classes, meta=meta, align_dataframes=False
@@ -590,7 +621,18 @@ def _fit_distributed(
     params = {name: value for name, value in inner.get_params().items() if name != "n_jobs"}
     distributed = (DaskXGBClassifier if classes is not None else DaskXGBRegressor)(**params)
     distributed.client = client
-    distributed.fit(design.drop(columns=[_LABEL]), design[_LABEL], verbose=False)
+    from distributed import KilledWorker
+    from xgboost.core import XGBoostError
+
+    try:
+        distributed.fit(design.drop(columns=[_LABEL]), design[_LABEL], verbose=False)
+    except (XGBoostError, KilledWorker) as exc:
+        # XGBoost's workers train in lockstep: one worker lost (most often to its memory limit) fails the fit on every
+        # other, and xgboost.dask does not restart it. Its message is a C++ stack; the reason users can act on is this.
+        raise ClusterError(
+            f"XGBoost training on the Dask cluster failed: {_xgboost_reason(exc)} (a lost worker, most often one out "
+            "of memory, shows as a closed connection: give the workers more memory or add workers)"
+        ) from None
     booster = distributed.get_booster()
     # Trained on columns named f0, f1, ...; the pipeline hands its estimator an unnamed array, as on one machine.
     booster.feature_names = None

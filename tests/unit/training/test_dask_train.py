@@ -18,7 +18,7 @@ from fasttrack.config import Settings, TrainConfig, get_settings
 from fasttrack.data.clean import clean
 from fasttrack.data.describe import infer_schema
 from fasttrack.data.schema import Schema
-from fasttrack.errors import DataError
+from fasttrack.errors import ClusterError, DataError
 from fasttrack.features.frames import prepare_features
 from fasttrack.registry.model_folder import load_model_folder
 from fasttrack.registry.resolve import ResolvedModel, resolve_model
@@ -275,3 +275,35 @@ def test_cross_validate_gives_the_same_folds_in_order_either_way(
     sequential = _cross_validate(pipeline, x, y, notes=[], **arguments)
     on_the_cluster = _cross_validate(pipeline, x, y, notes=[], client=client, **arguments)
     assert on_the_cluster == sequential and sequential[1] == 4
+
+
+def test_a_column_of_few_distinct_values_needs_no_pass_after_the_split(
+    client: Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Each counted digit carries its smallest and largest value: a digit holding one value settles its search.
+    monkeypatch.setattr(dask_train, "GATHER_VALUES", 3)
+    rng = np.random.default_rng(6)
+    frame = pd.DataFrame({"flag": rng.random(3_000) < 0.7, "count": rng.integers(0, 4, 3_000), "y": rng.random(3_000)})
+    schema = infer_schema(frame, "y")
+    split = dask_train._Split(schema, 0.2, "salt")
+    numeric = ("flag", "count")
+    survey = dask_train._survey(on_cluster(frame), split, numeric, client)
+    passes: list[object] = []
+    monkeypatch.setattr(dask_train, "_each_partition", lambda *args: passes.append(args) or [])
+    middle = dask_train._middle_values(on_cluster(frame), split, survey, numeric, client)
+    assert passes == []
+    training = prepare_features(frame, schema).loc[
+        dask_train.split_fraction(dask_train.row_hashes(frame, schema), "salt") >= 0.2
+    ]
+    ranks = sorted({(len(training) - 1) // 2, len(training) // 2})
+    assert middle == {name: np.sort(training[name].to_numpy())[ranks].tolist() for name in numeric}
+
+
+def test_a_failed_distributed_fit_is_one_cluster_error_line(
+    binary: tuple[pd.DataFrame, Schema], client: Client
+) -> None:
+    frame, schema = binary
+    bad = config(params={"n_estimators": 5, "max_depth": -3})
+    with pytest.raises(ClusterError, match="value -3 for Parameter max_depth should be greater equal to 0") as error:
+        train_dask(on_cluster(frame.head(2_000)), bad, schema, client=client)
+    assert "\n" not in str(error.value) and "Stack trace" not in str(error.value)
