@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
+from joblib import Parallel, delayed, parallel_config
 from sklearn.base import clone
 from sklearn.dummy import DummyClassifier, DummyRegressor
 from sklearn.model_selection import KFold, StratifiedKFold
@@ -36,6 +38,9 @@ from fasttrack.training.evaluate import (
 from fasttrack.training.pipeline import build_pipeline
 from fasttrack.training.split import TrainingRows, row_hashes, split_fraction
 from fasttrack.training.threads import prediction_threads
+
+if TYPE_CHECKING:
+    from distributed import Client
 
 #: Fewest rows (with a target value) :func:`train` accepts: enough for a training and a test part.
 MIN_ROWS = 5
@@ -83,6 +88,7 @@ def train(
     schema: Schema,
     *,
     on_step: Callable[[str], None] | None = None,
+    cv_client: Client | None = None,
 ) -> TrainResult:
     """Train and evaluate a model on ``frame`` (cleaned data including the target column) as ``config`` says.
 
@@ -92,8 +98,9 @@ def train(
     (``config.cv_folds`` folds, fewer when the rarest class is smaller, none with a note when impossible),
     then the pipeline is fitted on it and scored on the test part next to a prior/mean baseline, and the
     quality gate decides. Rows without a target value are left out. ``on_step`` receives a short description
-    before each long step, for progress display. The same frame, config and seed give identical results; the
-    split does not depend on the seed or on the rows' order.
+    before each long step, for progress display. With ``cv_client`` (a Dask ``distributed.Client``) the
+    cross-validation folds run on that cluster through joblib's Dask backend, with the same results. The same
+    frame, config and seed give identical results; the split does not depend on the seed or on the rows' order.
     """
     report = on_step or _silent
     task = schema.target.task
@@ -119,6 +126,7 @@ def train(
         seed=config.seed,
         report=report,
         notes=notes,
+        client=cv_client,
     )
 
     report(f"fitting {config.model} on {len(x_train)} rows")
@@ -271,15 +279,24 @@ def _note_one_sided_classes(y: pd.Series[Any], test: np.ndarray[Any, Any], notes
     codes, labels = pd.factorize(y.to_numpy())
     rows = np.bincount(codes, minlength=len(labels))
     held_out = np.bincount(codes, weights=test, minlength=len(labels))
+    note = one_sided_note(natives(list(labels)), rows.tolist(), held_out.tolist())
+    if note:
+        notes.append(note)
+
+
+def one_sided_note(labels: list[Any], rows: list[int], held_out: list[float]) -> str | None:
+    """The note on the classes whose rows all fell in one part, from each class's rows and held-out rows (``None``
+    when every class is in both parts); shared with the Dask engine, which counts the rows per partition."""
     one_sided = [code for code in range(len(labels)) if held_out[code] in (0, rows[code])]
     if not one_sided:
-        return
+        return None
     one_sided.sort(key=lambda code: (rows[code], repr(labels[code])))
     shown = ", ".join(
-        f"{label!r} ({rows[code]} row{'s' if rows[code] != 1 else ''}, {'test' if held_out[code] else 'training'} part)"
-        for code, label in zip(one_sided[:5], natives([labels[code] for code in one_sided[:5]]), strict=True)
+        f"{labels[code]!r} ({rows[code]} row{'s' if rows[code] != 1 else ''}, "
+        f"{'test' if held_out[code] else 'training'} part)"
+        for code in one_sided[:5]
     )
-    notes.append(
+    return (
         f"the train/test split (by row content) is not stratified: {len(one_sided)} class(es) fall in one part only: "
         f"{shown}"
     )
@@ -296,8 +313,13 @@ def _cross_validate(
     seed: int,
     report: Callable[[str], None],
     notes: list[str],
+    client: Client | None = None,
 ) -> tuple[dict[str, tuple[float, float]], int]:
-    """k-fold cross-validation of an unfitted pipeline on the training part: metric -> (mean, std), and k."""
+    """k-fold cross-validation of an unfitted pipeline on the training part: metric -> (mean, std), and k.
+
+    The folds run through ``joblib.Parallel``: in this process one after the other, or on ``client``'s Dask
+    cluster (joblib's Dask backend); the folds, their order and their metrics are the same either way.
+    """
     if folds == 0:
         return {}, 0
     k = min(folds, len(y))
@@ -318,11 +340,16 @@ def _cross_validate(
         if task == "classification"
         else KFold(n_splits=k, shuffle=True, random_state=seed)
     )
+    # n_jobs unset: the folds run one after the other in this process (module threads.py says why), unless a
+    # Dask client is given; joblib returns the folds' results in fold order either way. x and y are passed
+    # whole, by the same objects, so the Dask backend ships each to the cluster once, not once per fold.
+    with _fold_backend(client):
+        folds_scored = Parallel()(
+            delayed(_score_fold)(pipeline, x, y, fit_rows, score_rows, task, labels)
+            for fit_rows, score_rows in splitter.split(x, y)
+        )
     scores: dict[str, list[float]] = {}
-    for fit_rows, score_rows in splitter.split(x, y):
-        model = clone(pipeline).fit(x.iloc[fit_rows], y.iloc[fit_rows])
-        with prediction_threads(len(score_rows)):
-            fold = evaluate_model(model, x.iloc[score_rows], y.iloc[score_rows], task=task, labels=labels)
+    for fold in folds_scored:
         for metric, value in fold.items():
             scores.setdefault(metric, []).append(value)
     summary = {metric: (float(np.mean(values)), float(np.std(values))) for metric, values in scores.items()}
@@ -330,3 +357,27 @@ def _cross_validate(
     if partial:
         notes.append(f"cross-validation could not compute {', '.join(partial)} on every fold (a class was absent)")
     return summary, k
+
+
+def _fold_backend(client: Client | None) -> AbstractContextManager[Any]:
+    """Where :func:`_cross_validate` runs its folds: joblib's Dask backend on ``client``'s cluster, or joblib's
+    default (sequential, as ``Parallel`` is given no ``n_jobs``)."""
+    if client is None:
+        return nullcontext()
+    backend: AbstractContextManager[Any] = parallel_config(backend="dask", client=client)
+    return backend
+
+
+def _score_fold(
+    pipeline: Pipeline,
+    x: pd.DataFrame,
+    y: pd.Series[Any],
+    fit_rows: np.ndarray[Any, Any],
+    score_rows: np.ndarray[Any, Any],
+    task: ResolvedTask,
+    labels: list[Any] | None,
+) -> dict[str, float]:
+    """One fold's metrics: a clone of ``pipeline`` fitted on ``fit_rows`` and scored on ``score_rows``."""
+    model = clone(pipeline).fit(x.iloc[fit_rows], y.iloc[fit_rows])
+    with prediction_threads(len(score_rows)):
+        return evaluate_model(model, x.iloc[score_rows], y.iloc[score_rows], task=task, labels=labels)
