@@ -146,10 +146,10 @@ class _BatchModel:
 
     def __init__(self, model: LoadedModel | Path, engine: Engine) -> None:
         from fasttrack.registry.model_folder import LoadedModel, load_model_folder
-        from fasttrack.runtime.select import open_runtime
+        from fasttrack.runtime.select import batch_threads, open_runtime
 
         folder = model if isinstance(model, LoadedModel) else load_model_folder(model)
-        self.runtime = open_runtime(folder, engine)
+        self.runtime = open_runtime(folder, engine, threads=batch_threads())
         self.name = self.runtime.name
         self.schema = folder.schema
         self.is_classifier = self.runtime.labels is not None
