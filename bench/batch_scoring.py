@@ -5,7 +5,7 @@ Five workloads, generated with a fixed seed (nothing downloaded): the bundled sa
 UCI Adult cardinalities) with each model kind: logistic regression, histogram gradient boosting, a random forest
 and XGBoost, with FastTrack's default parameters. Each model is trained
 on 20,000 rows, exported to ONNX exactly as registration does and saved as a model folder; then
-``fasttrack predict --engine ENGINE`` scores a generated CSV of ``--rows`` rows (default one million) into a
+``fasttrack predict --runtime ENGINE`` scores a generated CSV of ``--rows`` rows (default one million) into a
 CSV, in a process of its own. The table gives rows per second end to end (process start-up included) and of
 the scoring alone (as the command reports it), the command's peak memory, and its start-up: the wall time of
 the same command on a 10-row file (imports, model loading, writing), which is the floor under every run.
@@ -116,7 +116,7 @@ def predict(
     """Run ``fasttrack predict`` (on the code in ``src`` when given): (wall seconds, scoring rows/s as it reports
     them, peak memory in MB)."""
     command = [sys.executable, "-m", "fasttrack", "predict", "--model", str(folder), "--data", str(source)]
-    command += ["--out", str(output), "--engine", engine, "--batch-rows", str(batch_rows)]
+    command += ["--out", str(output), runtime_option(src), engine, "--batch-rows", str(batch_rows)]
     env = {**os.environ, "FASTTRACK_HOME": str(home)}
     if src is not None:
         env["PYTHONPATH"] = str(src)
@@ -133,6 +133,15 @@ def predict(
     lines = done.stderr.strip().splitlines()
     memory = int(lines[-1]) / 1024 if timer and lines and lines[-1].isdigit() else float("nan")
     return wall, rate, memory
+
+
+def runtime_option(src: Path | None) -> str:
+    """The option that picks ONNX or scikit-learn: ``--runtime``, or ``--engine`` for a baseline from before the
+    CLI gave ``--engine`` to the compute engine (local or Dask)."""
+    if src is None:
+        return "--runtime"
+    cli = (src / "fasttrack" / "cli").glob("*.py")
+    return "--runtime" if any('"--runtime"' in path.read_text() for path in cli) else "--engine"
 
 
 def resized(source: Path, rows: int, wanted: int, out: Path) -> None:
