@@ -1,24 +1,28 @@
 """Batch scoring throughput: ``fasttrack predict`` through scikit-learn and through ONNX Runtime, side by side.
 
-Three workloads, generated with a fixed seed (nothing downloaded): the bundled sample's logistic regression
+Five workloads, generated with a fixed seed (nothing downloaded): the bundled sample's logistic regression
 (two numeric features) and an adult-like categorical pipeline (6 numeric and 8 categorical features with the
-UCI Adult cardinalities) with logistic regression and with histogram gradient boosting. Each model is trained
+UCI Adult cardinalities) with each model kind: logistic regression, histogram gradient boosting, a random forest
+and XGBoost, with FastTrack's default parameters. Each model is trained
 on 20,000 rows, exported to ONNX exactly as registration does and saved as a model folder; then
-``fasttrack predict --engine ENGINE`` scores a generated CSV of ``--rows`` rows (default one million) into a
+``fasttrack predict --runtime ENGINE`` scores a generated CSV of ``--rows`` rows (default one million) into a
 CSV, in a process of its own. The table gives rows per second end to end (process start-up included) and of
 the scoring alone (as the command reports it), the command's peak memory, and its start-up: the wall time of
 the same command on a 10-row file (imports, model loading, writing), which is the floor under every run.
 
 Each figure is the median of ``--repeat`` runs (default 3), and the 1-minute load average is printed with
 it: the machine is shared, and a busy neighbour slows every figure, so compare runs made at similar loads.
+With ``--baseline-src DIR`` (another checkout's ``src``, e.g. main's before a change) every engine also runs on
+that code, on the same model folder and file, the two in turn within each repeat (``ENGINE@base`` rows, and
+the ratio current ÷ baseline of the medians): a side-by-side figure that a busy machine moves less.
 
 Then, for the ONNX engine, the same command once on the same file cut to and repeated up to each ``--growth``
 multiple of ``--rows`` (default a quarter and four times, the header kept once): its peak memory as the file
 grows, which streaming in batches keeps flat.
 
 Run: ``python bench/batch_scoring.py [--rows 1000000] [--batch-rows 100000] [--engines sklearn,onnx]
-[--workloads sample,adult-logistic,adult-gbdt] [--repeat 3] [--growth 0.25,4] [--json FILE]``. Not part of the
-test suite.
+[--workloads sample,adult-logistic,adult-gbdt,adult-forest,adult-xgboost] [--repeat 3] [--growth 0.25,4]
+[--baseline-src DIR] [--json FILE]``. Not part of the test suite.
 """
 
 from __future__ import annotations
@@ -107,12 +111,15 @@ def save_model(frame: pd.DataFrame, target: str, model: str, folder: Path) -> Pa
 
 
 def predict(
-    folder: Path, source: Path, output: Path, engine: str, batch_rows: int, home: Path
+    folder: Path, source: Path, output: Path, engine: str, batch_rows: int, home: Path, src: Path | None = None
 ) -> tuple[float, float, float]:
-    """Run ``fasttrack predict``: (wall seconds, scoring rows/s as it reports them, peak memory in MB)."""
+    """Run ``fasttrack predict`` (on the code in ``src`` when given): (wall seconds, scoring rows/s as it reports
+    them, peak memory in MB)."""
     command = [sys.executable, "-m", "fasttrack", "predict", "--model", str(folder), "--data", str(source)]
-    command += ["--out", str(output), "--engine", engine, "--batch-rows", str(batch_rows)]
+    command += ["--out", str(output), runtime_option(src), engine, "--batch-rows", str(batch_rows)]
     env = {**os.environ, "FASTTRACK_HOME": str(home)}
+    if src is not None:
+        env["PYTHONPATH"] = str(src)
     # GNU time reports the command's own peak memory (a child forked from this process would be charged
     # this process' memory too).
     timer = ["/usr/bin/time", "-f", "%M"] if Path("/usr/bin/time").is_file() else []
@@ -126,6 +133,15 @@ def predict(
     lines = done.stderr.strip().splitlines()
     memory = int(lines[-1]) / 1024 if timer and lines and lines[-1].isdigit() else float("nan")
     return wall, rate, memory
+
+
+def runtime_option(src: Path | None) -> str:
+    """The option that picks ONNX or scikit-learn: ``--runtime``, or ``--engine`` for a baseline from before the
+    CLI gave ``--engine`` to the compute engine (local or Dask)."""
+    if src is None:
+        return "--runtime"
+    cli = (src / "fasttrack" / "cli").glob("*.py")
+    return "--runtime" if any('"--runtime"' in path.read_text() for path in cli) else "--engine"
 
 
 def resized(source: Path, rows: int, wanted: int, out: Path) -> None:
@@ -145,7 +161,11 @@ WORKLOADS = {
     "sample": ("sample, logistic", sample_like, "label", "linear"),
     "adult-logistic": ("adult-like, logistic", adult_like, "income", "linear"),
     "adult-gbdt": ("adult-like, hist GBDT", adult_like, "income", "hist_gradient_boosting"),
+    "adult-forest": ("adult-like, random forest", adult_like, "income", "random_forest"),
+    "adult-xgboost": ("adult-like, XGBoost", adult_like, "income", "xgboost"),
 }
+#: The workloads run when ``--workloads`` is not given (``make bench``'s): the three of the targets.
+DEFAULT_WORKLOADS = "sample,adult-logistic,adult-gbdt"
 
 
 def main() -> None:
@@ -153,12 +173,18 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--batch-rows", type=int, default=100_000)
     parser.add_argument("--engines", default="sklearn,onnx")
-    parser.add_argument("--workloads", default=",".join(WORKLOADS), help=f"some of {', '.join(WORKLOADS)}")
+    parser.add_argument("--workloads", default=DEFAULT_WORKLOADS, help=f"some of {', '.join(WORKLOADS)}")
     parser.add_argument("--repeat", type=int, default=3, help="runs per figure (the median is shown)")
     parser.add_argument(
         "--growth",
         default="0.25,4",
         help="multiples of --rows for the memory-as-the-file-grows runs (onnx engine, one run each; '' for none)",
+    )
+    parser.add_argument(
+        "--baseline-src",
+        type=Path,
+        default=None,
+        help="another checkout's src directory: run every engine on that code too, side by side",
     )
     parser.add_argument(
         "--json", type=Path, default=None, help="also write the figures to this file (bench/targets.py)"
@@ -190,29 +216,44 @@ def main() -> None:
             rows.head(10).to_csv(tiny, index=False)
             size = source.stat().st_size / 1e6
             for engine in engines:
-                runs, starts, loads = [], [], []
+                # The current code and the baseline's (when given) in turn within each repeat.
+                variants: list[tuple[str, Path | None]] = [(engine, None)]
+                if args.baseline_src is not None:
+                    variants.append((f"{engine}@base", args.baseline_src))
+                runs: dict[str, list[tuple[float, float, float]]] = {label: [] for label, _ in variants}
+                starts: dict[str, list[float]] = {label: [] for label, _ in variants}
+                loads: list[float] = []
                 for _ in range(max(args.repeat, 1)):
                     loads.append(os.getloadavg()[0])
-                    runs.append(predict(folder, source, root / "scored.csv", engine, args.batch_rows, root))
-                    starts.append(predict(folder, tiny, root / "scored.csv", engine, args.batch_rows, root)[0])
-                wall, scoring, memory = (statistics.median(run[i] for run in runs) for i in range(3))
-                print(
-                    f"{title:24} {engine:8} {args.rows / wall:12,.0f} {scoring:12,.0f} {memory:10,.0f} "
-                    f"{statistics.median(starts):11.2f} {size:9.0f} {statistics.median(loads):5.1f}",
-                    flush=True,
-                )
-                figures.append(
-                    {
-                        "key": key,
-                        "title": title,
-                        "engine": engine,
-                        "end_to_end_rows_s": args.rows / wall,
-                        "scoring_rows_s": scoring,
-                        "memory_mb": memory,
-                        "startup_s": statistics.median(starts),
-                        "load": statistics.median(loads),
-                    }
-                )
+                    for label, src in variants:
+                        scored = root / "scored.csv"
+                        runs[label].append(predict(folder, source, scored, engine, args.batch_rows, root, src))
+                        starts[label].append(predict(folder, tiny, scored, engine, args.batch_rows, root, src)[0])
+                walls: dict[str, float] = {}
+                for label, _ in variants:
+                    wall, scoring, memory = (statistics.median(run[i] for run in runs[label]) for i in range(3))
+                    walls[label] = wall
+                    print(
+                        f"{title:24} {label:8} {args.rows / wall:12,.0f} {scoring:12,.0f} {memory:10,.0f} "
+                        f"{statistics.median(starts[label]):11.2f} {size:9.0f} {statistics.median(loads):5.1f}",
+                        flush=True,
+                    )
+                    figures.append(
+                        {
+                            "key": key,
+                            "title": title,
+                            "engine": label,
+                            "end_to_end_rows_s": args.rows / wall,
+                            "scoring_rows_s": scoring,
+                            "memory_mb": memory,
+                            "startup_s": statistics.median(starts[label]),
+                            "load": statistics.median(loads),
+                        }
+                    )
+                if args.baseline_src is not None:
+                    ratio = walls[f"{engine}@base"] / walls[engine]
+                    print(f"{title:24} {engine:8} end to end, this code ÷ baseline: {ratio:.2f}x", flush=True)
+                memory = statistics.median(run[2] for run in runs[engine])
                 if engine == "onnx" and len(factors) > 1:
                     for factor in factors:
                         wanted = int(args.rows * factor)

@@ -276,7 +276,8 @@ def _worker_model(shipped: ShippedModel) -> _BatchModel:
                     unpacked.replace(folder)
                 except OSError:  # another process of this machine finished first: theirs is the same files
                     shutil.rmtree(unpacked, ignore_errors=True)
-            opened = _BatchModel(load_model_folder(folder), shipped.engine)
+            # One slice at a time: a worker runs as many tasks at once as it has threads, each on a core.
+            opened = _BatchModel(load_model_folder(folder), shipped.engine, threads=1)
             _OPENED.clear()  # one model per worker process at a time: an earlier one's memory is given back
             _OPENED[key] = opened
         return opened

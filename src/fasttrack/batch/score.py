@@ -142,14 +142,14 @@ def score_file(
 # --------------------------------------------------------------------------------------------- predicting
 class _BatchModel:
     """A model folder's runtime (:func:`~fasttrack.runtime.select.open_runtime`), and its predictions as the
-    output's ``prediction`` column."""
+    output's ``prediction`` column. ``threads``: how many slices of a batch run at once (default: one per core)."""
 
-    def __init__(self, model: LoadedModel | Path, engine: Engine) -> None:
+    def __init__(self, model: LoadedModel | Path, engine: Engine, *, threads: int | None = None) -> None:
         from fasttrack.registry.model_folder import LoadedModel, load_model_folder
-        from fasttrack.runtime.select import open_runtime
+        from fasttrack.runtime.select import batch_threads, open_runtime
 
         folder = model if isinstance(model, LoadedModel) else load_model_folder(model)
-        self.runtime = open_runtime(folder, engine)
+        self.runtime = open_runtime(folder, engine, threads=batch_threads() if threads is None else threads)
         self.name = self.runtime.name
         self.schema = folder.schema
         self.is_classifier = self.runtime.labels is not None

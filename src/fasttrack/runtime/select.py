@@ -9,6 +9,7 @@ here, so they choose alike and fail alike (:class:`~fasttrack.errors.ModelLoadEr
 from __future__ import annotations
 
 import logging
+import os
 
 from fasttrack.config import Engine
 from fasttrack.errors import ConfigError, ModelLoadError
@@ -20,8 +21,13 @@ log = logging.getLogger(__name__)
 ENGINES: tuple[Engine, ...] = ("auto", "onnx", "sklearn")
 
 
-def open_runtime(model: LoadedModel, engine: Engine = "auto") -> Runtime:
-    """The runtime for a loaded model folder, the same for one request and for a file of millions of rows."""
+def open_runtime(model: LoadedModel, engine: Engine = "auto", *, threads: int = 1) -> Runtime:
+    """The runtime for a loaded model folder, the same for one request and for a file of millions of rows.
+
+    ``threads`` is how many slices of a big batch ONNX Runtime runs at once (each row computed exactly as with
+    one): 1 for the server (one request per web worker thread), :func:`batch_threads` for batch scoring.
+    scikit-learn's pipelines keep their own settings.
+    """
     if engine not in ENGINES:
         raise ConfigError(f"unknown engine {engine!r}; use auto, onnx or sklearn")
     where = f"{model.metadata.name} ({model.path})"
@@ -37,7 +43,9 @@ def open_runtime(model: LoadedModel, engine: Engine = "auto") -> Runtime:
     from fasttrack.runtime.onnx import OnnxRuntime
 
     try:
-        runtime = OnnxRuntime.open(model.onnx_path, model.schema, model.metadata.task, model.metadata.labels)
+        runtime = OnnxRuntime.open(
+            model.onnx_path, model.schema, model.metadata.task, model.metadata.labels, threads=threads
+        )
     except Exception as exc:  # onnxruntime raises its own exception types; all mean "cannot open"
         problem = f"{model.onnx_path}: cannot load the ONNX model ({' '.join(str(exc).split())[:300]})"
         if engine == "onnx":
@@ -46,6 +54,15 @@ def open_runtime(model: LoadedModel, engine: Engine = "auto") -> Runtime:
         return _sklearn(model)
     log.info("%s: predicting with ONNX Runtime (model.onnx agreed with scikit-learn at registration)", where)
     return runtime
+
+
+def batch_threads() -> int:
+    """How many slices of a batch ONNX Runtime runs at once in batch scoring: the cores this process may use.
+
+    A tree ensemble's trees are most of a file's scoring time and its slices are independent; reading and writing
+    run on threads of their own and mostly wait on the scoring, so they do not need a core of their own.
+    """
+    return max(len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1), 1)
 
 
 def no_onnx_reason(model: LoadedModel) -> str:

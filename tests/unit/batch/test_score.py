@@ -41,6 +41,7 @@ from fasttrack.registry.model_folder import (
     save_model_folder,
 )
 from fasttrack.runtime.onnx import RUN_FLOATS, RUN_ROWS_MAX, RUN_ROWS_MIN, OnnxRuntime, run_rows
+from fasttrack.runtime.select import batch_threads
 from fasttrack.training.train import TrainResult, train
 from support import FASTTRACK, clean_env, run_cli
 
@@ -375,6 +376,7 @@ def test_the_onnx_path_never_unpickles_and_slices_any_size(classifier: LoadedMod
     runtime = predictor.runtime
     assert isinstance(runtime, OnnxRuntime)
     assert RUN_ROWS_MIN <= runtime.run_rows <= RUN_ROWS_MAX
+    assert runtime.threads == batch_threads()  # slices on every core (the server runs one at a time)
     normalizer = ArrowDriver(predictor.schema, ["id", "a", "b", "flag", "colour"])
     batch = normalizer.normalize(pa.RecordBatch.from_pandas(messy_input(500), preserve_index=False))
     labels, proba = predictor.predict(batch, True)

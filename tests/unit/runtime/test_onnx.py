@@ -1,4 +1,5 @@
-"""The ONNX Runtime runtime: labels in their own type and order, the batch variant, threads, slices."""
+"""The ONNX Runtime runtime: labels in their own type and order, the batch variant, threads, slices, slices on
+threads."""
 
 from __future__ import annotations
 
@@ -9,9 +10,11 @@ import pyarrow as pa
 import pytest
 
 from fasttrack.export import onnx as export_onnx
+from fasttrack.export.check import check_agreement
 from fasttrack.features.arrow import ArrowDriver
 from fasttrack.features.records import RecordDriver
 from fasttrack.runtime.onnx import MISSING_CATEGORY, OnnxRuntime
+from fasttrack.runtime.sklearn import SklearnRuntime
 from fasttrack.serving.predictor import Predictor
 from fasttrack.training import pipeline as pipeline_module
 from support import fit, kinds_frame
@@ -91,6 +94,50 @@ def test_slices_give_the_answers_of_one_call() -> None:
     np.testing.assert_array_equal(sliced.codes, whole.codes)
     assert sliced.probabilities is not None and whole.probabilities is not None
     np.testing.assert_array_equal(sliced.probabilities, whole.probabilities)
+
+
+@pytest.mark.parametrize(
+    ("model", "task"),
+    [
+        ("linear", "binary"),
+        ("random_forest", "binary"),
+        ("hist_gradient_boosting", "multiclass"),
+        ("xgboost", "binary"),
+        ("random_forest", "regression"),
+        ("xgboost", "regression"),
+    ],
+)
+def test_slices_on_threads_answer_as_one_thread_and_agree_with_sklearn(model: str, task: str) -> None:
+    # Batch scoring runs a batch's slices on several threads: every row must come out as in the server's one-thread
+    # call (bit for bit, not within a tolerance) and pass the agreement check registration applies to the graph.
+    trained = fit(model, task)
+    onnx = export_onnx.convert(trained.pipeline, trained.schema, trained.task)
+    single = OnnxRuntime.open(onnx, trained.schema, trained.task, trained.labels)
+    threaded = OnnxRuntime.open(onnx, trained.schema, trained.task, trained.labels, threads=3)
+    assert threaded.threads == 3
+    assert threaded.session.get_session_options().intra_op_num_threads == 1
+    raw = kinds_frame(task).drop(columns=["y"])
+    batch = ArrowDriver(trained.schema, list(raw.columns)).normalize(pa.Table.from_pandas(raw, preserve_index=False))
+    classifier = task != "regression"
+    expected = single.predict(batch.features(), batch.rows, probabilities=classifier)
+    threaded.run_rows = 13  # 31 slices of the 400 rows, on 3 threads
+    got = threaded.predict(batch.features(), batch.rows, probabilities=classifier)
+    assert got.values.dtype == expected.values.dtype
+    np.testing.assert_array_equal(got.values, expected.values)
+    if classifier:
+        assert got.codes is not None and expected.codes is not None
+        np.testing.assert_array_equal(got.codes, expected.codes)
+        assert got.probabilities is not None and expected.probabilities is not None
+        np.testing.assert_array_equal(got.probabilities, expected.probabilities)
+    sklearn = SklearnRuntime(trained.pipeline, trained.schema, trained.task, trained.labels)
+    agreement = check_agreement(threaded, sklearn, trained.X_test)
+    assert agreement.rows == len(trained.X_test) > 0
+    assert agreement.ok, agreement.describe()
+
+
+def test_threads_are_at_least_one(classifier: Predictor) -> None:
+    with pytest.raises(ValueError, match="threads must be at least 1"):
+        opened(classifier, threads=0)
 
 
 def test_sessions_are_single_threaded_quiet_and_shared_by_threads(classifier: Predictor) -> None:

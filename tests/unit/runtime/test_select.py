@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 from pathlib import Path
 
@@ -15,7 +16,7 @@ from fasttrack.errors import ConfigError, ModelLoadError
 from fasttrack.features.frames import prepare_features
 from fasttrack.registry.model_folder import LoadedModel
 from fasttrack.runtime.onnx import OnnxRuntime
-from fasttrack.runtime.select import open_runtime
+from fasttrack.runtime.select import batch_threads, open_runtime
 from fasttrack.runtime.sklearn import SklearnRuntime
 from fasttrack.serving.predictor import Predictor
 
@@ -69,6 +70,15 @@ def test_auto_picks_onnx_when_the_export_is_ok(classifier: Predictor) -> None:
     assert classifier.model.onnx_path is not None
     assert isinstance(open_runtime(classifier.model), OnnxRuntime)
     assert isinstance(open_runtime(classifier.model, "auto"), OnnxRuntime)
+
+
+def test_the_server_runs_one_slice_at_a_time_and_batch_scoring_one_per_core(classifier: Predictor) -> None:
+    served = open_runtime(classifier.model)
+    batch = open_runtime(classifier.model, threads=batch_threads())
+    assert isinstance(served, OnnxRuntime) and isinstance(batch, OnnxRuntime)
+    assert served.threads == 1
+    assert classifier.runtime.threads == 1  # type: ignore[attr-defined]
+    assert batch.threads == batch_threads() == len(os.sched_getaffinity(0))
 
 
 def test_the_predictor_uses_the_settings_runtime(classifier: Predictor) -> None:
