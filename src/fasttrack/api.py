@@ -378,7 +378,7 @@ class TrainOutcome:
     cv: dict[str, tuple[float, float]]
     gate: GateDecision
     result: TrainResult = field(repr=False)
-    data: IngestResult = field(repr=False)
+    data: IngestResult | DaskIngestResult = field(repr=False)
 
     @property
     def registered(self) -> bool:
@@ -392,6 +392,8 @@ def train(
     register: bool = True,
     settings: Settings | None = None,
     on_step: OnStep | None = None,
+    engine: str = "local",
+    scheduler: str | Client | None = None,
     **overrides: Any,
 ) -> TrainOutcome:
     """Ingest, train, evaluate against a baseline, record the run in MLflow, and register a model that passes.
@@ -407,6 +409,15 @@ def train(
         Where to track and register (default: :func:`~fasttrack.config.get_settings`).
     on_step
         Called with a short description before each long step.
+    engine
+        ``local`` (this process) or ``dask`` (docs/scale.md): the data (a file, glob or folder of CSV or Parquet) is
+        read, cleaned and described on a Dask cluster; ``xgboost`` then trains there with ``xgboost.dask``
+        (cross-validation skipped, with a note: each fold would be another full distributed fit), while any
+        other model is fitted here on the collected rows, its cross-validation folds run on the cluster. The model
+        folder is the same as the local engine's.
+    scheduler
+        With ``engine="dask"``: the scheduler's address, or a ``distributed.Client`` of yours (left open); default:
+        ``DASK_SCHEDULER_ADDRESS``, else a local cluster of worker processes for this call.
     **overrides
         Any :class:`~fasttrack.config.TrainConfig` field (``data``, ``target``, ``model``, ``params``, ...),
         applied over ``config`` as :meth:`~fasttrack.config.TrainConfig.merged` says; ``None`` values are ignored.
@@ -422,6 +433,8 @@ def train(
         The config is invalid (one line naming the field), or the tracking store cannot be reached.
     DataError
         The data cannot be read, or cannot train a model (too few rows, a constant target, ...).
+    ClusterError
+        The Dask scheduler cannot be reached, or the cluster lost work it could not recover.
     """
     from fasttrack.data.describe import infer_schema
     from fasttrack.registry.store import check_tracking
@@ -430,22 +443,30 @@ def train(
     step = on_step or _silent
     cfg = _train_config(config, overrides)
     cfg.resolved_name()  # a SQL source without a name fails here, before any work
+    compute = check_engine(engine)
+    if compute == "dask" and not cfg.data:
+        raise ConfigError("the Dask engine reads files (a file, glob or folder), not SQL: use --engine local")
     settings = settings or get_settings()
     step("connecting to the tracking store")
     tracking_uri = check_tracking(settings)
-    step(f"reading {cfg.source}")
     options = _clean_options(cfg)
-    ingested = _read(cfg.data, cfg.sql, cfg.db, target=cfg.target, options=options)
-    schema = infer_schema(
-        ingested.frame,
-        cfg.target,
-        cfg.task,
-        max_categories=cfg.max_categories,
-        min_category_count=cfg.min_category_count,
-        dropped_columns=ingested.report.dropped_columns,
-        missing_markers=options.missing_markers,
-    )
-    result = fit(ingested.frame, cfg, schema, on_step=step)
+    ingested: IngestResult | DaskIngestResult
+    if compute == "dask":
+        ingested, result = _train_on_dask(cfg, options, scheduler, step)
+        schema = result.schema
+    else:
+        step(f"reading {cfg.source}")
+        ingested = _read(cfg.data, cfg.sql, cfg.db, target=cfg.target, options=options)
+        schema = infer_schema(
+            ingested.frame,
+            cfg.target,
+            cfg.task,
+            max_categories=cfg.max_categories,
+            min_category_count=cfg.min_category_count,
+            dropped_columns=ingested.report.dropped_columns,
+            missing_markers=options.missing_markers,
+        )
+        result = fit(ingested.frame, cfg, schema, on_step=step)
     step("recording the run in MLflow")
     tracked = _record(result, ingested, settings, register=register)
     evaluation = result.evaluation
@@ -467,6 +488,36 @@ def train(
     )
 
 
+def _train_on_dask(
+    cfg: TrainConfig, options: CleanOptions, scheduler: str | Client | None, step: OnStep
+) -> tuple[DaskIngestResult, TrainResult]:
+    """Read, clean and describe ``cfg.data`` on a Dask cluster, then train: XGBoost on the cluster
+    (:func:`~fasttrack.training.dask_train.train_dask`), any other model here on the collected rows with its
+    cross-validation folds on the cluster."""
+    from fasttrack.cluster import dask_client, describe
+    from fasttrack.data.dask_ingest import ingest_dask
+    from fasttrack.training.dask_train import train_dask
+    from fasttrack.training.train import train as fit
+
+    with dask_client(scheduler) as client:
+        step(f"reading {cfg.source} on Dask ({describe(client)})")
+        ingested = ingest_dask(
+            str(cfg.data),
+            target=cfg.target,
+            options=options,
+            task=cfg.task,
+            max_categories=cfg.max_categories,
+            min_category_count=cfg.min_category_count,
+            client=client,
+        )
+        assert ingested.schema is not None  # a target gives a schema
+        if cfg.model == "xgboost":
+            return ingested, train_dask(ingested.frame, cfg, ingested.schema, client=client, on_step=step)
+        step(f"collecting {ingested.report.rows_out} cleaned rows to fit {cfg.model} here")
+        frame = ingested.frame.compute().reset_index(drop=True)  # type: ignore[no-untyped-call]
+        return ingested, fit(frame, cfg, ingested.schema, on_step=step, cv_client=client)
+
+
 def _train_config(config: TrainConfig | str | Path | None, overrides: Mapping[str, Any]) -> TrainConfig:
     if isinstance(config, TrainConfig):
         return config.merged(**overrides)
@@ -479,7 +530,9 @@ def _clean_options(cfg: TrainConfig) -> CleanOptions:
     return CleanOptions(drop_columns=cfg.drop_columns, keep_columns=cfg.keep_columns)
 
 
-def _record(result: TrainResult, ingested: IngestResult, settings: Settings, *, register: bool) -> TrackedRun:
+def _record(
+    result: TrainResult, ingested: IngestResult | DaskIngestResult, settings: Settings, *, register: bool
+) -> TrackedRun:
     """Export the model to ONNX, log the run (with its plots) in MLflow and register the model when the gate passed
     and ``register`` (:func:`fasttrack.training.publish.publish`)."""
     import tempfile

@@ -9,7 +9,7 @@ import typer
 from rich.table import Table
 
 from fasttrack.cli import render
-from fasttrack.cli.options import DbOption, ModelOption, SqlOption, parse_pairs
+from fasttrack.cli.options import DbOption, EngineOption, ModelOption, SchedulerOption, SqlOption, parse_pairs
 from fasttrack.cli.render import err, out
 from fasttrack.config import ModelKind, Task, get_settings
 from fasttrack.errors import ConfigError, QualityGateError
@@ -40,6 +40,8 @@ def train(
     drop: Annotated[list[str] | None, typer.Option("--drop", help="Drop this column (repeatable).")] = None,
     keep: Annotated[list[str] | None, typer.Option("--keep", help="Use only these features (repeatable).")] = None,
     register: Annotated[bool, typer.Option(help="Register the model if it passes the gate.")] = True,
+    engine: EngineOption = "local",
+    scheduler: SchedulerOption = None,
 ) -> None:
     """Ingest, train, evaluate against a baseline, track in MLflow and register a model that passes the gate.
 
@@ -68,7 +70,9 @@ def train(
         "keep_columns": keep or None,
     }
     with render.steps() as step:
-        trained = fasttrack.train(config, register=register, on_step=step, **overrides)
+        trained = fasttrack.train(
+            config, register=register, on_step=step, engine=engine, scheduler=scheduler, **overrides
+        )
     result = trained.result
     render.clean_report(trained.data.report)
     render.training_metrics(

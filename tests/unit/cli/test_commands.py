@@ -15,7 +15,7 @@ import pytest
 from typer.testing import CliRunner
 
 from fasttrack.cli import app
-from fasttrack.errors import AliasError, ConfigError, ModelNotFoundError, QualityGateError
+from fasttrack.errors import AliasError, ClusterError, ConfigError, ModelNotFoundError, QualityGateError
 from support import REPO
 
 SAMPLE = str(REPO / "data" / "sample" / "classification.csv")
@@ -105,6 +105,21 @@ def test_predict_takes_the_runtime_and_the_former_engine_values(trained: Any, ho
     )
     assert former.exit_code == 0 and "(sklearn," in former.stdout, former.output
     assert "--engine sklearn is now --runtime sklearn" in former.stderr
+
+
+def test_every_dask_command_names_an_unreachable_scheduler(home: Path, tmp_path: Path) -> None:
+    address = "tcp://127.0.0.1:9"  # nothing listens on the discard port: refused at once
+    dask = ("--engine", "dask", "--scheduler", address)
+    commands = [
+        ("ingest", SAMPLE, "--target", "label", *dask),
+        ("train", "-c", CONFIG, *dask),
+    ]
+    for command in commands:
+        result = invoke(home, *command)
+        assert isinstance(result.exception, ClusterError), result.output
+        assert str(result.exception).startswith(f"cannot reach the Dask scheduler at {address}: nothing listens")
+    sql = invoke(home, "train", "--sql", "select 1", "--db", "sqlite://", "--target", "y", "--name", "q", *dask)
+    assert isinstance(sql.exception, ConfigError) and "not SQL" in str(sql.exception)
 
 
 def test_models_list_show_and_promote(trained: Any, home: Path) -> None:
