@@ -93,9 +93,9 @@ def load_config(path: str) -> dict[str, object]:
 
 
 def variants(
-    config_path: str, config: dict[str, object], baseline_src: str | None, *, scaled: bool = False
+    config_path: str, config: dict[str, object], baseline_src: str | None, *, scaled: list[str] | None = None
 ) -> list[Variant]:
-    """The commands of one suite; ``scaled`` keeps those of the grown file (fresh homes, the bare fits)."""
+    """The commands of one suite; ``scaled`` (keys) keeps only those, as on the grown file."""
     train = [str(BIN / "fasttrack"), "train", "--config", config_path]
     bare = [str(BIN / "python"), str(APPS / "bare_fit.py"), "--data", str(config["data"])]
     bare += ["--target", str(config["target"]), "--test-size", str(config["test_size"]), "--seed", str(config["seed"])]
@@ -130,18 +130,19 @@ def variants(
             [str(BIN / "python"), str(APPS / "bare_mlflow_fit.py"), *bare[2:], "--cv-folds", "0"],
         ),
     ]
-    if scaled:
-        found = [v for v in found if v.key in ("train0", "train", "bare", "bare_cv")]
+    if scaled is not None:
+        found = [v for v in found if v.key in scaled]
     if baseline_src:
         # The same commands on another source tree (e.g. `git archive HEAD src | tar -x -C /tmp/before`),
         # interleaved with the others so that both see the same load.
         env = {"PYTHONPATH": str(Path(baseline_src).resolve())}
-        found += [
+        baselines = [
             Variant("train0_base", "baseline: fasttrack train --cv-folds 0", "fasttrack", [*train, "--cv-folds", "0"]),
             Variant("train_base", f"baseline: fasttrack train (config: {folds} folds)", "fasttrack", train),
         ]
-        for variant in found[-2:]:
+        for variant in baselines:
             variant.env = env
+        found += [v for v in baselines if scaled is None or v.key.removesuffix("_base") in scaled]
     return found
 
 
@@ -340,6 +341,12 @@ def main() -> None:
     )
     parser.add_argument("--scale-rounds", type=int, default=2, help="rounds on the grown data")
     parser.add_argument(
+        "--scale-commands",
+        default="train0,bare,train,bare_cv",
+        help="the commands run on the grown data: train0 (--cv-folds 0), bare (fit), train (the config's CV), "
+        "bare_cv (CV + fit); with --baseline-src, the baseline's train0 and train follow theirs",
+    )
+    parser.add_argument(
         "--omp-threads",
         type=int,
         default=None,
@@ -377,7 +384,8 @@ def main() -> None:
             settings = yaml.safe_load((ROOT / args.config).read_text(encoding="utf-8"))
             scaled_config.write_text(yaml.safe_dump({**settings, "data": str(data)}), encoding="utf-8")
             console.print(f"{data}: the config's data {args.scale} times, {sum(1 for _ in data.open()) - 1:,} rows")
-            scaled = variants(str(scaled_config), {**config, "data": data}, args.baseline_src, scaled=True)
+            keys = [key.strip() for key in args.scale_commands.split(",")]
+            scaled = variants(str(scaled_config), {**config, "data": data}, args.baseline_src, scaled=keys)
             measure(scaled, args.scale_rounds, existing_home, common_env)
         stage_columns: dict[str, list[dict[str, Any]]] = {"fresh home": [], "existing home": []}
         baseline_env = (
@@ -437,31 +445,13 @@ def main() -> None:
         title = f"the same, data grown {args.scale} times: wall seconds, {args.scale_rounds} rounds (median, min-max)"
         console.print(results(title, scaled))
         big = {v.key: v for v in scaled}
-        pairs = [
-            (f"x{args.scale}: train(cv=0) / bare fit", "scaled_train_vs_fit", big["train0"], big["bare"]),
-            (
-                f"x{args.scale}: train(default) / bare CV + fit",
-                "scaled_train_cv_vs_cv_fit",
-                big["train"],
-                big["bare_cv"],
-            ),
+        wanted = [
+            (f"x{args.scale}: train(cv=0) / bare fit", "scaled_train_vs_fit", "train0", "bare"),
+            (f"x{args.scale}: train(default) / bare CV + fit", "scaled_train_cv_vs_cv_fit", "train", "bare_cv"),
+            (f"x{args.scale}: train(cv=0) now / baseline", "scaled_train_vs_baseline", "train0", "train0_base"),
+            (f"x{args.scale}: train(default) now / baseline", "scaled_train_cv_vs_baseline", "train", "train_base"),
         ]
-        if "train0_base" in big:
-            pairs += [
-                (
-                    f"x{args.scale}: train(cv=0) now / baseline",
-                    "scaled_train_vs_baseline",
-                    big["train0"],
-                    big["train0_base"],
-                ),
-                (
-                    f"x{args.scale}: train(default) now / baseline",
-                    "scaled_train_cv_vs_baseline",
-                    big["train"],
-                    big["train_base"],
-                ),
-            ]
-        ratios(pairs, medians)
+        ratios([(label, key, big[a], big[b]) for label, key, a, b in wanted if a in big and b in big], medians)
     if args.stage_runs:
         console.print(stage_table(stage_columns))
     console.print(f"load average after: {' '.join(f'{v:.2f}' for v in load_after)}")
