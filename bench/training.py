@@ -93,9 +93,9 @@ def load_config(path: str) -> dict[str, object]:
 
 
 def variants(
-    config_path: str, config: dict[str, object], baseline_src: str | None, *, scaled: list[str] | None = None
+    config_path: str, config: dict[str, object], baseline_src: str | None, *, only: list[str] | None = None
 ) -> list[Variant]:
-    """The commands of one suite; ``scaled`` (keys) keeps only those, as on the grown file."""
+    """The commands of one suite; ``only`` (keys) keeps those (the baseline's follow theirs)."""
     train = [str(BIN / "fasttrack"), "train", "--config", config_path]
     bare = [str(BIN / "python"), str(APPS / "bare_fit.py"), "--data", str(config["data"])]
     bare += ["--target", str(config["target"]), "--test-size", str(config["test_size"]), "--seed", str(config["seed"])]
@@ -130,8 +130,8 @@ def variants(
             [str(BIN / "python"), str(APPS / "bare_mlflow_fit.py"), *bare[2:], "--cv-folds", "0"],
         ),
     ]
-    if scaled is not None:
-        found = [v for v in found if v.key in scaled]
+    if only is not None:
+        found = [v for v in found if v.key in only]
     if baseline_src:
         # The same commands on another source tree (e.g. `git archive HEAD src | tar -x -C /tmp/before`),
         # interleaved with the others so that both see the same load.
@@ -142,7 +142,7 @@ def variants(
         ]
         for variant in baselines:
             variant.env = env
-        found += [v for v in baselines if scaled is None or v.key.removesuffix("_base") in scaled]
+        found += [v for v in baselines if only is None or v.key.removesuffix("_base") in only]
     return found
 
 
@@ -339,6 +339,12 @@ def main() -> None:
         default=10,
         help="also train on the config's data grown this many times (see scaled_copy; 0 or 1: not at all)",
     )
+    parser.add_argument(
+        "--commands",
+        default=None,
+        help="only these commands on the config's data (comma-separated keys: train0, train, train0_existing, "
+        "train_existing, bare, bare_cv, bare_import, bare_mlflow; the baseline's follow theirs); default: all",
+    )
     parser.add_argument("--scale-rounds", type=int, default=2, help="rounds on the grown data")
     parser.add_argument(
         "--scale-commands",
@@ -368,15 +374,17 @@ def main() -> None:
     console.print(f"load average before: {' '.join(f'{v:.2f}' for v in load_before)} ({os.cpu_count()} cores)")
     if common_env:
         console.print(f"every command runs with OMP_NUM_THREADS={args.omp_threads}")
-    every = variants(args.config, config, args.baseline_src)
+    chosen = [key.strip() for key in args.commands.split(",")] if args.commands else None
+    every = variants(args.config, config, args.baseline_src, only=chosen)
     scaled: list[Variant] = []
     scratch = Path(tempfile.mkdtemp(prefix="fasttrack-bench-scaled-"))  # the grown file: never in the repository
     existing_home = Path(tempfile.mkdtemp(prefix="fasttrack-bench-existing-"))
     try:
-        console.print("preparing the existing home (one untimed fasttrack train --cv-folds 0)")
-        setup = [str(BIN / "fasttrack"), "train", "--config", args.config, "--cv-folds", "0"]
-        env = {**os.environ, **common_env, "FASTTRACK_HOME": str(existing_home)}
-        subprocess.run(setup, cwd=ROOT, env=env, capture_output=True, check=True)
+        if args.stage_runs or any(v.home == "existing" for v in every):
+            console.print("preparing the existing home (one untimed fasttrack train --cv-folds 0)")
+            setup = [str(BIN / "fasttrack"), "train", "--config", args.config, "--cv-folds", "0"]
+            env = {**os.environ, **common_env, "FASTTRACK_HOME": str(existing_home)}
+            subprocess.run(setup, cwd=ROOT, env=env, capture_output=True, check=True)
         measure(every, args.rounds, existing_home, common_env)
         if args.scale > 1:
             data = scaled_copy((ROOT / str(config["data"])).resolve(), args.scale, scratch)
@@ -385,7 +393,7 @@ def main() -> None:
             scaled_config.write_text(yaml.safe_dump({**settings, "data": str(data)}), encoding="utf-8")
             console.print(f"{data}: the config's data {args.scale} times, {sum(1 for _ in data.open()) - 1:,} rows")
             keys = [key.strip() for key in args.scale_commands.split(",")]
-            scaled = variants(str(scaled_config), {**config, "data": data}, args.baseline_src, scaled=keys)
+            scaled = variants(str(scaled_config), {**config, "data": data}, args.baseline_src, only=keys)
             measure(scaled, args.scale_rounds, existing_home, common_env)
         stage_columns: dict[str, list[dict[str, Any]]] = {"fresh home": [], "existing home": []}
         baseline_env = (
@@ -420,25 +428,19 @@ def main() -> None:
         results(f"{args.config}: wall seconds, process start to exit, {args.rounds} rounds (median, min-max)", every)
     )
     by_key = {v.key: v for v in every}
-    pairs = [
-        ("train(cv=0) / bare fit", "train_vs_fit", by_key["train0"], by_key["bare"]),
-        ("train(default) / bare CV + fit", "train_cv_vs_cv_fit", by_key["train"], by_key["bare_cv"]),
-        ("train(cv=0, existing home) / bare fit", "train_existing_vs_fit", by_key["train0_existing"], by_key["bare"]),
-        (
-            "train(default, existing home) / bare CV + fit",
-            "train_cv_existing_vs_cv_fit",
-            by_key["train_existing"],
-            by_key["bare_cv"],
-        ),
-        ("bare fit + MLflow import / bare fit", "import_fit_vs_fit", by_key["bare_import"], by_key["bare"]),
-        ("bare fit + plain MLflow / bare fit", "mlflow_fit_vs_fit", by_key["bare_mlflow"], by_key["bare"]),
-        ("train(cv=0) / bare fit + plain MLflow", "train_vs_mlflow_fit", by_key["train0"], by_key["bare_mlflow"]),
+    wanted = [
+        ("train(cv=0) / bare fit", "train_vs_fit", "train0", "bare"),
+        ("train(default) / bare CV + fit", "train_cv_vs_cv_fit", "train", "bare_cv"),
+        ("train(cv=0, existing home) / bare fit", "train_existing_vs_fit", "train0_existing", "bare"),
+        ("train(default, existing home) / bare CV + fit", "train_cv_existing_vs_cv_fit", "train_existing", "bare_cv"),
+        ("bare fit + MLflow import / bare fit", "import_fit_vs_fit", "bare_import", "bare"),
+        ("bare fit + plain MLflow / bare fit", "mlflow_fit_vs_fit", "bare_mlflow", "bare"),
+        ("train(cv=0) / bare fit + plain MLflow", "train_vs_mlflow_fit", "train0", "bare_mlflow"),
+        ("train(cv=0) now / baseline", "train_vs_baseline", "train0", "train0_base"),
+        ("train(default) now / baseline", "train_cv_vs_baseline", "train", "train_base"),
+        ("baseline: train(cv=0) / bare fit + plain MLflow", "baseline_vs_mlflow_fit", "train0_base", "bare_mlflow"),
     ]
-    if "train0_base" in by_key:
-        pairs += [
-            ("train(cv=0) now / baseline", "train_vs_baseline", by_key["train0"], by_key["train0_base"]),
-            ("train(default) now / baseline", "train_cv_vs_baseline", by_key["train"], by_key["train_base"]),
-        ]
+    pairs = [(label, key, by_key[a], by_key[b]) for label, key, a, b in wanted if a in by_key and b in by_key]
     medians: dict[str, float] = {}
     ratios(pairs, medians)
     if scaled:
