@@ -14,7 +14,14 @@ Each round runs, every command in a process of its own and in an order that reve
   params and metrics, ``mlflow.sklearn.log_model``, ``mlflow.register_model``) into a fresh SQLite store: the
   floor of any training that records its model in MLflow;
 * with ``--baseline-src DIR``, both fresh-home ``fasttrack train`` commands again on another source tree
-  (``PYTHONPATH=DIR``), to compare a change with what it replaces under the same load.
+  (``PYTHONPATH=DIR``), to compare a change with what it replaces under the same load;
+* then, with ``--scale N`` (default 10), ``--scale-rounds`` rounds of ``fasttrack train`` with and without
+  cross-validation and the two bare fits on the config's data grown N times (:func:`scaled_copy`, written to a
+  temporary folder): where the fit dominates, the issue's ``train / bare fit`` figure.
+
+``--commands`` and ``--scale-commands`` keep only some of the commands (keys such as ``train0``, ``bare``,
+``bare_mlflow``), for machines where a full round takes too long. Each command's peak resident memory is its
+``ru_maxrss`` from ``os.wait4`` (its own high-water mark, the children it waited for included).
 
 The wall time of each command is measured from process start to exit, with its CPU time (user + system, which
 other processes on the machine move less than the wall time). The table gives the median and min-max over
@@ -28,7 +35,8 @@ machine's load average is printed before and after: on a shared machine, other p
 (the fit most, as its OpenMP threads wait for each other); ``--omp-threads 1`` takes that effect out.
 
 Run: ``.venv/bin/python bench/training.py [--rounds 3] [--config configs/adult.yaml] [--stage-runs 1]
-[--omp-threads N] [--baseline-src DIR] [--json FILE]``.
+[--omp-threads N] [--baseline-src DIR] [--scale 10] [--scale-rounds 2] [--commands K,..] [--scale-commands K,..]
+[--json FILE]``.
 The config must use ``hist_gradient_boosting`` for a classification target without ``params`` (what the bare
 script replicates). Not part of the test suite.
 """
