@@ -16,6 +16,7 @@ from fasttrack.data.schema import FeatureSchema, Schema, TargetSchema
 from fasttrack.errors import ConfigError
 from fasttrack.training.estimators import LabelEncodedClassifier
 from fasttrack.training.pipeline import (
+    FOREST_BOUNDS,
     MISSING_CATEGORY,
     MODEL_KINDS,
     build_pipeline,
@@ -153,6 +154,16 @@ def test_params_override_defaults(make_data: Any) -> None:
     assert isinstance(wrapper, LabelEncodedClassifier)
     assert wrapper.estimator.max_depth == 2
     assert wrapper.estimator.n_estimators == 300
+
+
+def test_the_forest_is_bounded_by_default_and_params_lift_the_bounds(make_data: Any) -> None:
+    schema = make_data("classification").schema
+    for task in ("classification", "regression"):
+        forest = build_pipeline(schema, "random_forest", task=task).named_steps["model"]
+        assert {name: forest.get_params()[name] for name in FOREST_BOUNDS} == FOREST_BOUNDS
+    unbounded = {name: None if name != "min_samples_leaf" else 1 for name in FOREST_BOUNDS}
+    forest = build_pipeline(schema, "random_forest", task="classification", params=unbounded).named_steps["model"]
+    assert {name: forest.get_params()[name] for name in FOREST_BOUNDS} == unbounded
 
 
 def test_unknown_model_is_a_config_error(make_data: Any) -> None:
