@@ -61,17 +61,14 @@ from fasttrack.errors import ClusterError, ConfigError, DataError
 from fasttrack.features.frames import prepare_features
 from fasttrack.runtime.base import natives
 from fasttrack.training.estimators import LabelEncodedClassifier
-from fasttrack.training.evaluate import Evaluation, compute_metrics, confusion, evaluate_model, predict_outputs
-from fasttrack.training.evaluate import quality_gate as gate_of
 from fasttrack.training.pipeline import MODEL_STEP, NUMERIC_PART, PREPROCESS_STEP, build_pipeline
 from fasttrack.training.split import TrainingRows, hashed_columns, row_hashes, split_fraction
-from fasttrack.training.threads import prediction_threads
 from fasttrack.training.train import (
     EXAMPLE_ROWS,
     MIN_ROWS,
     TrainResult,
-    _calibration,
     _plain_target,
+    evaluate_held_out,
     one_sided_note,
     train,
 )
@@ -425,7 +422,7 @@ def _train_xgboost(
     max_test_rows: int,
 ) -> TrainResult:
     task = _checked_task(config, schema)
-    primary_metric = config.primary_metric_for(task)
+    config.primary_metric_for(task)  # a primary metric the task has not fails here, before any work
     pipeline = build_pipeline(schema, config.model, task=task, params=config.params, seed=config.seed)
     if schema.target.name not in frame.columns:
         raise DataError(f"the target column {schema.target.name!r} is not in the data")
@@ -471,26 +468,21 @@ def _train_xgboost(
     if not len(x_test):
         raise DataError("no held-out row was gathered for evaluation: raise max_test_rows")
 
-    report(f"evaluating on {len(x_test)} held-out rows")
-    with prediction_threads(len(x_test)):
-        predicted, proba = predict_outputs(fitted, x_test, task=task, labels=labels)
-    metrics = compute_metrics(task, y_test, predicted, proba, labels)
-    baseline = evaluate_model(_baseline(task, survey), x_test, y_test, task=task, labels=labels)
     if config.cv_folds:
         notes.append(
             "cross-validation skipped: XGBoost trained on the Dask cluster is scored on the held-out part only (each "
             "fold would be another distributed fit)"
         )
-    evaluation = Evaluation(
+    evaluation, predicted, proba = evaluate_held_out(
+        fitted,
+        _baseline(task, survey),
+        x_test,
+        y_test,
+        config=config,
         task=task,
-        primary_metric=primary_metric,
-        metrics=metrics,
-        baseline=baseline,
-        gate=gate_of(metrics, baseline, primary_metric=primary_metric, thresholds=config.thresholds),
         labels=labels,
-        confusion_matrix=confusion(y_test, predicted, labels) if labels is not None else None,
         notes=notes,
-        calibration=_calibration(predicted, proba, y_test),
+        report=report,
     )
     hashes = np.unique(np.concatenate(survey.hashes)) if survey.hashes else np.empty(0, np.uint64)
     return TrainResult(

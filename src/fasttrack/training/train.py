@@ -108,7 +108,7 @@ def train(
         raise ConfigError(f"the config asks for {config.task} but the schema's target is for {task}")
     if config.target != schema.target.name:
         raise ConfigError(f"the config's target is {config.target!r} but the schema's is {schema.target.name!r}")
-    primary_metric = config.primary_metric_for(task)
+    config.primary_metric_for(task)  # a primary metric the task has not fails here, before any work
     # Built before touching the data so that a bad model parameter fails at once.
     pipeline = build_pipeline(schema, config.model, task=task, params=config.params, seed=config.seed)
     x, y, labels = _features_and_target(frame, schema)
@@ -134,25 +134,18 @@ def train(
     pipeline.fit(x_train, y_train)
     fit_seconds = time.perf_counter() - started
 
-    report(f"evaluating on {len(x_test)} held-out rows")
-    with prediction_threads(len(x_test)):
-        predicted, proba = predict_outputs(pipeline, x_test, task=task, labels=labels)
-    metrics = compute_metrics(task, y_test, predicted, proba, labels)
     dummy = DummyClassifier(strategy="prior") if task == "classification" else DummyRegressor(strategy="mean")
-    baseline = evaluate_model(dummy.fit(x_train, y_train), x_test, y_test, task=task, labels=labels)
-    gate = quality_gate(metrics, baseline, primary_metric=primary_metric, thresholds=config.thresholds)
-    evaluation = Evaluation(
+    evaluation, predicted, proba = evaluate_held_out(
+        pipeline,
+        dummy.fit(x_train, y_train),
+        x_test,
+        y_test,
+        config=config,
         task=task,
-        primary_metric=primary_metric,
-        metrics=metrics,
-        baseline=baseline,
-        gate=gate,
-        cv=cv,
-        cv_folds=cv_folds,
         labels=labels,
-        confusion_matrix=confusion(y_test, predicted, labels) if labels is not None else None,
+        cv=(cv, cv_folds),
         notes=notes,
-        calibration=_calibration(predicted, proba, y_test),
+        report=report,
     )
     return TrainResult(
         pipeline=pipeline,
@@ -171,6 +164,44 @@ def train(
         test_proba=proba,
         training_rows=training_rows,
     )
+
+
+def evaluate_held_out(
+    pipeline: Pipeline,
+    baseline: Any,
+    x_test: pd.DataFrame,
+    y_test: pd.Series[Any],
+    *,
+    config: TrainConfig,
+    task: ResolvedTask,
+    labels: list[Any] | None,
+    cv: tuple[dict[str, tuple[float, float]], int] = ({}, 0),
+    notes: list[str],
+    report: Callable[[str], None],
+) -> tuple[Evaluation, np.ndarray[Any, Any], np.ndarray[Any, Any] | None]:
+    """The fitted ``pipeline`` scored on the held-out rows beside the fitted ``baseline`` (prior or mean), the
+    quality gate's decision and the calibration, as an :class:`Evaluation`; with the predictions and probabilities
+    (kept for the plots and the ONNX check). Both engines evaluate here (``training.dask_train`` too)."""
+    primary_metric = config.primary_metric_for(task)
+    report(f"evaluating on {len(x_test)} held-out rows")
+    with prediction_threads(len(x_test)):
+        predicted, proba = predict_outputs(pipeline, x_test, task=task, labels=labels)
+    metrics = compute_metrics(task, y_test, predicted, proba, labels)
+    baseline_metrics = evaluate_model(baseline, x_test, y_test, task=task, labels=labels)
+    evaluation = Evaluation(
+        task=task,
+        primary_metric=primary_metric,
+        metrics=metrics,
+        baseline=baseline_metrics,
+        gate=quality_gate(metrics, baseline_metrics, primary_metric=primary_metric, thresholds=config.thresholds),
+        cv=cv[0],
+        cv_folds=cv[1],
+        labels=labels,
+        confusion_matrix=confusion(y_test, predicted, labels) if labels is not None else None,
+        notes=notes,
+        calibration=_calibration(predicted, proba, y_test),
+    )
+    return evaluation, predicted, proba
 
 
 def _silent(_: str) -> None:
