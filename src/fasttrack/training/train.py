@@ -99,8 +99,9 @@ def train(
     then the pipeline is fitted on it and scored on the test part next to a prior/mean baseline, and the
     quality gate decides. Rows without a target value are left out. ``on_step`` receives a short description
     before each long step, for progress display. With ``cv_client`` (a Dask ``distributed.Client``) the
-    cross-validation folds run on that cluster through joblib's Dask backend, with the same results. The same
-    frame, config and seed give identical results; the split does not depend on the seed or on the rows' order.
+    cross-validation folds run on that cluster through joblib's Dask backend, with the same results to rounding.
+    The same frame, config and seed give identical results; the split does not depend on the seed or on the rows'
+    order.
     """
     report = on_step or _silent
     task = schema.target.task
@@ -349,7 +350,8 @@ def _cross_validate(
     """k-fold cross-validation of an unfitted pipeline on the training part: metric -> (mean, std), and k.
 
     The folds run through ``joblib.Parallel``: in this process one after the other, or on ``client``'s Dask
-    cluster (joblib's Dask backend); the folds, their order and their metrics are the same either way.
+    cluster (joblib's Dask backend); the folds and their order are the same either way, and so are their metrics, to
+    rounding (a worker's thread count can change the order a model sums in).
     """
     if folds == 0:
         return {}, 0

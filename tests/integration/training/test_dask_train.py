@@ -256,7 +256,11 @@ def test_other_models_cross_validate_on_the_cluster_with_the_sequential_results(
     folds = [task for task in stream.data if "_score_fold" in str(task.get("key"))]
     assert len(folds) >= 1  # the folds ran as tasks on the workers
     assert distributed.evaluation.cv_folds == local.evaluation.cv_folds == 3
-    assert distributed.evaluation.cv == local.evaluation.cv
+    # The same folds and fits; a worker runs one thread where this process runs two, and the forest sums its trees'
+    # probabilities in thread order, so a fold's log loss may differ in the last bits (seen: 2e-17), never more.
+    assert distributed.evaluation.cv.keys() == local.evaluation.cv.keys()
+    for metric, (mean, std) in local.evaluation.cv.items():
+        assert distributed.evaluation.cv[metric] == (pytest.approx(mean, rel=1e-9), pytest.approx(std, rel=1e-9))
     assert distributed.evaluation.metrics == local.evaluation.metrics
 
 
