@@ -19,7 +19,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, get_args
+from typing import TYPE_CHECKING, Any
 
 from fasttrack.cluster import COMPUTE_ENGINES, check_engine
 from fasttrack.config import Engine, Margin, Settings, Task, TrainConfig, get_settings, higher_is_better
@@ -65,9 +65,6 @@ __all__ = [
     "score_file",
     "train",
 ]
-
-#: The inference runtimes (``load(runtime=...)``, ``score_file(runtime=...)``).
-RUNTIMES: tuple[Engine, ...] = get_args(Engine)
 
 #: Receives a short description before each long step (the CLI shows them as spinners).
 OnStep = Callable[[str], None]
@@ -196,12 +193,9 @@ def _ingest_on_dask(
     format: str | None,
     output: str | Path | None,
     scheduler: str | Client | None,
-    *,
-    max_categories: int = 50,
-    min_category_count: int = 5,
 ) -> DaskIngestResult:
-    """:func:`ingest` on a Dask cluster (and the data :func:`train` reads there): read, clean, describe and, with
-    ``output``, save the cleaned parts while the cluster is up."""
+    """:func:`ingest` on a Dask cluster: read, clean, describe and, with ``output``, save the cleaned parts while the
+    cluster is up."""
     from fasttrack.cluster import dask_client
     from fasttrack.data.dask_ingest import ingest_dask
     from fasttrack.data.parts import save_parts
@@ -213,8 +207,6 @@ def _ingest_on_dask(
             options=options,
             format=format,
             task=task,
-            max_categories=max_categories,
-            min_category_count=min_category_count,
             client=client,
         )
         if output is not None:
@@ -603,9 +595,11 @@ def load(
 def _former_engine(engine: str | None, runtime: Engine, function: str) -> Engine:
     """``runtime``, or the runtime given under its former name ``engine`` (``auto``, ``onnx``, ``sklearn``), which
     now says where work runs (``local`` or ``dask``), with a warning."""
+    from fasttrack.runtime.select import ENGINES
+
     if engine is None or engine in COMPUTE_ENGINES:
         return runtime
-    if engine in RUNTIMES:
+    if engine in ENGINES:
         warnings.warn(
             f"{function}(engine={engine!r}) is now {function}(runtime={engine!r}): engine says where work runs "
             "(local or dask)",

@@ -7,15 +7,10 @@ contract (:class:`~fasttrack.features.arrow.ArrowDriver`) and output table as si
 
 Workers may run on other machines, so nothing they need is a path of the client's: the model folder's files travel
 as bytes, scattered once to every worker, and each worker process opens the runtime once (cached by the files'
-digest), never once per partition. Each partition writes its own ``part-NNNNN.parquet`` (numbered in input order,
-so reading the parts in name order gives the input's rows in their order) into a temporary folder next to the
-output, and the task returns only its row count. ``_SUCCESS`` is written last (JSON: rows, partitions, parts,
-model, engine, created); on a local or shared file system the finished folder is then renamed into place, so the
-output name only ever shows a complete result, and an earlier output there is replaced only once the new one is
-complete. An object store has no rename: see :func:`score_dataset` for what the marker guarantees there.
-
-A task whose worker dies is run again by Dask on another worker and rewrites the same part, so a lost worker
-neither loses nor duplicates rows.
+digest), never once per partition. Each partition is written as one part of an atomic parts folder
+(:mod:`fasttrack.data.parts`: parts in input order, ``_SUCCESS`` last, renamed into place where the file system
+can), and the task returns only its row count. A task whose worker dies is run again by Dask on another worker and
+rewrites the same part whole, so a lost worker neither loses nor duplicates rows.
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, cast
+from typing import Annotated, Any
 
 import typer
 
@@ -64,9 +64,11 @@ UntilOption = Annotated[str | None, typer.Option(help="End of the period (exclud
 def runtime_and_engine(engine: str, runtime: Engine) -> tuple[str, Engine]:
     """``--engine`` and ``--runtime``, taking ``--engine auto|onnx|sklearn`` (the option's former meaning, before
     it said where work runs) as ``--runtime`` with a one-line warning on stderr."""
-    if engine in ("auto", "onnx", "sklearn"):
+    from fasttrack.runtime.select import ENGINES
+
+    if engine in ENGINES:
         typer.echo(f"warning: --engine {engine} is now --runtime {engine}; --engine says where work runs", err=True)
-        return "local", cast("Engine", engine)
+        return "local", engine
     return engine, runtime
 
 
