@@ -49,6 +49,7 @@ from fasttrack.data.clean import (
 from fasttrack.data.dask_read import (
     DEFAULT_BLOCKSIZE,
     as_task,
+    csv_header,
     current_client,
     dataset_files,
     partitions,
@@ -56,7 +57,7 @@ from fasttrack.data.dask_read import (
 )
 from fasttrack.data.ingest import csv_table, read_parquet_bytes
 from fasttrack.data.schema import Schema
-from fasttrack.data.sniff import BOM, SNIFF_BYTES, sniff_delimiter, stem_suffix
+from fasttrack.data.sniff import BOM
 from fasttrack.errors import DataError
 from fasttrack.features.rules import Rules
 
@@ -278,7 +279,7 @@ def _reader(
         compression="infer" if compressed else None,
         **storage_options,
     )
-    header, sep, names = _csv_header(files[0], delimiter, storage_options)
+    header, sep, names = csv_header(files[0], delimiter, storage_options)
     parts = [
         as_task(_part)(name, index == 0, block)
         for name, file_blocks in zip(files, blocks, strict=True)
@@ -289,22 +290,6 @@ def _reader(
 
 def _part(name: str, first: bool, data: bytes) -> tuple[str, bool, bytes]:
     return name, first, data
-
-
-def _csv_header(path: str, delimiter: str | None, storage_options: dict[str, Any]) -> tuple[bytes, str, list[str]]:
-    """The first file's header line (as bytes, ending in a newline), its delimiter and column names."""
-    import fsspec
-
-    with fsspec.open(path, "rb", compression="infer", **storage_options) as handle:
-        head = handle.read(SNIFF_BYTES).removeprefix(BOM)
-    if not head.strip():
-        raise DataError(f"empty file: {path}")
-    line = head.splitlines(keepends=True)[0]
-    line = line if line.endswith((b"\n", b"\r")) else line + b"\n"
-    text = head.decode("utf-8", errors="replace")
-    sep = delimiter or ("\t" if stem_suffix(path) == "tsv" else sniff_delimiter(text, len(head) == SNIFF_BYTES))
-    names = csv_table(line, path, sep).column_names
-    return line, sep, list(names)
 
 
 def _arrow_kind(kind: Any) -> str:

@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from pathlib import PurePosixPath
 from typing import TYPE_CHECKING, Any, cast
 
-from fasttrack.data.sniff import EXTENSIONS, SNIFF_BYTES, is_url, resolve_format, sniff_delimiter, stem_suffix
+from fasttrack.data.sniff import BOM, EXTENSIONS, SNIFF_BYTES, is_url, resolve_format, sniff_delimiter, stem_suffix
 from fasttrack.errors import ConfigError, DataError
 
 if TYPE_CHECKING:
@@ -97,7 +97,7 @@ def read_dask(
         frame = dd.read_parquet(files, storage_options=options or None)
         named = {col: dtype for col, dtype in (dtypes or {}).items() if col in frame.columns}
         return cast("dd.DataFrame", frame.astype(named) if named else frame)
-    sep, columns = _header(files[0], delimiter, options)
+    _, sep, columns = csv_header(files[0], delimiter, options)
     types: dict[str, str] = dict.fromkeys(columns, "str")
     types.update({col: dtype for col, dtype in (dtypes or {}).items() if col in types})
     compression = "gzip" if any(path.endswith(".gz") for path in files) else None
@@ -119,20 +119,22 @@ def _is_data_file(path: str) -> bool:
     return EXTENSIONS.get(stem_suffix(path) or "") in DASK_FORMATS
 
 
-def _header(path: str, delimiter: str | None, storage_options: dict[str, Any]) -> tuple[str, list[str]]:
-    """The first file's delimiter (sniffed unless given) and column names."""
-    import csv
-    import io
-
+def csv_header(path: str, delimiter: str | None, storage_options: dict[str, Any]) -> tuple[bytes, str, list[str]]:
+    """A CSV file's header line (bytes, ending in a newline), its delimiter (sniffed unless given) and its column
+    names, as the single-machine reader parses them (:func:`fasttrack.data.ingest.csv_table`)."""
     import fsspec
 
+    from fasttrack.data.ingest import csv_table
+
     with fsspec.open(path, "rb", compression="infer", **storage_options) as handle:
-        head = handle.read(SNIFF_BYTES)
-    text = head.decode("utf-8", errors="replace").removeprefix("\ufeff")
-    if not text.strip():
+        head = handle.read(SNIFF_BYTES).removeprefix(BOM)
+    if not head.strip():
         raise DataError(f"empty file: {path}")
+    line = head.splitlines(keepends=True)[0]
+    line = line if line.endswith((b"\n", b"\r")) else line + b"\n"
+    text = head.decode("utf-8", errors="replace")
     sep = delimiter or ("\t" if stem_suffix(path) == "tsv" else sniff_delimiter(text, len(head) == SNIFF_BYTES))
-    return sep, next(csv.reader(io.StringIO(text), delimiter=sep))
+    return line, sep, list(csv_table(line, path, sep).column_names)
 
 
 def current_client(client: Client | None) -> Client:
