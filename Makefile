@@ -19,7 +19,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 HOME_DIR := .fasttrack
 
-.PHONY: help install install-dev run train serve mlflow-ui mlflow-server sample-data lint monitoring-check format test test-unit clean postgresql bench airflow-env airflow-lock
+.PHONY: help install install-dev run train serve mlflow-ui mlflow-server sample-data lint monitoring-check format test test-unit clean postgresql bench airflow-env airflow-lock soak
 
 help: ## List every target with one line each
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-18s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -180,6 +180,14 @@ bench: install ## Benchmark serving (wrk: hello world, brief-style, mlflow, fast
 	$(VENV)/bin/python bench/drift_report.py --json $(BENCH_DIR)/drift.json
 	$(VENV)/bin/python bench/inference_log.py --json $(BENCH_DIR)/inference_log.json
 	$(VENV)/bin/python bench/dask_scoring.py --json $(BENCH_DIR)/dask_scoring.json
+	$(VENV)/bin/python bench/targets.py --dir $(BENCH_DIR)
+
+# Issue 17's soak (bench/soak.py): ten minutes of mixed load (single rows, batches, feedback, bad bodies, reloads)
+# on one real server, reporting its memory growth after warm-up, open file descriptors and unexpected answers; the
+# targets table of `make bench` shows it when $(BENCH_DIR)/soak.json exists. SOAK_ARGS="--duration 60" is a quick look.
+SOAK_ARGS ?=
+soak: install ## Soak the server for ten minutes of mixed load (memory growth, file descriptors, errors)
+	$(VENV)/bin/python bench/soak.py $(SOAK_ARGS) --json $(BENCH_DIR)/soak.json
 	$(VENV)/bin/python bench/targets.py --dir $(BENCH_DIR)
 
 clean: ## Remove the virtual environments, the local store and caches

@@ -9,7 +9,8 @@ inference log, with the value measured in that run. A figure whose benchmark did
 is shown as not measured, never as met. Under the table: the training floors (no FastTrack code in them), the batch
 scoring's peak memory as the file grows, which the issue asks to stay flat without giving a number, the time of
 ``fasttrack dataset from-log`` on the million rows, and issue 16's Dask scoring rates with each worker's peak memory
-as the input grows (flat, again without a number).
+as the input grows (flat, again without a number). Issue 17's soak (``make soak``, bench/soak.py) adds its rows when
+its JSON is there.
 
 Run: ``.venv/bin/python bench/targets.py [--dir .bench]``. Not part of the test suite.
 """
@@ -179,15 +180,27 @@ def inference_log_rows(log: dict[str, Any] | None) -> list[Row]:
     return rows
 
 
+def soak_rows(soak: dict[str, Any] | None) -> list[Row]:
+    """Issue 17's soak (``make soak``, bench/soak.py): memory growth after warm-up and unexpected answers."""
+    growth = soak["rss_growth"] if soak else None
+    unexpected = float(sum(soak["unexpected"].values())) if soak else None
+    grown = float(soak["fds"]["end"] - soak["fds"]["after_warmup"]) if soak else None
+    return [
+        at_most("soak: RSS growth after warm-up", growth, 0.05, lambda v: f"{v:+.1%}"),
+        at_most("soak: open file descriptors grown after warm-up", grown, 0, lambda v: f"{v:+.0f}"),
+        at_most("soak: unexpected answers (5xx, refused, wrong status)", unexpected, 0, lambda v: f"{v:,.0f}"),
+    ]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--dir", type=Path, default=ROOT / ".bench", help="where the benchmarks wrote their JSON")
     args = parser.parse_args()
-    names = ("serving", "startup", "batch", "training", "drift", "inference_log", "dask_scoring")
+    names = ("serving", "startup", "batch", "training", "drift", "inference_log", "dask_scoring", "soak")
     sources = {name: load(args.dir / f"{name}.json") for name in names}
     rows = serving_rows(sources["serving"]) + startup_rows(sources["startup"])
     rows += batch_rows(sources["batch"]) + training_rows(sources["training"]) + drift_rows(sources["drift"])
-    rows += inference_log_rows(sources["inference_log"])
+    rows += inference_log_rows(sources["inference_log"]) + soak_rows(sources["soak"])
     table = Table(title="issues 7, 13, 15 and 16: targets against this run", title_justify="left")
     for column in ("figure", "target", "measured", "met"):
         table.add_column(column, justify="left" if column == "figure" else "right")
