@@ -181,6 +181,49 @@ class Settings(BaseSettings):
         "writes everything).",
     )
 
+    # Access control (serving/auth.py, serving/keys.py; docs/security.md): API keys with scopes, off by default.
+    auth: bool = Field(
+        False,
+        description="Require an API key (`Authorization: Bearer KEY` or `X-API-Key: KEY`) on every route of the "
+        "server: 401 without a known key, 403 when its scopes do not cover the route (docs/security.md).",
+    )
+    api_keys: str = Field(
+        "",
+        description="API keys as `ID:SCOPES:SHA256` entries separated by spaces or newlines: the key's name, its "
+        "scopes (comma-separated: predict, feedback, admin) and the SHA-256 of the key, never the key itself "
+        "(`fasttrack keys new` prints one). Read at start.",
+    )
+    api_keys_file: Path | None = Field(
+        None,
+        description="A file of `ID:SCOPES:SHA256` entries, one per line (# comments), besides FASTTRACK_API_KEYS; "
+        "re-read within a second when it changes, so keys are added and revoked without a restart.",
+    )
+    auth_open_probes: bool = Field(
+        True,
+        description="With FASTTRACK_AUTH: /health, /ready, /v2/health/live, /v2/health/ready and /metrics answer "
+        "without a key (for probes and Prometheus); false: any known key reads them, whatever its scopes.",
+    )
+
+    @field_validator("api_keys")
+    @classmethod
+    def _key_entries(cls, value: str) -> str:
+        from fasttrack.serving.keys import merge, parse_entries
+
+        try:
+            merge(parse_entries(value, "entries"))
+        except ConfigError as exc:
+            raise ValueError(str(exc)) from None
+        return value
+
+    @model_validator(mode="after")
+    def _keys_when_auth(self) -> Settings:
+        if self.auth and not self.api_keys.strip() and self.api_keys_file is None:
+            raise ValueError(
+                "FASTTRACK_AUTH is on but no key is given: set FASTTRACK_API_KEYS or FASTTRACK_API_KEYS_FILE "
+                "(`fasttrack keys new` makes a key)"
+            )
+        return self
+
     @field_validator("promotion_margin")
     @classmethod
     def _margin(cls, value: Margin) -> Margin:
