@@ -1,5 +1,6 @@
 """Access control: off by default; on, every route (the fast lane included) needs a key with its scope, refusals
 have each API's error shape, keys rotate through a file, and no key ever shows in a log, a metric or an answer.
+Also the finding that ``/admin/reload`` took any content type, so that a web page could trigger it.
 """
 
 from __future__ import annotations
@@ -325,3 +326,30 @@ def test_no_key_reaches_a_log_line_a_metric_or_an_answer(
         for text in seen:
             assert secret not in text
             assert secret[3:20] not in text  # not even a part of it
+
+
+# ------------------------------------------------------------------------------- /admin/reload and web pages
+@pytest.mark.parametrize("auth_on", [False, True])
+def test_admin_reload_refuses_what_a_web_page_can_send_without_a_preflight(
+    settings: Settings, classifier: Predictor, keys: dict[str, NewKey], auth_on: bool
+) -> None:
+    headers = bearer(keys["admin"]) if auth_on else {}
+    with client_of(keyed(settings, keys) if auth_on else settings, classifier) as (client, _):
+        # what a form or fetch(..., {mode: "no-cors"}) can send: a form, text, multipart, or no content type at all
+        for kwargs in (
+            {},
+            {"content": b""},
+            {"data": {"a": "b"}},
+            {"content": b"{}", "headers": {"Content-Type": "text/plain"}},
+            {"files": {"f": ("f.txt", b"x")}},
+        ):
+            extra = dict(kwargs.pop("headers", {}))  # type: ignore[call-overload]
+            answer = client.post("/admin/reload", headers={**headers, **extra}, **kwargs)
+            assert answer.status_code == 415, (kwargs, answer.text)
+            assert "needs 'Content-Type: application/json'" in answer.json()["error"]
+        for body in ({"json": {}}, {"content": b"", "headers": {"Content-Type": "application/json"}}):
+            extra = dict(body.pop("headers", {}))  # type: ignore[call-overload]
+            answer = client.post("/admin/reload", headers={**headers, **extra}, **body)
+            assert answer.status_code == 200 and answer.json()["outcome"] == "unchanged", answer.text
+        documented = client.get("/openapi.json", headers=bearer(keys["predict"])).json()
+        assert "415" in documented["paths"]["/admin/reload"]["post"]["responses"]
