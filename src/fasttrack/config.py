@@ -182,11 +182,6 @@ class Settings(BaseSettings):
     )
 
     # Access control (serving/auth.py, serving/keys.py; docs/security.md): API keys with scopes, off by default.
-    auth: bool = Field(
-        False,
-        description="Require an API key (`Authorization: Bearer KEY` or `X-API-Key: KEY`) on every route of the "
-        "server: 401 without a known key, 403 when its scopes do not cover the route (docs/security.md).",
-    )
     api_keys: str = Field(
         "",
         description="API keys as `ID:SCOPES:SHA256` entries separated by spaces or newlines: the key's name, its "
@@ -197,6 +192,11 @@ class Settings(BaseSettings):
         None,
         description="A file of `ID:SCOPES:SHA256` entries, one per line (# comments), besides FASTTRACK_API_KEYS; "
         "re-read within a second when it changes, so keys are added and revoked without a restart.",
+    )
+    auth: bool = Field(
+        False,
+        description="Require an API key (`Authorization: Bearer KEY` or `X-API-Key: KEY`) on every route of the "
+        "server: 401 without a known key, 403 when its scopes do not cover the route (docs/security.md).",
     )
     auth_open_probes: bool = Field(
         True,
@@ -210,19 +210,22 @@ class Settings(BaseSettings):
         from fasttrack.serving.keys import merge, parse_entries
 
         try:
-            merge(parse_entries(value, "entries"))
+            merge(parse_entries(value, ""))
         except ConfigError as exc:
             raise ValueError(str(exc)) from None
         return value
 
-    @model_validator(mode="after")
-    def _keys_when_auth(self) -> Settings:
-        if self.auth and not self.api_keys.strip() and self.api_keys_file is None:
+    @field_validator("auth")
+    @classmethod
+    def _keys_when_auth(cls, value: bool, info: ValidationInfo) -> bool:
+        # Declared after api_keys and api_keys_file, so both are in info.data (when they were valid).
+        given = info.data.get("api_keys", "x").strip() or info.data.get("api_keys_file")  # "x": invalid, said already
+        if value and not given:
             raise ValueError(
-                "FASTTRACK_AUTH is on but no key is given: set FASTTRACK_API_KEYS or FASTTRACK_API_KEYS_FILE "
-                "(`fasttrack keys new` makes a key)"
+                "on, but no key is given: set FASTTRACK_API_KEYS or FASTTRACK_API_KEYS_FILE (`fasttrack keys new` "
+                "makes a key)"
             )
-        return self
+        return value
 
     @field_validator("promotion_margin")
     @classmethod

@@ -115,20 +115,21 @@ def hash_key(key_id: str, scopes: Iterable[str], secret: str) -> ApiKey:
 
 
 def parse_entry(entry: str, where: str) -> ApiKey:
-    """One ``ID:SCOPES:SHA256`` entry; ``where`` (the setting, or the file and line) names it in errors."""
+    """One ``ID:SCOPES:SHA256`` entry; ``where`` (the file and line; empty for none) names it in errors."""
+    at = f"{where}: " if where else ""
     parts = entry.strip().split(":")
     if len(parts) != 3:
-        raise ConfigError(f"{where}: an API key entry is ID:SCOPES:SHA256, got {_shown(entry)}")
+        raise ConfigError(f"{at}an API key entry is ID:SCOPES:SHA256, got {_shown(entry)}")
     key_id, scopes, hexdigest = parts
     try:
         check_id(key_id)
         parsed = parse_scopes(scopes)
     except ConfigError as exc:
-        raise ConfigError(f"{where}: {exc}") from None
+        raise ConfigError(f"{at}{exc}") from None
     hexdigest = hexdigest.lower()
     if not _SHA256.fullmatch(hexdigest):
         raise ConfigError(
-            f"{where}: key {key_id!r}: the third part must be the key's SHA-256 in hexadecimal (64 characters), "
+            f"{at}key {key_id!r}: the third part must be the key's SHA-256 in hexadecimal (64 characters), "
             "never the key itself: `fasttrack keys new` prints the entry"
         )
     return ApiKey(key_id, parsed, bytes.fromhex(hexdigest))
