@@ -136,9 +136,9 @@ def parse_entry(entry: str, where: str) -> ApiKey:
 
 
 def _shown(entry: str) -> str:
-    # An entry that does not parse may be a key pasted by mistake: never echo it whole.
+    # An entry that does not parse may be a key pasted by mistake: never echo anything that long.
     text = entry.strip()
-    return repr(text) if len(text) <= 12 else repr(text[:6] + "...")
+    return repr(text) if len(text) <= 12 else f"{len(text)} characters that are not one"
 
 
 def parse_entries(text: str, where: str, *, numbered: bool = False) -> list[ApiKey]:

@@ -50,6 +50,7 @@ def test_entries_parse_with_comments_and_any_spacing() -> None:
     ("entry", "says"),
     [
         ("ci:predict", "ID:SCOPES:SHA256"),
+        ("ft_thisIsAPlainKeyPastedByMistake0123456789abc", "ID:SCOPES:SHA256, got 46 characters that are not one"),
         ("c i:predict:" + "a" * 64, "invalid key id"),
         ("ci:predict,root:" + "a" * 64, "unknown scope 'root'"),
         ("ci:predict:" + "a" * 63, "SHA-256 in hexadecimal"),
