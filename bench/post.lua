@@ -3,3 +3,8 @@
 wrk.method = "POST"
 wrk.headers["Content-Type"] = "application/json"
 wrk.body = os.getenv("WRK_BODY") or '{"feature_1": 5.3, "feature_2": 2.1}'
+-- WRK_API_KEY (bench/serving.py's fasttrack-keys server): sent as a bearer token, as a client with a key does.
+local key = os.getenv("WRK_API_KEY")
+if key and key ~= "" then
+  wrk.headers["Authorization"] = "Bearer " .. key
+end

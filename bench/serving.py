@@ -9,14 +9,17 @@ worker, no access log):
 * ``hello``: bench/apps/hello.py, a FastAPI POST returning a fixed JSON (the ceiling of a Python server here);
 * ``naive``: bench/apps/naive.py, pydantic body -> one-row DataFrame -> ``model.predict`` on the model's pipeline;
 * ``mlflow``: ``mlflow models serve -m FOLDER --env-manager local`` (POST /invocations, ``dataframe_records``);
-* ``fasttrack``: ``fasttrack serve --model FOLDER`` (POST /predict).
+* ``fasttrack``: ``fasttrack serve --model FOLDER`` (POST /predict);
+* ``fasttrack-keys``: the same with access control on (``FASTTRACK_AUTH``, one key of scope ``predict``), each
+  request carrying ``Authorization: Bearer KEY`` (issue 17: the cost of keys, paired with ``fasttrack`` per round).
 
 Start-up (process start -> ready answers 200) and resident memory (VmRSS of the process and its children, once
 ready and again after the load) are recorded. The servers stay up while ``wrk -t2 -cC -dDs --latency -s
 bench/post.lua`` loads them one at a time, in an order that rotates each round; the table gives the median and
 the min-max over rounds of req/s, p50 and p99, with the ratios to hello world and of FastTrack to MLflow, and the
 server's CPU time per request (user + system of the server's processes during the load, divided by the requests
-answered: a figure other load on the machine moves much less than req/s).
+answered: a figure other load on the machine moves much less than req/s), and FastTrack's req/s with keys on divided
+by keys off, per round (both run in every round).
 wrk shares the machine's cores with the server under load: the figures are for this machine as a whole.
 
 Run: ``.venv/bin/python bench/serving.py [--rounds 3] [--duration 5] [--models sample,adult,adult-linear,adult-rf]
@@ -46,6 +49,8 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
+from fasttrack.serving.keys import new_key
+
 ROOT = Path(__file__).resolve().parent.parent
 BIN = ROOT / ".venv" / "bin"
 APPS = ROOT / "bench" / "apps"
@@ -65,7 +70,7 @@ MODELS = {
         *("--threshold", "accuracy=0.85"),
     ],
 }
-SERVERS = ("hello", "naive", "mlflow", "fasttrack")
+SERVERS = ("hello", "naive", "mlflow", "fasttrack", "fasttrack-keys")
 READY_TIMEOUT = 120.0
 console = Console(width=160)
 
@@ -78,6 +83,7 @@ class Server:
     predict_path: str
     body: str
     env: dict[str, str] = field(default_factory=dict)
+    api_key: str | None = None  # sent as Authorization: Bearer on every request
     port: int = 0
     proc: subprocess.Popen[bytes] | None = None
     startup_s: float | None = None
@@ -146,9 +152,12 @@ def rss_mb(pid: int) -> float:
     return total_kb / 1024
 
 
-def request(url: str, body: str | None = None, timeout: float = 5.0) -> tuple[int, str]:
+def request(url: str, body: str | None = None, timeout: float = 5.0, api_key: str | None = None) -> tuple[int, str]:
     data = body.encode() if body is not None else None
-    req = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json"})
+    headers = {"Content-Type": "application/json"}
+    if api_key:
+        headers["Authorization"] = f"Bearer {api_key}"
+    req = urllib.request.Request(url, data=data, headers=headers)
     try:
         with urllib.request.urlopen(req, timeout=timeout) as resp:
             return resp.status, resp.read().decode()
@@ -179,7 +188,7 @@ def start(server: Server, log_dir: Path) -> None:
     else:
         server.error = f"not ready after {READY_TIMEOUT:.0f} s"
         return
-    status, text = request(base + server.predict_path, server.body)
+    status, text = request(base + server.predict_path, server.body, api_key=server.api_key)
     if status != 200:
         server.error = f"POST {server.predict_path} answered {status}: {text[:120]}"
         return
@@ -250,7 +259,7 @@ def load(wrk: str, server: Server, args: argparse.Namespace, duration: int) -> d
     out = subprocess.run(
         cmd,
         check=False,
-        env={**os.environ, "WRK_BODY": server.body},
+        env={**os.environ, "WRK_BODY": server.body, "WRK_API_KEY": server.api_key or ""},
         capture_output=True,
         text=True,
         timeout=duration + 60,
@@ -272,11 +281,14 @@ def servers_for(folder: Path, record: dict[str, object], engine: str | None) -> 
     mlflow += ["-h", "127.0.0.1", "-p", "{port}"]
     # mlflow execs `uvicorn` from PATH: put the environment's bin first.
     path_env = {"PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
+    key = new_key("bench", ["predict"])
+    keys_env = {"FASTTRACK_AUTH": "true", "FASTTRACK_API_KEYS": key.entry}
     return [
         Server("hello", [*uvicorn, "hello:app"], "/ready", "/predict", body),
         Server("naive", [*uvicorn, "naive:app"], "/ready", "/predict", body, {"NAIVE_MODEL_DIR": str(folder)}),
         Server("mlflow", mlflow, "/ping", "/invocations", json.dumps({"dataframe_records": [record]}), path_env),
         Server("fasttrack", fasttrack, "/ready", "/predict", body),
+        Server("fasttrack-keys", fasttrack, "/ready", "/predict", body, keys_env, api_key=key.secret),
     ]
 
 
@@ -323,6 +335,10 @@ def report(model: str, servers: list[Server], train_s: float, args: argparse.Nam
         console.print(f"{model}: fasttrack ÷ mlflow req/s = {spread(ratios, '.1f')} (per round)")
     else:
         console.print(f"{model}: fasttrack ÷ mlflow: n/a (a server did not run)")
+    keyed = by_name["fasttrack-keys"].runs if "fasttrack-keys" in by_name else []
+    if ft and keyed:
+        ratios = [k["rps"] / f["rps"] for k, f in zip(keyed, ft, strict=True)]
+        console.print(f"{model}: fasttrack with API keys ÷ without, req/s = {spread(ratios, '.2f')} (per round)")
 
 
 def summary(model: str, servers: list[Server], train_s: float) -> dict[str, object]:
@@ -353,6 +369,10 @@ def summary(model: str, servers: list[Server], train_s: float) -> dict[str, obje
         )
     if ft and ml and ft.runs and ml.runs:
         figures["vs_mlflow"] = statistics.median(f["rps"] / m["rps"] for f, m in zip(ft.runs, ml.runs, strict=True))
+    keyed = by_name.get("fasttrack-keys")
+    if ft and keyed and ft.runs and keyed.runs:
+        pairs = zip(keyed.runs, ft.runs, strict=True)
+        figures["keys_vs_off"] = statistics.median(k["rps"] / f["rps"] for k, f in pairs)
     return figures
 
 

@@ -1,11 +1,12 @@
-"""Issues 7's, 13's, 15's and 16's targets against the figures of one ``make bench`` run: one table, each row
+"""Issues 7's, 13's, 15's, 16's and 17's targets against the figures of one ``make bench`` run: one table, each row
 measured, target, met.
 
 Reads the JSON files that ``bench/serving.py --json``, ``bench/startup.py --json``, ``bench/batch_scoring.py
 --json``, ``bench/training.py --json``, ``bench/drift_report.py --json`` and ``bench/inference_log.py --json``
 write (``make bench`` puts them in ``.bench/``) and prints every figure of issue 7's target table, issue 13's
-start-up of ``models:/sample@champion`` and issue 15's drift report on a million logged rows and cost of the
-inference log, with the value measured in that run. A figure whose benchmark did not run (or whose server failed)
+start-up of ``models:/sample@champion``, issue 15's drift report on a million logged rows and cost of the
+inference log, and issue 17's cost of API keys (req/s with access control on over off, paired per round), with the
+value measured in that run. A figure whose benchmark did not run (or whose server failed)
 is shown as not measured, never as met. Under the table: the training floors (no FastTrack code in them), the batch
 scoring's peak memory as the file grows, which the issue asks to stay flat without giving a number, the time of
 ``fasttrack dataset from-log`` on the million rows, and issue 16's Dask scoring rates with each worker's peak memory
@@ -75,6 +76,9 @@ def serving_rows(serving: dict[str, Any] | None) -> list[Row]:
     for key, title in SERVING_MODELS.items():
         fasttrack = models.get(key, {}).get("servers", {}).get("fasttrack", {})
         rows.append(at_most(f"p99 at 32 connections: {title}", fasttrack.get("p99_ms"), 10, "{:.1f} ms".format))
+    for key, title in SERVING_MODELS.items():  # issue 17: what access control costs
+        keyed = models.get(key, {}).get("keys_vs_off")
+        rows.append(at_least(f"req/s with API keys on ÷ off: {title}", keyed, 0.85, "{:.2f}".format))
     for key, title in SERVING_MODELS.items():
         fasttrack = models.get(key, {}).get("servers", {}).get("fasttrack", {})
         # bench/serving.py serves each model from its folder with registry polling off.
@@ -201,7 +205,7 @@ def main() -> None:
     rows = serving_rows(sources["serving"]) + startup_rows(sources["startup"])
     rows += batch_rows(sources["batch"]) + training_rows(sources["training"]) + drift_rows(sources["drift"])
     rows += inference_log_rows(sources["inference_log"]) + soak_rows(sources["soak"])
-    table = Table(title="issues 7, 13, 15 and 16: targets against this run", title_justify="left")
+    table = Table(title="issues 7, 13, 15, 16 and 17: targets against this run", title_justify="left")
     for column in ("figure", "target", "measured", "met"):
         table.add_column(column, justify="left" if column == "figure" else "right")
     for row in rows:

@@ -42,6 +42,7 @@ if TYPE_CHECKING:
     from fasttrack.registry.runs import TrackedRun
     from fasttrack.registry.versions import VersionDetails, VersionInfo
     from fasttrack.runtime.model import Model
+    from fasttrack.serving.keys import ApiKey, NewKey
     from fasttrack.training.evaluate import GateDecision
     from fasttrack.training.train import TrainResult
 
@@ -52,6 +53,7 @@ __all__ = [
     "ModelEvaluation",
     "TrainOutcome",
     "alias_history",
+    "api_key_entry",
     "check_data",
     "dataset_from_log",
     "describe_version",
@@ -60,6 +62,7 @@ __all__ = [
     "ingest",
     "list_versions",
     "load",
+    "new_api_key",
     "promote",
     "rollback",
     "score_file",
@@ -1408,3 +1411,55 @@ def _data_report(
     notes = [f"{ingested.source}: a data file compared with version {drift.version}'s training profile (drift only)"]
     report = ReportData(model=name, source=ingested.source, period="a data file", versions=[drift], notes=notes)
     return report, notes
+
+
+def new_api_key(key_id: str, scopes: Sequence[str]) -> NewKey:
+    """Make a new API key for the server's access control (``FASTTRACK_AUTH``; see docs/security.md).
+
+    Parameters
+    ----------
+    key_id
+        The key's name, shown in logs and metrics instead of the key (letters, digits, ``.``, ``_``, ``-``).
+    scopes
+        What the key may do: any of ``predict``, ``feedback`` and ``admin`` (none: only the probes and
+        ``/metrics``, when ``FASTTRACK_AUTH_OPEN_PROBES`` is off).
+
+    Returns
+    -------
+    NewKey
+        ``secret``: the key, 256 random bits (give it to the client; it is not stored anywhere), and ``entry``:
+        the ``ID:SCOPES:SHA256`` line for ``FASTTRACK_API_KEYS`` or the key file, which holds only the key's hash.
+
+    Raises
+    ------
+    ConfigError
+        An invalid id or an unknown scope.
+    """
+    from fasttrack.serving.keys import new_key
+
+    return new_key(key_id, scopes)
+
+
+def api_key_entry(key_id: str, scopes: Sequence[str], secret: str) -> ApiKey:
+    """The server's entry for an API key made elsewhere (e.g. kept in a secret manager): its SHA-256, id and scopes.
+
+    Parameters
+    ----------
+    key_id, scopes
+        As for :func:`new_api_key`.
+    secret
+        The key: a random token of at least 32 characters (a shorter one could be guessed from its hash).
+
+    Returns
+    -------
+    ApiKey
+        ``entry()`` is the ``ID:SCOPES:SHA256`` line.
+
+    Raises
+    ------
+    ConfigError
+        An invalid id, an unknown scope or a key too short.
+    """
+    from fasttrack.serving.keys import hash_key
+
+    return hash_key(key_id, scopes, secret)

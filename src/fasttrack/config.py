@@ -181,6 +181,52 @@ class Settings(BaseSettings):
         "writes everything).",
     )
 
+    # Access control (serving/auth.py, serving/keys.py; docs/security.md): API keys with scopes, off by default.
+    api_keys: str = Field(
+        "",
+        description="API keys as `ID:SCOPES:SHA256` entries separated by spaces or newlines: the key's name, its "
+        "scopes (comma-separated: predict, feedback, admin) and the SHA-256 of the key, never the key itself "
+        "(`fasttrack keys new` prints one). Read at start.",
+    )
+    api_keys_file: Path | None = Field(
+        None,
+        description="A file of `ID:SCOPES:SHA256` entries, one per line (# comments), besides FASTTRACK_API_KEYS; "
+        "re-read within a second when it changes, so keys are added and revoked without a restart.",
+    )
+    auth: bool = Field(
+        False,
+        description="Require an API key (`Authorization: Bearer KEY` or `X-API-Key: KEY`) on every route of the "
+        "server: 401 without a known key, 403 when its scopes do not cover the route (docs/security.md).",
+    )
+    auth_open_probes: bool = Field(
+        True,
+        description="With FASTTRACK_AUTH: /health, /ready, /v2/health/live, /v2/health/ready and /metrics answer "
+        "without a key (for probes and Prometheus); false: any known key reads them, whatever its scopes.",
+    )
+
+    @field_validator("api_keys")
+    @classmethod
+    def _key_entries(cls, value: str) -> str:
+        from fasttrack.serving.keys import merge, parse_entries
+
+        try:
+            merge(parse_entries(value, ""))
+        except ConfigError as exc:
+            raise ValueError(str(exc)) from None
+        return value
+
+    @field_validator("auth")
+    @classmethod
+    def _keys_when_auth(cls, value: bool, info: ValidationInfo) -> bool:
+        # Declared after api_keys and api_keys_file, so both are in info.data (when they were valid).
+        given = info.data.get("api_keys", "x").strip() or info.data.get("api_keys_file")  # "x": invalid, said already
+        if value and not given:
+            raise ValueError(
+                "on, but no key is given: set FASTTRACK_API_KEYS or FASTTRACK_API_KEYS_FILE (`fasttrack keys new` "
+                "makes a key)"
+            )
+        return value
+
     @field_validator("promotion_margin")
     @classmethod
     def _margin(cls, value: Margin) -> Margin:

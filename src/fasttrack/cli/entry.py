@@ -17,7 +17,7 @@ import typer
 from rich.markup import escape
 
 from fasttrack import __version__, exit_codes, process
-from fasttrack.cli import data, dataset, models, report, scoring, serve, training
+from fasttrack.cli import data, dataset, keys, models, report, scoring, serve, training
 from fasttrack.cli.render import err, out
 from fasttrack.errors import FastTrackError
 
@@ -37,6 +37,7 @@ app.command()(scoring.predict)
 app.add_typer(models.models_app, name="models")
 app.add_typer(dataset.dataset_app, name="dataset")
 app.add_typer(report.report_app, name="report")
+app.add_typer(keys.keys_app, name="keys")
 app.command()(serve.serve)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -37,6 +38,21 @@ def serve(
             "(default: FASTTRACK_INFERENCE_LOG, else off; see docs/inference-log.md)."
         ),
     ] = None,
+    auth: Annotated[
+        bool | None,
+        typer.Option(
+            "--auth/--no-auth",
+            help="Require an API key with the route's scope on every route (default: FASTTRACK_AUTH, else off; "
+            "keys from FASTTRACK_API_KEYS or --api-keys-file; see docs/security.md).",
+        ),
+    ] = None,
+    api_keys_file: Annotated[
+        Path | None,
+        typer.Option(
+            help="File of API key entries (`fasttrack keys new` prints them), one per line, re-read when it changes "
+            "(default: FASTTRACK_API_KEYS_FILE)."
+        ),
+    ] = None,
 ) -> None:
     """Serve a model over HTTP: /predict, MLflow's /invocations, the V2 protocol, /metrics; follows the registry.
 
@@ -54,5 +70,7 @@ def serve(
         access_log=access_log,
         runtime=runtime,
         inference_log=inference_log,
+        auth=auth,
+        api_keys_file=api_keys_file,
     )
     run(settings)

@@ -47,7 +47,7 @@ from starlette.types import Receive, Scope, Send
 from fasttrack import __version__, process
 from fasttrack.config import Settings, get_settings
 from fasttrack.errors import FastTrackError
-from fasttrack.serving import fastlane
+from fasttrack.serving import auth, fastlane
 from fasttrack.serving.fastapi_private import telemetry_unconfigured
 from fasttrack.serving.http_metrics import AccessLog, Exchange, HttpMetrics, header, record_request
 from fasttrack.serving.manager import ModelManager, load_checked
@@ -140,6 +140,7 @@ def create_app(
     # Innermost first: the lane, then the access log around it; what a user adds after create_app wraps them, and the
     # HTTP metrics (ServingApp itself) wrap everything.
     fastlane.install(app, manager, settings)
+    auth.install(app, settings, metrics)  # access control: outside the lane and the load limits, inside the log
     app.http_metrics = metrics.http
     if settings.access_log:
         app.add_middleware(AccessLog)
@@ -375,6 +376,7 @@ def run(settings: Settings) -> None:
     from fasttrack.registry.resolve import resolve_model
 
     configure_logging(settings)
+    auth.check(settings)  # a key file no worker could read is refused before anything is loaded or bound
     resolved = resolve_model(settings.model, settings)
     if settings.inference_log:  # a location no worker could write to is refused before the port is bound
         from fasttrack.monitoring.log_writer import open_store

@@ -363,13 +363,19 @@ def log_access(scope: Scope, status: int, seconds: float, model_version: str | N
         "status": status,
         "ms": round(seconds * 1000, 3),
         "client": client[0] if client else None,
+        "key": scope.get("fasttrack.api_key"),  # the id of the caller's API key (access control), never the secret
         "model_version": model_version,
     }
     access_log.info(orjson.dumps(line).decode())
 
 
 class AccessLog:
-    """One JSON line per request on the ``fasttrack.access`` logger (off by default: it costs throughput)."""
+    """One JSON line per request on the ``fasttrack.access`` logger (off by default: it costs throughput).
+
+    Fields: ``method``, ``path``, ``query``, ``status``, ``ms``, ``client`` (address), ``key`` (the id of the
+    caller's API key when access control is on, else ``null``; never the key) and ``model_version``. No header is
+    logged, so a key sent as one never reaches the log.
+    """
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app

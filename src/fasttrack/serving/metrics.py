@@ -192,6 +192,20 @@ class ServerMetrics:
             [*model, "outcome"],
             registry=self.registry,
         )
+        # Access control (serving/auth.py): what was refused, and how many keys are in force; never a secret.
+        self.auth_refused = Counter(
+            "fasttrack_auth_refused",
+            "Requests refused by access control, by reason: missing (no key, 401), invalid (unknown key, 401) or "
+            "scope (403; labelled with the key's id, else 'none').",
+            ["reason", "key"],
+            registry=self.registry,
+        )
+        self.api_keys = Gauge(
+            "fasttrack_api_keys",
+            "API keys in force (FASTTRACK_API_KEYS and the key file as last read); 0 when access control is off.",
+            registry=self.registry,
+            multiprocess_mode="livemax",
+        )
         self.inference_log = InferenceLogMetrics(self.registry)
         self.live = LiveCollector()
         self.registry.register(self.live)

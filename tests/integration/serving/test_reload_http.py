@@ -94,7 +94,7 @@ def test_new_versions_swap_in_under_load_with_zero_failures(server: Server, mode
     with Load(server.url) as load:
         assert load.wait_for_version("1")
         register_copy(model_home, followed, alias="champion")  # version 2: forced check
-        reloaded = httpx.post(server.url + "/admin/reload", timeout=60).json()
+        reloaded = httpx.post(server.url + "/admin/reload", json={}, timeout=60).json()
         # the forced check swaps version 2 in, unless a poll got there first
         assert reloaded["outcome"] in ("reloaded", "unchanged") and reloaded["version"] == "2"
         assert load.wait_for_version("2")
@@ -114,7 +114,7 @@ def test_a_broken_version_is_refused_while_the_old_keeps_serving(
     with Load(server.url) as load:
         assert load.wait_for_version(serving)
         broken = register_broken(model_home, followed, tmp_path / "broken", alias="champion")
-        refused = httpx.post(server.url + "/admin/reload", timeout=60).json()
+        refused = httpx.post(server.url + "/admin/reload", json={}, timeout=60).json()
         assert (refused["outcome"], refused["version"], refused["candidate"]) == ("refused", serving, broken)
         assert "cannot load" in refused["error"]
         time.sleep(1.2)  # a couple of polls: the broken version is not retried, the old one serves on

@@ -117,6 +117,7 @@ ROUTE_REQUESTS: dict[tuple[str, str], dict[str, Any]] = {
     ("POST", "/predict"): {"json": RECORD},
     ("GET", "/predict"): {"params": RECORD},
     ("POST", "/feedback"): {"json": [{"id": "nope", "label": "positive"}]},
+    ("POST", "/admin/reload"): {"json": {}},
     ("POST", "/invocations"): {"json": {"dataframe_records": [RECORD]}},
     ("POST", "/v2/models/{name}/infer"): {"json": V2_BODY},
     ("POST", "/v2/models/{name}/versions/{version}/infer"): {"json": V2_BODY},

@@ -340,7 +340,8 @@ def test_the_access_log_writes_one_json_line_per_request(caplog: pytest.LogCaptu
     scope = http_scope("POST", "/things/7", query_string=b"probabilities=true", state={"model_version": "4"})
     drive(AccessLog(answering(201, b"{}")), scope)
     [line] = access_lines(caplog)
-    assert set(line) == {"method", "path", "query", "status", "ms", "client", "model_version"}
+    assert set(line) == {"method", "path", "query", "status", "ms", "client", "key", "model_version"}
+    assert line["key"] is None  # no access control: no key id
     assert line["method"] == "POST" and line["path"] == "/things/7" and line["query"] == "probabilities=true"
     assert line["status"] == 201 and line["client"] == "10.0.0.1" and line["model_version"] == "4"
     assert isinstance(line["ms"], float)
@@ -371,6 +372,7 @@ def test_log_access_without_a_client_or_query(caplog: pytest.LogCaptureFixture) 
         "status": 200,
         "ms": 1.5,
         "client": None,
+        "key": None,
         "model_version": "2",
     }
 

@@ -95,13 +95,13 @@ def test_admin_reload(serve_app: AppClient, settings: Settings, model_home: Path
     with serve_app(settings.model_copy(update={"model": f"models:/{name}@champion"})) as (client, _):
         manager = client.app.state.manager  # type: ignore[attr-defined]
         assert manager.wait_ready(60)
-        assert client.post("/admin/reload").json()["outcome"] == "unchanged"
+        assert client.post("/admin/reload", json={}).json()["outcome"] == "unchanged"
         register_copy(model_home, name, alias="champion")
-        swapped = client.post("/admin/reload").json()
+        swapped = client.post("/admin/reload", json={}).json()
         assert (swapped["outcome"], swapped["version"]) == ("reloaded", "2")
         assert client.post("/predict", json=RECORD).headers["X-Model-Version"] == "2"
         register_broken(model_home, name, tmp_path / "broken", alias="champion")
-        refused = client.post("/admin/reload").json()
+        refused = client.post("/admin/reload", json={}).json()
         assert (refused["outcome"], refused["version"], refused["candidate"]) == ("refused", "2", "3")
         assert "cannot load" in refused["error"]
         assert client.post("/predict", json=RECORD).headers["X-Model-Version"] == "2"

@@ -37,7 +37,12 @@ INLINE_ROWS: Final = 256
 #: A body declared over the limit is still read (and dropped) up to this size, so the client gets its 413
 #: instead of a connection reset; anything bigger is cut off.
 DRAIN_LIMIT: Final = 64 * 1024 * 1024
-_MLFLOW_CODES: Final = {404: "RESOURCE_DOES_NOT_EXIST", 503: "TEMPORARILY_UNAVAILABLE"}
+_MLFLOW_CODES: Final = {
+    401: "UNAUTHENTICATED",
+    403: "PERMISSION_DENIED",
+    404: "RESOURCE_DOES_NOT_EXIST",
+    503: "TEMPORARILY_UNAVAILABLE",
+}
 
 
 async def get_settings_dep(request: Request) -> Settings:

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.concurrency import run_in_threadpool
 
+from fasttrack.errors import UnsupportedMediaTypeError
 from fasttrack.serving.metrics import ServerMetrics
-from fasttrack.serving.payloads import ERROR_RESPONSES, HealthOut, ModelOut, ReadyOut, ReloadOut
-from fasttrack.serving.routes.common import ManagerDep, PredictorDep, json_response
+from fasttrack.serving.payloads import ERROR_RESPONSES, ErrorOut, HealthOut, ModelOut, ReadyOut, ReloadOut
+from fasttrack.serving.routes.common import ManagerDep, PredictorDep, json_response, media_type
 
 router = APIRouter(tags=["operations"])
 
@@ -51,9 +52,35 @@ async def metrics(request: Request) -> Response:
     return Response(await run_in_threadpool(server_metrics.render), media_type=CONTENT_TYPE_LATEST)
 
 
-@router.post("/admin/reload", response_model=ReloadOut, summary="Check the registry now")
+def json_only(request: Request) -> None:
+    """Refuse (415) a request without ``Content-Type: application/json``: one a web page can send unasked.
+
+    A page in an operator's browser can POST to any address the browser reaches (``fetch`` in ``no-cors`` mode, or
+    a form) with no CORS preflight only when the body is a form, ``text/plain``, or has no content type at all;
+    ``application/json`` needs the server's consent first, which this server never gives. So asking for it keeps
+    such pages from forcing reloads, whether or not API keys are on.
+    """
+    if media_type(request) != "application/json":
+        given = request.headers.get("content-type")
+        shown = "none" if given is None else repr(given)
+        raise UnsupportedMediaTypeError(
+            f"{request.url.path} needs 'Content-Type: application/json' (got {shown}) so that a web page cannot "
+            "send it; the body may be empty or {}"
+        )
+
+
+@router.post(
+    "/admin/reload",
+    response_model=ReloadOut,
+    responses={415: {"model": ErrorOut, "description": "Content type other than application/json."}},
+    dependencies=[Depends(json_only)],
+    summary="Check the registry now",
+)
 async def reload(manager: ManagerDep) -> dict[str, Any]:
     """Resolve the model URI now; load, check and swap in a new version if there is one.
+
+    Send it with ``Content-Type: application/json`` (the body may be empty or ``{}``): anything else is refused
+    with 415, so that a web page open in an operator's browser cannot send it.
 
     The answer says what happened: ``reloaded``, ``unchanged``, or ``refused`` (the new version failed to load or
     check; the old one keeps serving). A version refused before is tried again.
