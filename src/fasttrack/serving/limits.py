@@ -16,8 +16,10 @@ an overloaded server as alive.
   cancelled and answered 504. What is cancelled: a request waiting (for its body, the shared model call, a thread
   of the pool) stops there and is never predicted. A model call already running in a thread cannot be
   interrupted (ONNX Runtime and scikit-learn offer no way): it finishes in its thread and its answer is dropped.
-- **Clients gone.** A request whose client disconnected after sending its whole body is cancelled like a timed-out
-  one, without an answer: a batch waiting for a thread of the pool is dropped before it is predicted.
+- **Clients gone.** A request whose client disconnected while it waited for a slot is dropped when it gets one,
+  before the app sees it; one whose client disconnected after sending its whole body is cancelled like a timed-out
+  one, without an answer: a batch waiting for a thread of the pool is dropped before it is predicted (one already
+  in the model finishes there, unanswered).
 
 One timer (a ``call_later`` every :data:`TICK` seconds while requests are in flight, not one per request) checks
 the timeouts and the disconnections, so a request that finishes within a tick costs only its bookkeeping. Whether
@@ -64,44 +66,57 @@ def install(app: FastAPI, settings: Settings, metrics: ServerMetrics) -> None:
     app.add_middleware(LoadLimits, settings=settings, metrics=metrics)
 
 
-def disconnected(receive: Receive) -> bool:
-    """Whether the server already knows the client is gone, asked without waiting.
+def poll(receive: Receive) -> Message | None:
+    """The message the server has ready for ``receive``, or ``None`` when it has none yet, asked without waiting.
 
-    ``receive`` is run up to its first wait: a server that knows of a disconnection answers ``http.disconnect``
-    at once (Uvicorn does), one that does not waits for news, and that wait is abandoned. Starlette's
-    ``Request.is_disconnected`` asks the same way. Only for a request whose body was read whole: otherwise the
-    step could take a piece of the body from the app.
+    ``receive`` is run up to its first wait: a server with a message ready (a piece of the body, or
+    ``http.disconnect`` once it knows the client is gone) returns it at once, as Uvicorn does; otherwise the wait
+    is abandoned and nothing is taken. Starlette's ``Request.is_disconnected`` asks the same way.
     """
     step = receive()
     if not inspect.iscoroutine(step):
-        return False
+        return None
     try:
         step.send(None)
     except StopIteration as done:
         message: Any = done.value
-        return isinstance(message, dict) and message.get("type") == "http.disconnect"
-    except Exception:  # a server whose receive fails outside a task: it cannot tell, so the request goes on
-        return False
+        return message if isinstance(message, dict) else None
+    except Exception:  # a server whose receive cannot run outside its task: it cannot tell, the request goes on
+        return None
     step.close()
-    return False
+    return None
+
+
+def disconnected(receive: Receive) -> bool:
+    """Whether the server already knows the client is gone (see :func:`poll`), for a request whose body was read
+    whole: otherwise a piece of the body could be taken from the app."""
+    message = poll(receive)
+    return message is not None and message["type"] == "http.disconnect"
 
 
 class _Request:
     """One request in flight: its task, when it started, and what the middleware learnt of it."""
 
-    __slots__ = ("_receive", "_send", "answered", "body_read", "started", "task", "verdict")
+    __slots__ = ("_receive", "_send", "answered", "body_read", "ready", "started", "task", "verdict")
 
-    def __init__(self, task: asyncio.Task[Any], receive: Receive, send: Send, started: float) -> None:
+    def __init__(
+        self, task: asyncio.Task[Any], receive: Receive, send: Send, started: float, ready: Message | None
+    ) -> None:
         self.task = task
         self.started = started
         self._receive = receive
         self._send = send
+        self.ready = ready  # a message taken from the server before the app ran, given to the app first
         self.body_read = False
         self.answered = False
         self.verdict: str | None = None
 
     async def receive(self) -> Message:
-        message = await self._receive()
+        message = self.ready
+        if message is None:
+            message = await self._receive()
+        else:
+            self.ready = None
         if message["type"] != "http.request" or not message.get("more_body", False):
             self.body_read = True
         return message
@@ -147,6 +162,7 @@ class LoadLimits:
         client = scope.get("client")
         CLIENT.set(scope.get(API_KEY) or (client[0] if client else ""))
         limit = self.limit
+        ready: Message | None = None
         if limit is not None:
             if self._busy < limit:
                 self._busy += 1
@@ -155,10 +171,16 @@ class LoadLimits:
                 message = f"overloaded: {limit} requests in flight (FASTTRACK_MAX_IN_FLIGHT); retry later"
                 await self._refuse(path, send, 503, message, [(b"retry-after", self.retry_after)])
                 return
+            else:  # it waited: is its client still there? (what the server has ready goes to the app first)
+                ready = poll(receive)
+                if ready is not None and ready["type"] == "http.disconnect":
+                    self._release()
+                    self._dropped[CLIENT_GONE].inc()
+                    return
         loop = asyncio.get_running_loop()
         task = asyncio.current_task()
         assert task is not None  # an ASGI app runs in a task
-        request = _Request(task, receive, send, loop.time())
+        request = _Request(task, receive, send, loop.time(), ready)
         self._requests[request] = None
         if self._timer is None:
             self._timer = loop.call_later(TICK, self._check)
