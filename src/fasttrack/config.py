@@ -231,8 +231,8 @@ class Settings(BaseSettings):
     max_in_flight: int = Field(
         64,
         ge=0,
-        description="Most requests served at once (probes excluded); more wait up to queue_timeout in a queue of "
-        "max_queued, else are answered 503 with Retry-After. 0 = no limit.",
+        description="Most requests served at once per worker process (probes excluded); more wait up to "
+        "queue_timeout in a queue of max_queued, else are answered 503 with Retry-After. 0 = no limit.",
     )
     max_queued: int = Field(64, ge=0, description="Most requests waiting for a slot when max_in_flight is reached.")
     queue_timeout: float = Field(
