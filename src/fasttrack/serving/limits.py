@@ -151,6 +151,11 @@ class LoadLimits:
         """Requests being served now (probes excluded)."""
         return len(self._requests)
 
+    @property
+    def queued(self) -> int:
+        """Requests waiting for a slot now."""
+        return sum(1 for slot in self._waiting if not slot.done())
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)

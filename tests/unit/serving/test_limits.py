@@ -82,6 +82,14 @@ def limited_app(
             gate.open.set()
 
 
+def find_limits(app: Any) -> LoadLimits:
+    """The app's :class:`LoadLimits` instance, in its built middleware stack."""
+    layer = app.middleware_stack
+    while not isinstance(layer, LoadLimits):
+        layer = layer.app
+    return layer
+
+
 def dropped(metrics: ServerMetrics, reason: str) -> float | None:
     return metrics.registry.get_sample_value("fasttrack_requests_dropped_total", {"reason": reason})
 
@@ -135,12 +143,13 @@ def test_a_request_waits_for_a_slot_within_the_queue_bound(settings: Settings, c
         first = pool.submit(client.post, "/slow")
         gate.wait_inside(1)
         queued = pool.submit(client.post, "/predict", json=RECORD)
+        limits_of_app = find_limits(client.app)
         deadline = time.monotonic() + PATIENCE
-        while True:  # the second request is queued once a third one finds the queue full
-            third = client.post("/predict", json=RECORD)
-            if third.status_code == 503:
-                break
-            assert time.monotonic() < deadline and not queued.done()
+        while limits_of_app.queued < 1:
+            assert time.monotonic() < deadline and not queued.done(), "the second request never waited for a slot"
+            time.sleep(0.005)
+        third = client.post("/predict", json=RECORD)  # the queue (of one) is full: shed at once
+        assert third.status_code == 503
         gate.open.set()
         assert first.result(PATIENCE).status_code == 200
         assert queued.result(PATIENCE).json() == {"prediction": "positive"}  # served, never shed
