@@ -162,17 +162,18 @@ test-unit: install-dev $(PROMETHEUS_DEB) ## Only the unit tests (fast)
 # then training against a bare scikit-learn fit (adult.csv from ../shared/datasets), then the drift report and
 # dataset from-log on a generated inference log of a million rows, then the inference log's cost (the same server
 # with the log off and on, wrk and in process), then batch scoring on Dask (1 and 2 workers) against fasttrack predict
-# as the input grows 1x, 4x, 16x adult-size. BENCH_ARGS go to bench/serving.py, e.g.
+# as the input grows 1x, 4x, 16x adult-size, then overload in open loop (bench/overload.py: the sustainable rate, then
+# 4x it with the load limits on and off). BENCH_ARGS go to bench/serving.py, e.g.
 # BENCH_ARGS="--models sample,adult". Each writes its figures to $(BENCH_DIR)/ as JSON, and bench/targets.py ends
 # the report with issues 7's, 13's and 15's targets against them.
 BENCH_ARGS ?= --models sample,adult,adult-linear,adult-rf
 BENCH_DIR ?= .bench
 
-bench: install ## Benchmark serving (wrk: hello world, brief-style, mlflow, fasttrack), start-up, batch scoring, training, drift report, the inference log, Dask scoring; check the targets
+bench: install ## Benchmark serving (wrk: hello world, brief-style, mlflow, fasttrack), start-up, batch scoring, training, drift report, the inference log, Dask scoring, overload; check the targets
 	@command -v wrk >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y wrk; } \
 		|| { echo "error: wrk is missing: sudo apt-get install wrk" >&2; exit 1; }
 	@rm -f $(BENCH_DIR)/serving.json $(BENCH_DIR)/startup.json $(BENCH_DIR)/batch.json $(BENCH_DIR)/training.json \
-		$(BENCH_DIR)/drift.json $(BENCH_DIR)/inference_log.json $(BENCH_DIR)/dask_scoring.json
+		$(BENCH_DIR)/drift.json $(BENCH_DIR)/inference_log.json $(BENCH_DIR)/dask_scoring.json $(BENCH_DIR)/overload.json
 	$(VENV)/bin/python bench/serving.py $(BENCH_ARGS) --json $(BENCH_DIR)/serving.json
 	$(VENV)/bin/python bench/startup.py --json $(BENCH_DIR)/startup.json
 	$(VENV)/bin/python bench/batch_scoring.py --json $(BENCH_DIR)/batch.json
@@ -180,6 +181,7 @@ bench: install ## Benchmark serving (wrk: hello world, brief-style, mlflow, fast
 	$(VENV)/bin/python bench/drift_report.py --json $(BENCH_DIR)/drift.json
 	$(VENV)/bin/python bench/inference_log.py --json $(BENCH_DIR)/inference_log.json
 	$(VENV)/bin/python bench/dask_scoring.py --json $(BENCH_DIR)/dask_scoring.json
+	$(VENV)/bin/python bench/overload.py --json $(BENCH_DIR)/overload.json
 	$(VENV)/bin/python bench/targets.py --dir $(BENCH_DIR)
 
 # Issue 17's soak (bench/soak.py): ten minutes of mixed load (single rows, batches, feedback, bad bodies, reloads)

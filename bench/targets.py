@@ -196,15 +196,24 @@ def soak_rows(soak: dict[str, Any] | None) -> list[Row]:
     ]
 
 
+def overload_rows(overload: dict[str, Any] | None) -> list[Row]:
+    """Issue 17: at 4x the sustainable rate (open loop), the p99 of the requests the server accepts."""
+    figures = overload or {}
+    factor = figures.get("factor", 4)
+    title = f"p99 of accepted requests at {factor:g}x the sustainable rate, open loop (bench/overload.py)"
+    return [at_most(title, figures.get("p99_accepted_ms"), 10, "{:.1f} ms".format)]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--dir", type=Path, default=ROOT / ".bench", help="where the benchmarks wrote their JSON")
     args = parser.parse_args()
-    names = ("serving", "startup", "batch", "training", "drift", "inference_log", "dask_scoring", "soak")
+    names = ("serving", "startup", "batch", "training", "drift", "inference_log", "dask_scoring", "soak", "overload")
     sources = {name: load(args.dir / f"{name}.json") for name in names}
     rows = serving_rows(sources["serving"]) + startup_rows(sources["startup"])
     rows += batch_rows(sources["batch"]) + training_rows(sources["training"]) + drift_rows(sources["drift"])
     rows += inference_log_rows(sources["inference_log"]) + soak_rows(sources["soak"])
+    rows += overload_rows(sources["overload"])
     table = Table(title="issues 7, 13, 15, 16 and 17: targets against this run", title_justify="left")
     for column in ("figure", "target", "measured", "met"):
         table.add_column(column, justify="left" if column == "figure" else "right")

@@ -227,6 +227,41 @@ class Settings(BaseSettings):
             )
         return value
 
+    # Overload and feedback bounds (helper C of issue 17: serving/limits.py, serving/feedback.py).
+    max_in_flight: int = Field(
+        64,
+        ge=0,
+        description="Most requests served at once per worker process (probes excluded); more wait up to "
+        "queue_timeout in a queue of max_queued, else are answered 503 with Retry-After. 0 = no limit.",
+    )
+    max_queued: int = Field(64, ge=0, description="Most requests waiting for a slot when max_in_flight is reached.")
+    queue_timeout: float = Field(
+        0.005, ge=0, description="Seconds a request waits for a slot before its 503; 0 = answer 503 at once."
+    )
+    request_timeout: float = Field(
+        30.0,
+        ge=0,
+        description="Seconds a request may take before it is cancelled and answered 504 (a model call already "
+        "running finishes in its thread, its answer dropped); 0 = no limit.",
+    )
+    retry_after: int = Field(1, ge=1, description="Seconds in the Retry-After header of a 503 for overload.")
+    feedback_max_items: int = Field(
+        1000, ge=1, description="Most labels one POST /feedback may carry; more is answered 413."
+    )
+    feedback_client_capacity: int = Field(
+        1000,
+        ge=1,
+        description="Most predictions of one client (API key, else address) waiting for their label: a client's "
+        "newer predictions push out only its own older ones, never another client's.",
+    )
+    feedback_client_share: float = Field(
+        0.5,
+        gt=0,
+        le=1,
+        description="Largest share of the live accuracy window one client's labels may hold: beyond it, a client's "
+        "new label replaces its own oldest one, so no one client decides the live metrics.",
+    )
+
     @field_validator("promotion_margin")
     @classmethod
     def _margin(cls, value: Margin) -> Margin:

@@ -47,7 +47,7 @@ from starlette.types import Receive, Scope, Send
 from fasttrack import __version__, process
 from fasttrack.config import Settings, get_settings
 from fasttrack.errors import FastTrackError
-from fasttrack.serving import auth, fastlane
+from fasttrack.serving import auth, fastlane, limits
 from fasttrack.serving.fastapi_private import telemetry_unconfigured
 from fasttrack.serving.http_metrics import AccessLog, Exchange, HttpMetrics, header, record_request
 from fasttrack.serving.manager import ModelManager, load_checked
@@ -137,9 +137,10 @@ def create_app(
     for router in (predict.router, feedback.router, invocations.router, v2.router, ops.router):
         app.include_router(router)
     _add_error_handlers(app)
-    # Innermost first: the lane, then the access log around it; what a user adds after create_app wraps them, and the
-    # HTTP metrics (ServingApp itself) wrap everything.
+    # Innermost first: the lane, the load limits, then the access log around them; what a user adds after create_app
+    # wraps them, and the HTTP metrics (ServingApp itself) wrap everything.
     fastlane.install(app, manager, settings)
+    limits.install(app, settings, metrics)  # load limits: around the lane, inside access control
     auth.install(app, settings, metrics)  # access control: outside the lane and the load limits, inside the log
     app.http_metrics = metrics.http
     if settings.access_log:

@@ -9,6 +9,14 @@ label is not a possible value). Nothing raises for a bad id: each is reported so
 
 The last ``metrics_window`` joined pairs give the live metrics (:meth:`FeedbackWindow.metrics`): accuracy for a
 classifier, RMSE and MAE for a regressor. No HTTP in here; thread-safe.
+
+Bounds per client, so that one client cannot crowd out the others (a client is the caller's API key id, else its
+address: :data:`CLIENT`, set for each request by the server's load limits). A client has at most
+``client_capacity`` predictions waiting for their label: its newer predictions push out its own older ones, never
+another client's (a 10,000-row batch once pushed a real client's pending prediction out of the window). And a
+client's labels hold at most ``client_share`` of the live window: beyond it, a client's new label replaces its own
+oldest one (1,000 wrong labels for a client's own 1,000 predictions once took the live accuracy from 1.0 to 0.0).
+What these bounds push out is counted (``on_limit``: ``pending`` and ``share``, see :data:`LIMITS`).
 """
 
 from __future__ import annotations
@@ -19,8 +27,9 @@ import threading
 import time
 from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable, Sequence
+from contextvars import ContextVar
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Final, Literal
 
 from fasttrack.features.rules import category_text
 
@@ -32,6 +41,15 @@ OUTCOMES: tuple[FeedbackOutcome, ...] = ("matched", "unknown", "expired", "dupli
 DEFAULT_CAPACITY = 10_000
 DEFAULT_METRICS_WINDOW = 1000
 DEFAULT_MIN_SAMPLES = 100
+DEFAULT_CLIENT_CAPACITY = 1000
+DEFAULT_CLIENT_SHARE = 0.5
+#: What the feedback bounds push out or refuse, as counted: ``pending`` (a client's waiting prediction pushed out by
+#: its own newer ones), ``share`` (a client's label in the live window replaced by its own newer one), ``items``
+#: (labels of a POST /feedback over its item limit, refused whole).
+LIMITS: Final = ("pending", "share", "items")
+#: Whose predictions and labels these are, for the per-client bounds: the caller's API key id, else its address
+#: (set by :mod:`fasttrack.serving.limits` for each request; ``""`` outside a request).
+CLIENT: ContextVar[str] = ContextVar("fasttrack_client", default="")
 
 
 @dataclass(frozen=True)
@@ -100,11 +118,21 @@ class LiveMetrics:
     mae: float | None = None
 
 
-@dataclass
+@dataclass(slots=True)
 class _Entry:
     prediction: Any
     recorded_at: float
+    client: str
     joined: bool = field(default=False)
+
+
+@dataclass(slots=True)
+class _Score:
+    """One joined label in the live window: its score, its client, and whether it still counts."""
+
+    client: str
+    score: float
+    live: bool = True
 
 
 class FeedbackWindow:
@@ -115,7 +143,8 @@ class FeedbackWindow:
     (the oldest go first); ``ttl`` (seconds, optional) how long. ``labels``, for a classifier, are the model's
     classes: a true label outside them is ``invalid``. Live metrics cover the last ``metrics_window`` joined
     pairs and are reported once ``min_samples`` pairs were joined, so a handful of labels does not fire alerts.
-    ``clock`` is for tests.
+    ``client_capacity`` and ``client_share`` bound each client (see the module docstring); ``on_limit(what, count)``
+    is told what they push out. ``clock`` is for tests.
     """
 
     def __init__(
@@ -127,6 +156,9 @@ class FeedbackWindow:
         labels: Sequence[Any] | None = None,
         metrics_window: int = DEFAULT_METRICS_WINDOW,
         min_samples: int = DEFAULT_MIN_SAMPLES,
+        client_capacity: int = DEFAULT_CLIENT_CAPACITY,
+        client_share: float = DEFAULT_CLIENT_SHARE,
+        on_limit: Callable[[str, int], None] | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         if capacity < 1:
@@ -135,16 +167,29 @@ class FeedbackWindow:
             raise ValueError(f"the feedback TTL must be positive (or None for no TTL), got {ttl}")
         if not 1 <= min_samples <= metrics_window:
             raise ValueError(f"min_samples must be between 1 and metrics_window ({metrics_window}), got {min_samples}")
+        if client_capacity < 1:
+            raise ValueError(f"a client must be able to keep at least one prediction, got {client_capacity}")
+        if not 0 < client_share <= 1:
+            raise ValueError(f"the client share of the live window must be in (0, 1], got {client_share}")
         self.task = task
         self.capacity = capacity
         self.ttl = ttl
         self.min_samples = min_samples
+        self.metrics_window = metrics_window
+        self.client_capacity = client_capacity
+        #: Most labels of one client in the live window.
+        self.client_scores = max(1, int(client_share * metrics_window))
+        self.on_limit = on_limit
         self._labels = None if labels is None else {category_text(label) for label in labels}
         self._clock = clock
         self._lock = threading.Lock()
         self._entries: OrderedDict[str, _Entry] = OrderedDict()
-        # Classification: 1.0 for a correct prediction, 0.0 for a wrong one. Regression: prediction - truth.
-        self._scores: deque[float] = deque(maxlen=metrics_window)
+        self._pending: dict[str, OrderedDict[str, None]] = {}  # each client's waiting predictions, oldest first
+        # Classification: 1.0 for a correct prediction, 0.0 for a wrong one. Regression: prediction - truth. Scores
+        # replaced by their client's newer ones stay in the deque, not live, until compacted away.
+        self._scores: deque[_Score] = deque()
+        self._live = 0
+        self._client_scores: dict[str, deque[_Score]] = {}
 
     @staticmethod
     def new_id() -> str:
@@ -161,38 +206,107 @@ class FeedbackWindow:
         with self._lock:
             return len(self._entries)
 
-    def record(self, prediction_id: str, prediction: Any) -> None:
-        """Remember one prediction under its id, dropping the oldest beyond ``capacity`` or the TTL."""
-        self.record_many([(prediction_id, prediction)])
+    def pending(self, client: str) -> int:
+        """How many of ``client``'s predictions wait for their label."""
+        with self._lock:
+            return len(self._pending.get(client, ()))
 
-    def record_many(self, pairs: Iterable[tuple[str, Any]]) -> None:
-        """Remember a batch of (id, prediction) pairs; cheap enough for the request path (O(1) per pair)."""
+    def record(self, prediction_id: str, prediction: Any, client: str | None = None) -> None:
+        """Remember one prediction under its id, dropping the oldest beyond the capacities or the TTL."""
+        self.record_many([(prediction_id, prediction)], client)
+
+    def record_many(self, pairs: Iterable[tuple[str, Any]], client: str | None = None) -> None:
+        """Remember a batch of (id, prediction) pairs of ``client`` (default: :data:`CLIENT`); O(1) per pair.
+
+        The client's oldest predictions beyond ``client_capacity`` go first, then the oldest of all beyond
+        ``capacity``, then those older than the TTL.
+        """
         now = self._clock()
+        who = CLIENT.get() if client is None else client
+        pushed = 0
         with self._lock:
             entries = self._entries
+            mine = self._pending.get(who)
+            if mine is None:
+                mine = self._pending[who] = OrderedDict()
             for prediction_id, prediction in pairs:
-                entries[prediction_id] = _Entry(prediction, now)
-                entries.move_to_end(prediction_id)
+                if prediction_id in entries:
+                    self._forget(prediction_id, entries.pop(prediction_id).client)
+                entries[prediction_id] = _Entry(prediction, now, who)
+                mine[prediction_id] = None
+            if not mine:
+                del self._pending[who]
+            while len(mine) > self.client_capacity:
+                del entries[mine.popitem(last=False)[0]]
+                pushed += 1
             while len(entries) > self.capacity:
-                entries.popitem(last=False)
+                dropped, entry = entries.popitem(last=False)
+                self._forget(dropped, entry.client)
             if self.ttl is not None:
                 oldest = now - self.ttl
                 while entries and next(iter(entries.values())).recorded_at < oldest:
-                    entries.popitem(last=False)
+                    dropped, entry = entries.popitem(last=False)
+                    self._forget(dropped, entry.client)
+        if pushed and self.on_limit is not None:
+            self.on_limit("pending", pushed)
 
-    def join(self, items: Iterable[tuple[str, Any]]) -> FeedbackResult:
-        """Join (id, true label) pairs with the predictions in the window; one :class:`FeedbackItem` per pair."""
+    def _forget(self, prediction_id: str, client: str) -> None:
+        """Drop ``prediction_id`` from its client's waiting predictions (under the lock)."""
+        mine = self._pending.get(client)
+        if mine is not None:
+            mine.pop(prediction_id, None)
+            if not mine:
+                del self._pending[client]
+
+    def join(self, items: Iterable[tuple[str, Any]], client: str | None = None) -> FeedbackResult:
+        """Join (id, true label) pairs sent by ``client`` (default: :data:`CLIENT`) with the predictions in the
+        window; one :class:`FeedbackItem` per pair. The client's labels hold at most ``client_share`` of the live
+        window (its oldest are replaced)."""
         now = self._clock()
+        who = CLIENT.get() if client is None else client
         results: list[FeedbackItem] = []
+        replaced = 0
         with self._lock:
             for prediction_id, actual in items:
-                results.append(self._join_one(prediction_id, actual, now))
+                item, score = self._join_one(prediction_id, actual, now)
+                results.append(item)
+                if score is not None:
+                    replaced += self._add_score(who, score)
+        if replaced and self.on_limit is not None:
+            self.on_limit("share", replaced)
         return FeedbackResult(results)
+
+    def _add_score(self, client: str, score: float) -> int:
+        """Put one joined label's score in the live window (under the lock); 1 if it replaced the client's oldest."""
+        mine = self._client_scores.get(client)
+        if mine is None:
+            mine = self._client_scores[client] = deque()
+        replaced = 0
+        if len(mine) >= self.client_scores:
+            mine.popleft().live = False
+            self._live -= 1
+            replaced = 1
+        cell = _Score(client, score)
+        mine.append(cell)
+        self._scores.append(cell)
+        self._live += 1
+        scores = self._scores
+        while self._live > self.metrics_window or (scores and not scores[0].live):
+            oldest = scores.popleft()
+            if oldest.live:  # the oldest live label of all is its client's oldest
+                owner = self._client_scores[oldest.client]
+                owner.popleft()
+                if not owner:
+                    del self._client_scores[oldest.client]
+                self._live -= 1
+        if len(scores) > 2 * self.metrics_window:  # replaced scores in the middle: keep the deque small
+            self._scores = deque(cell for cell in scores if cell.live)
+        return replaced
 
     def metrics(self) -> LiveMetrics:
         """Accuracy (classification) or RMSE and MAE (regression) over the last joined pairs."""
         with self._lock:
-            scores = list(self._scores)
+            scores = [cell.score for cell in self._scores if cell.live]
         samples = len(scores)
         if samples < self.min_samples:
             return LiveMetrics(self.task, samples)
@@ -201,26 +315,30 @@ class FeedbackWindow:
         rmse = math.sqrt(math.fsum(e * e for e in scores) / samples)
         return LiveMetrics(self.task, samples, rmse=rmse, mae=math.fsum(abs(e) for e in scores) / samples)
 
-    def _join_one(self, prediction_id: str, actual: Any, now: float) -> FeedbackItem:
+    def _join_one(self, prediction_id: str, actual: Any, now: float) -> tuple[FeedbackItem, float | None]:
         entry = self._entries.get(prediction_id)
         if entry is None:
-            reason = f"unknown id: not issued by this server, or older than the last {self.capacity} predictions"
+            reason = (
+                f"unknown id: not issued by this server, or older than the last {self.capacity} predictions (or the "
+                f"last {self.client_capacity} of its client)"
+            )
             if self.ttl is not None:
                 reason += f" or {self.ttl:g} seconds"
-            return FeedbackItem(prediction_id, "unknown", actual=actual, reason=reason)
+            return FeedbackItem(prediction_id, "unknown", actual=actual, reason=reason), None
         if self.ttl is not None and entry.recorded_at < now - self.ttl:
             del self._entries[prediction_id]
+            self._forget(prediction_id, entry.client)
             reason = f"expired: the prediction is older than {self.ttl:g} seconds"
-            return FeedbackItem(prediction_id, "expired", entry.prediction, actual, reason)
+            return FeedbackItem(prediction_id, "expired", entry.prediction, actual, reason), None
         if entry.joined:
             reason = "duplicate: the label of this prediction was already received"
-            return FeedbackItem(prediction_id, "duplicate", entry.prediction, actual, reason)
+            return FeedbackItem(prediction_id, "duplicate", entry.prediction, actual, reason), None
         score, problem = self._score(entry.prediction, actual)
         if score is None:
-            return FeedbackItem(prediction_id, "invalid", entry.prediction, actual, problem)
+            return FeedbackItem(prediction_id, "invalid", entry.prediction, actual, problem), None
         entry.joined = True
-        self._scores.append(score)
-        return FeedbackItem(prediction_id, "matched", entry.prediction, actual)
+        self._forget(prediction_id, entry.client)  # no longer waiting: its client may make room for a new one
+        return FeedbackItem(prediction_id, "matched", entry.prediction, actual), score
 
     def _score(self, predicted: Any, actual: Any) -> tuple[float | None, str | None]:
         if self.task == "classification":

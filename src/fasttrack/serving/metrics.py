@@ -43,6 +43,7 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from fasttrack.monitoring.performance import CalibrationVerdict
 from fasttrack.serving.drift import DriftMonitor
 from fasttrack.serving.estimate import ConfidenceWindow
+from fasttrack.serving.feedback import LIMITS as FEEDBACK_LIMITS
 from fasttrack.serving.feedback import OUTCOMES as FEEDBACK_OUTCOMES
 from fasttrack.serving.feedback import FeedbackOutcome, FeedbackWindow
 from fasttrack.serving.http_metrics import UNMEASURED, HttpMetrics
@@ -81,6 +82,8 @@ OTHER_LABEL: Final = "__other__"
 #: (a test holds them equal), spelled here so that a server without the log never imports pyarrow.
 LOG_TABLES: Final = ("predictions", "feedback")
 LOG_DROP_REASONS: Final = ("queue_full", "store_error", "shutdown")
+#: Why a request was dropped by the load limits (``fasttrack.serving.limits.REASONS``; a test holds them equal).
+DROP_REASONS: Final = ("shed", "timeout", "client_gone")
 
 
 def multiprocess_mode() -> bool:
@@ -205,6 +208,25 @@ class ServerMetrics:
             "API keys in force (FASTTRACK_API_KEYS and the key file as last read); 0 when access control is off.",
             registry=self.registry,
             multiprocess_mode="livemax",
+        )
+        self.dropped = Counter(
+            "fasttrack_requests_dropped",
+            "Requests not served because of load, by reason: shed (503: FASTTRACK_MAX_IN_FLIGHT requests in flight "
+            "and no slot within FASTTRACK_QUEUE_TIMEOUT), timeout (504 after FASTTRACK_REQUEST_TIMEOUT), client_gone "
+            "(cancelled unanswered: the client disconnected first).",
+            ["reason"],
+            registry=self.registry,
+        )
+        for reason in DROP_REASONS:
+            self.dropped.labels(reason)
+        self.feedback_limited = Counter(
+            "fasttrack_feedback_limited",
+            "Feedback bounds at work, by what: pending (a client's oldest waiting prediction pushed out by its own "
+            "newer ones, FASTTRACK_FEEDBACK_CLIENT_CAPACITY), share (a client's oldest label in the live window "
+            "replaced by its newer one, FASTTRACK_FEEDBACK_CLIENT_SHARE), items (labels refused with their 413, "
+            "FASTTRACK_FEEDBACK_MAX_ITEMS).",
+            [*model, "what"],
+            registry=self.registry,
         )
         self.inference_log = InferenceLogMetrics(self.registry)
         self.live = LiveCollector()
@@ -396,6 +418,7 @@ class ModelMetrics:
         self._missing = {f: server.missing.labels(model, version, f) for f in required}
         self._ignored = {f: server.ignored.labels(model, version, f) for f in ignored}
         self._feedback = {o: server.feedback.labels(model, version, o) for o in FEEDBACK_OUTCOMES}
+        self._feedback_limited = {w: server.feedback_limited.labels(model, version, w) for w in FEEDBACK_LIMITS}
 
     @contextmanager
     def inference(self, rows: int) -> Iterator[None]:
@@ -445,6 +468,11 @@ class ModelMetrics:
         for outcome, count in counts.items():
             if count:
                 self._feedback[outcome].inc(count)
+
+    def feedback_limited(self, what: str, count: int) -> None:
+        """Count ``count`` predictions or labels a feedback bound pushed out or refused (``what``: see
+        :data:`fasttrack.serving.feedback.LIMITS`)."""
+        self._feedback_limited[what].inc(count)
 
     def outputs(self, values: Sequence[Any]) -> None:
         """Count predicted labels (classifiers) or observe predicted values (regressors)."""

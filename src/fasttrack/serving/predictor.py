@@ -36,7 +36,7 @@ from fasttrack.runtime.base import Runtime
 from fasttrack.runtime.select import open_runtime
 from fasttrack.serving.drift import DriftMonitor
 from fasttrack.serving.estimate import ConfidenceWindow
-from fasttrack.serving.feedback import FeedbackWindow
+from fasttrack.serving.feedback import CLIENT, FeedbackWindow
 from fasttrack.serving.metrics import ModelMetrics, ServerMetrics
 
 if TYPE_CHECKING:
@@ -109,6 +109,8 @@ class Predictor:
             labels=self.metadata.labels if self.is_classifier else None,
             metrics_window=monitoring.live_window,
             min_samples=monitoring.live_min_samples,
+            client_capacity=monitoring.feedback_client_capacity,
+            client_share=monitoring.feedback_client_share,
         )
         #: Whether every classifier call computes the class probabilities, asked for or not, for what tracks them
         #: (the inference log, the estimated accuracy). Free with ONNX Runtime, which computes them anyway.
@@ -140,6 +142,7 @@ class Predictor:
             calibration=self.calibration,
             estimate=self.estimate,
         )
+        self.feedback.on_limit = self.metrics.feedback_limited
         if self.calibration is not None:
             say = log.info if self.calibration.trusted else log.warning
             say("%s version %s: %s", self.name, self.version, self.calibration.reason)
@@ -226,13 +229,17 @@ class Predictor:
         self.metrics.inputs(model_input.unseen, model_input.out_of_range, model_input.missing, model_input.ignored)
         return model_input
 
-    def _answer(self, model_input: ModelInput, probabilities: bool, single: bool) -> PredictionBatch:
-        """One request's model call, timed and counted, then its labels counted and the request tracked."""
+    def _answer(
+        self, model_input: ModelInput, probabilities: bool, single: bool, client: str | None = None
+    ) -> PredictionBatch:
+        """One request's model call, timed and counted, then its labels counted and the request tracked (as
+        ``client``'s predictions; default: the request's, :data:`~fasttrack.serving.feedback.CLIENT`)."""
+        client = CLIENT.get() if client is None else client
         with self.metrics.inference(model_input.rows):
             batch = self._infer(model_input, probabilities or self.track_probabilities)
         self.metrics.outputs(batch.values)
         ((base, ids),) = self._track(
-            model_input.values, batch.values, batch.probabilities, [(model_input.rows, single)]
+            model_input.values, batch.values, batch.probabilities, [(model_input.rows, single, client)]
         )
         if probabilities:
             return PredictionBatch(batch.values, batch.probabilities, batch.classes, base, ids)
@@ -243,7 +250,7 @@ class Predictor:
         columns: Mapping[str, list[Any]],
         predictions: list[Any],
         probabilities: np.ndarray | None,
-        requests: Sequence[tuple[int, bool]],
+        requests: Sequence[tuple[int, bool, str]],
     ) -> list[tuple[str, list[str]]]:
         """Append validated rows and their predictions to the drift windows and remember the predictions under
         new ids, for one or several requests at once (O(1) per row; one lock and one random read per call); append
@@ -252,18 +259,26 @@ class Predictor:
 
         ``columns`` and ``predictions`` hold the requests' rows one request after the other, ``probabilities``
         (when computed: see :attr:`track_probabilities`) their class probabilities; ``requests`` gives each one's
-        ``(rows, single)``. Returns each request's base id and row ids (see :class:`PredictionBatch`).
+        ``(rows, single, client)``. Returns each request's base id and row ids (see :class:`PredictionBatch`).
         """
         self.drift.observe_columns(columns)
         self.drift.observe_predictions(predictions)
         bases = FeedbackWindow.new_ids(len(requests))
         tracked: list[tuple[str, list[str]]] = []
         every: list[str] = []
-        for base, (rows, single) in zip(bases, requests, strict=True):
+        for base, (rows, single, _) in zip(bases, requests, strict=True):
             ids = [base] if single and rows == 1 else [f"{base}-{row}" for row in range(rows)]
             tracked.append((base, ids))
             every.extend(ids)
-        self.feedback.record_many(zip(every, predictions, strict=True))
+        clients = {client for _, _, client in requests}
+        if len(clients) == 1:  # the usual case: one record_many for the whole call
+            self.feedback.record_many(zip(every, predictions, strict=True), clients.pop())
+        else:  # each request's predictions under its own client
+            start = 0
+            for (_, ids), (_, _, client) in zip(tracked, requests, strict=True):
+                end = start + len(ids)
+                self.feedback.record_many(zip(ids, predictions[start:end], strict=True), client)
+                start = end
         if self.estimate is not None and probabilities is not None:
             self.estimate.observe(probabilities)
         inference_log = self.inference_log
@@ -349,6 +364,7 @@ class _Waiting:
     probabilities: bool
     single: bool
     answer: asyncio.Future[PredictionBatch]
+    client: str  # whose predictions these are (the flush runs outside the request's context)
 
 
 class Coalescer:
@@ -383,7 +399,7 @@ class Coalescer:
         other requests (``single``: one record answered as one prediction, as in :meth:`Predictor.predict`)."""
         loop = asyncio.get_running_loop()
         answer: asyncio.Future[PredictionBatch] = loop.create_future()
-        self._waiting.append(_Waiting(model_input, probabilities, single, answer))
+        self._waiting.append(_Waiting(model_input, probabilities, single, answer, CLIENT.get()))
         if len(self._waiting) == 1:
             loop.call_soon(self._flush)
         return await answer
@@ -423,7 +439,7 @@ class Coalescer:
         predictor = self._predictor
         predicted = batch.values
         predictor.metrics.outputs(predicted)
-        requests = [(w.model_input.rows, w.single) for w in waiting]
+        requests = [(w.model_input.rows, w.single, w.client) for w in waiting]
         tracked = predictor._track(values, predicted, batch.probabilities, requests)
         offset = 0
         for each, (base, ids) in zip(waiting, tracked, strict=True):
@@ -440,7 +456,9 @@ class Coalescer:
 
     def _alone(self, each: _Waiting) -> None:
         try:
-            each.answer.set_result(self._predictor._answer(each.model_input, each.probabilities, each.single))
+            each.answer.set_result(
+                self._predictor._answer(each.model_input, each.probabilities, each.single, each.client)
+            )
         except Exception as exc:
             each.answer.set_exception(exc)
 

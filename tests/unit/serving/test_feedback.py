@@ -8,7 +8,7 @@ import threading
 
 import pytest
 
-from fasttrack.serving.feedback import OUTCOMES, FeedbackWindow
+from fasttrack.serving.feedback import CLIENT, LIMITS, OUTCOMES, FeedbackWindow
 
 
 class Clock:
@@ -137,7 +137,7 @@ def test_regression_needs_a_finite_number(actual: object) -> None:
 
 
 def test_metrics_wait_for_enough_pairs_and_cover_the_last_ones() -> None:
-    feedback = FeedbackWindow("classification", metrics_window=4, min_samples=3)
+    feedback = FeedbackWindow("classification", metrics_window=4, min_samples=3, client_share=1)  # one client: all
     feedback.record_many([(str(i), "yes") for i in range(6)])
     feedback.join([("0", "no"), ("1", "no")])
     assert feedback.metrics().accuracy is None
@@ -181,3 +181,81 @@ def test_concurrent_records_and_joins() -> None:
     assert errors == []
     assert len(feedback) == 8000
     assert feedback.metrics().accuracy == 1.0
+
+
+# ------------------------------------------------------------------------------- bounds per client (issue 17)
+def test_a_flood_of_predictions_does_not_push_out_another_clients_pending_ones() -> None:
+    limited: list[tuple[str, int]] = []
+    feedback = FeedbackWindow(
+        "classification", min_samples=1, client_capacity=1000, on_limit=lambda what, n: limited.append((what, n))
+    )
+    feedback.record("real", "yes", client="10.0.0.1")
+    feedback.record_many([(f"flood-{i}", "no") for i in range(10_000)], client="10.0.0.2")  # one 10,000-row batch
+    assert feedback.pending("10.0.0.1") == 1 and feedback.pending("10.0.0.2") == 1000
+    assert limited == [("pending", 9000)]
+    assert feedback.join([("real", "yes")], client="10.0.0.1").matched == 1
+    # The flooding client keeps its newest predictions only: its oldest are unknown.
+    outcomes = feedback.join([("flood-0", "no"), ("flood-9999", "no")], client="10.0.0.2").counts
+    assert (outcomes["unknown"], outcomes["matched"]) == (1, 1)
+
+
+def test_the_global_capacity_still_bounds_every_client_together() -> None:
+    feedback = FeedbackWindow("classification", capacity=10, client_capacity=8, min_samples=1)
+    for client in ("a", "b"):
+        feedback.record_many([(f"{client}{i}", "yes") for i in range(8)], client=client)
+    assert len(feedback) == 10 and feedback.pending("a") == 2 and feedback.pending("b") == 8
+
+
+def test_a_joined_prediction_no_longer_counts_as_pending() -> None:
+    feedback = FeedbackWindow("classification", client_capacity=2, min_samples=1)
+    feedback.record_many([("a", "yes"), ("b", "yes")], client="c")
+    feedback.join([("a", "yes")], client="c")
+    feedback.record("d", "yes", client="c")  # room made by the label: "b" stays
+    assert feedback.pending("c") == 2 and feedback.join([("b", "yes")], client="c").matched == 1
+
+
+def test_one_client_cannot_decide_the_live_accuracy_alone() -> None:
+    """One 1,000-row batch and 1,000 wrong labels for it took live accuracy from 1.0 to 0.0 (issue 17)."""
+    limited: list[tuple[str, int]] = []
+    feedback = FeedbackWindow(
+        "classification", metrics_window=1000, client_share=0.5, on_limit=lambda what, n: limited.append((what, n))
+    )
+    feedback.record_many([(f"real-{i}", "yes") for i in range(600)], client="labeller")
+    feedback.join([(f"real-{i}", "yes") for i in range(600)], client="labeller")
+    assert feedback.metrics().accuracy == 1.0
+    feedback.record_many([(f"mine-{i}", "yes") for i in range(1000)], client="attacker")
+    feedback.join([(f"mine-{i}", "no") for i in range(1000)], client="attacker")
+    live = feedback.metrics()
+    assert live.samples == 1000 and live.accuracy == 0.5  # the attacker's labels hold half the window, no more
+    assert ("share", 500) in limited and ("share", 100) in limited  # the labeller's 600 were capped at 500 too
+
+
+def test_a_lone_client_keeps_a_live_window_of_its_newest_labels() -> None:
+    feedback = FeedbackWindow("classification", metrics_window=10, min_samples=1, client_share=0.5)
+    feedback.record_many([(str(i), "yes") for i in range(100)], client="only")
+    feedback.join([(str(i), "no" if i < 95 else "yes") for i in range(100)], client="only")
+    live = feedback.metrics()
+    assert live.samples == 5 and live.accuracy == 1.0  # its last 5 labels, all right
+    assert len(feedback._scores) <= 2 * feedback.metrics_window  # replaced labels do not pile up
+
+
+def test_the_client_comes_from_the_request_context() -> None:
+    feedback = FeedbackWindow("classification", client_capacity=1, min_samples=1)
+    token = CLIENT.set("team-a")
+    try:
+        feedback.record_many([("a", "yes"), ("b", "yes")])
+    finally:
+        CLIENT.reset(token)
+    assert feedback.pending("team-a") == 1 and feedback.pending("") == 0
+
+
+@pytest.mark.parametrize("options", [{"client_capacity": 0}, {"client_share": 0}, {"client_share": 1.5}])
+def test_client_bounds_are_checked(options: dict[str, float]) -> None:
+    with pytest.raises(ValueError):
+        FeedbackWindow("classification", **options)  # type: ignore[arg-type]
+
+
+def test_the_limits_are_the_metrics_ones() -> None:
+    from fasttrack.serving.metrics import FEEDBACK_LIMITS
+
+    assert FEEDBACK_LIMITS == LIMITS

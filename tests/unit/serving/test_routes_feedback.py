@@ -14,6 +14,7 @@ from fastapi.testclient import TestClient
 from fasttrack.config import Settings
 from fasttrack.errors import ConfigError
 from fasttrack.registry.resolve import ResolvedModel
+from fasttrack.serving.app import create_app
 from fasttrack.serving.manager import ModelManager
 from fasttrack.serving.metrics import ServerMetrics
 from fasttrack.serving.predictor import Predictor
@@ -156,9 +157,14 @@ def test_malformed_feedback_is_422_naming_the_field(client: tuple[TestClient, An
 
 
 def test_too_many_labels_at_once_are_refused(serve_app: AppClient, settings: Settings, classifier: Predictor) -> None:
-    with serve_app(settings.model_copy(update={"max_batch_rows": 2}), classifier) as (test_client, _):
+    with serve_app(settings.model_copy(update={"feedback_max_items": 2}), classifier) as (test_client, metrics):
         items = [{"id": str(i), "label": "positive"} for i in range(3)]
-        assert test_client.post("/feedback", json=items).status_code == 413
+        response = test_client.post("/feedback", json=items)
+        assert response.status_code == 413
+        assert "3 labels is over the limit of 2 per request (FASTTRACK_FEEDBACK_MAX_ITEMS)" in response.json()["error"]
+        assert sample(metrics, "fasttrack_feedback_limited_total", what="items") == 3
+        assert sample(metrics, "fasttrack_feedback_total", outcome="matched") == 0
+        assert test_client.post("/feedback", json=items[:2]).status_code == 200
 
 
 def test_old_predictions_expire(serve_app: AppClient, settings: Settings, classifier: Predictor) -> None:
@@ -316,3 +322,50 @@ def test_labels_for_the_previous_version_are_still_joined(settings: Settings, cl
     # only the served version's live gauges are exported
     assert get("fasttrack_live_samples", {"model": "sample", "version": "2"}) == 1
     assert get("fasttrack_live_samples", {"model": "sample", "version": "1"}) is None
+
+
+# ------------------------------------------------------------------------------ floods (issue 17's findings)
+class KeyFromHeader:
+    """Puts ``X-Test-Key`` in the scope where access control puts the caller's key id (outside the whole app)."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        for name, value in scope.get("headers", []):
+            if name == b"x-test-key":
+                scope["fasttrack.api_key"] = value.decode()
+        await self.app(scope, receive, send)
+
+
+def test_a_flood_neither_evicts_another_clients_prediction_nor_decides_the_live_accuracy(
+    settings: Settings, classifier: Predictor
+) -> None:
+    """One 10,000-row batch evicted a real client's pending id; 1,000 wrong labels took the accuracy to 0.0."""
+    metrics = ServerMetrics()
+    predictor = Predictor(classifier.model, classifier.source, metrics=metrics, settings=settings)
+    app = create_app(settings, predictor=predictor, metrics=metrics)
+    app.add_middleware(KeyFromHeader)
+    real, flood = {"X-Test-Key": "real"}, {"X-Test-Key": "flood"}
+    records, _ = rows(SAMPLE, 600)
+    with TestClient(app) as test_client:
+        answer = test_client.post("/predict?ids=true", json=records, headers=real).json()
+        for _ in range(10):  # 10 x 1,000 rows: the window's whole capacity
+            assert test_client.post("/predict", json=[RECORD] * 1000, headers=flood).status_code == 200
+        assert sample(metrics, "fasttrack_feedback_limited_total", what="pending") == 9000
+        truth = [{"id": i, "label": p} for i, p in zip(answer["ids"], answer["predictions"], strict=True)]
+        counts = test_client.post("/feedback", json=truth, headers=real).json()["counts"]
+        assert counts["matched"] == 600 and counts["unknown"] == 0  # none pushed out by the flood
+        assert live_accuracy(test_client) == 1.0
+        mine = test_client.post("/predict?ids=true", json=[RECORD] * 1000, headers=flood).json()["ids"]
+        wrong = [{"id": i, "label": "negative"} for i in mine]  # RECORD is positive: every label wrong
+        assert test_client.post("/feedback", json=wrong, headers=flood).json()["counts"]["matched"] == 1000
+        assert live_accuracy(test_client) == 0.5  # the flood holds half of the live window, never more
+        assert sample(metrics, "fasttrack_feedback_limited_total", what="share") == 100 + 500
+
+
+def live_accuracy(test_client: TestClient) -> float | None:
+    found = re.search(
+        r'fasttrack_live_accuracy\{model="sample",version="1"\} ([0-9.e-]+)', test_client.get("/metrics").text
+    )
+    return None if found is None else float(found.group(1))

@@ -21,6 +21,7 @@ from fastapi import APIRouter, Body
 from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
+from fasttrack.errors import PayloadTooLargeError
 from fasttrack.serving.feedback import FeedbackResult
 from fasttrack.serving.payloads import (
     ERROR_RESPONSES,
@@ -35,7 +36,6 @@ from fasttrack.serving.routes.common import (
     ManagerDep,
     PredictorDep,
     SettingsDep,
-    check_rows,
     json_response,
     version_header,
 )
@@ -68,7 +68,12 @@ async def feedback(
     ``fasttrack_feedback_total`` and the live accuracy, RMSE and MAE are exported once enough labels were joined.
     """
     items = body.items if isinstance(body, FeedbackBatchIn) else body if isinstance(body, list) else [body]
-    check_rows(len(items), settings)
+    if len(items) > settings.feedback_max_items:
+        predictor.metrics.feedback_limited("items", len(items))
+        raise PayloadTooLargeError(
+            f"feedback of {len(items)} labels is over the limit of {settings.feedback_max_items} per request "
+            "(FASTTRACK_FEEDBACK_MAX_ITEMS): send them in several requests"
+        )
     pairs = [(item.id, item.label) for item in items]
     if len(pairs) <= INLINE_ROWS:
         result = manager.feedback(predictor, pairs)
