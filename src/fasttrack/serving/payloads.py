@@ -429,8 +429,10 @@ def openapi_for(
                 "name": f.name,
                 "in": "query",
                 "required": not f.nullable,
-                "description": describe(f),
-                "schema": {"type": query_type(f)},
+                # Query values are text, read by the feature's rules like any other text: a numeric feature also
+                # takes "true" or " 3 ", a nullable one a missing marker. A JSON type would say less than that.
+                "description": f"{describe(f)} (written as text, as a {query_type(f)} or as the rules read text)",
+                "schema": {"type": "string"},
                 **({"example": f.example} if f.example is not None else {}),
             }
             for f in schema.features

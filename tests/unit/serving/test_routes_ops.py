@@ -161,6 +161,10 @@ def test_openapi_names_the_real_features_with_a_training_example(
         "member",
         "probabilities",
     ]
+    # Query values are text the rules read (a missing marker, "true" for a number): documented as text (fuzzing).
+    features = [p for p in document["paths"]["/predict"]["get"]["parameters"] if p["name"] != "probabilities"]
+    assert all(p["schema"] == {"type": "string"} for p in features)
+    assert features[0]["description"].startswith("a number") and "as the rules read text" in features[0]["description"]
     invocations = document["paths"]["/invocations"]["post"]["requestBody"]["content"]
     assert invocations["application/json"]["examples"]["dataframe_records"]["value"] == {"dataframe_records": [example]}
     v2 = document["paths"]["/v2/models/{name}/infer"]["post"]["requestBody"]["content"]["application/json"]
