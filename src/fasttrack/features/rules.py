@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import math
 import re
+import reprlib
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, Literal
@@ -64,14 +65,28 @@ _ASCII_LOWER: Final = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklm
 _SHOWN: Final = 60
 
 
+def _container_repr() -> reprlib.Repr:
+    shower = reprlib.Repr()  # Python 3.11's takes no arguments
+    shower.maxlevel, shower.maxlist, shower.maxdict, shower.maxtuple = 3, 4, 4, 4
+    shower.maxstring = shower.maxother = _SHOWN
+    return shower
+
+
+_CONTAINER: Final = _container_repr()
+
+
 def ascii_lower(text: str) -> str:
     """Text with its ASCII letters in lower case, nothing else changed (what Arrow's ``ascii_lower`` does)."""
     return text.translate(_ASCII_LOWER)
 
 
 def shown(value: Any) -> str:
-    """A value as an error message shows it: its ``repr``, cut at 60 characters."""
-    text = repr(value)
+    """A value as an error message shows it: its ``repr``, cut at 60 characters.
+
+    Lists and objects are shown a few levels and items deep (``reprlib``): a value from a request may be nested a
+    thousand levels deep (a full ``repr`` would exhaust the recursion limit) or hold millions of items.
+    """
+    text = _CONTAINER.repr(value) if isinstance(value, list | dict | tuple) else repr(value)
     return text if len(text) <= _SHOWN else text[: _SHOWN - 3] + "..."
 
 

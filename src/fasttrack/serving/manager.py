@@ -31,7 +31,7 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Final, Literal
 
 from fasttrack.config import Settings
 from fasttrack.errors import FastTrackError, ModelLoadError
@@ -44,6 +44,9 @@ if TYPE_CHECKING:
     from fasttrack.monitoring.log_writer import InferenceLog
 
 log = logging.getLogger(__name__)
+
+#: The error of a poll that skipped a version refused before (``POST /admin/reload`` tries it again).
+REFUSED_BEFORE: Final = "refused before"
 
 Outcome = Literal["reloaded", "unchanged", "refused", "not_followed"]
 Resolver = Callable[[str, Settings], ResolvedModel]
@@ -232,7 +235,7 @@ class ModelManager:
             if current is not None and (current.name, current.source.version) == key:
                 return self._result("unchanged", candidate=resolved.version)
             if key in self._refused and not force:
-                return self._result("refused", candidate=resolved.version, error="refused before")
+                return self._result("refused", candidate=resolved.version, error=REFUSED_BEFORE)
             try:
                 candidate = self._loader(resolved, self.metrics)
             except FastTrackError as exc:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
 from fasttrack.config import ExtraFields
 from fasttrack.data.schema import Label, Schema
@@ -122,6 +122,8 @@ class FeedbackBatchIn(BaseModel):
 
 #: What POST /feedback accepts: one label, a list of them, or {"items": [...]}.
 FeedbackBody = FeedbackIn | list[FeedbackIn] | FeedbackBatchIn
+#: Its name among the OpenAPI document's schemas.
+FEEDBACK_SCHEMA = "FeedbackBody"
 FEEDBACK_EXAMPLES: dict[str, dict[str, Any]] = {
     "one label": {"value": {"id": _ID, "label": "positive"}},
     "a list": {"value": [{"id": f"{_ID}-0", "label": "positive"}, {"id": f"{_ID}-1", "label": "negative"}]},
@@ -235,7 +237,9 @@ class ReloadOut(BaseModel):
     model: str | None
     version: str | None = Field(description="The version being served after the check.")
     candidate: str | None = Field(None, description="The version the registry pointed at.")
-    error: str | None = None
+    error: str | None = Field(
+        None, description="Why a reload was refused, in short (the details are in the server's log)."
+    )
 
 
 class FeatureOut(BaseModel):
@@ -278,8 +282,10 @@ class ModelOut(BaseModel):
     baseline_metrics: dict[str, float]
     labels: list[Label] | None
     features: list[FeatureOut]
-    input_example: list[dict[str, Any]]
-    data: dict[str, Any]
+    input_example: list[dict[str, Any]] = Field(
+        description="One record made of each feature's typical value (never a row of the training data)."
+    )
+    data: dict[str, Any] = Field(description="The training data's fingerprint, rows and columns (not its source).")
     libraries: dict[str, str]
     calibration: CalibrationOut | None = Field(
         None, description="Classifiers: whether the accuracy is estimated from the confidences before labels arrive."
@@ -380,6 +386,9 @@ def openapi_for(
     The record's schema is generated from the feature rules (:func:`fasttrack.features.openapi.record_schema`).
     """
     components = document.setdefault("components", {}).setdefault("schemas", {})
+    feedback = TypeAdapter[FeedbackBody](FeedbackBody).json_schema(ref_template="#/components/schemas/{model}")
+    components.update(feedback.pop("$defs", {}))
+    components[FEEDBACK_SCHEMA] = {"title": FEEDBACK_SCHEMA, **feedback}
     if schema is None:
         components[RECORD_SCHEMA] = {
             "title": RECORD_SCHEMA,
@@ -420,8 +429,10 @@ def openapi_for(
                 "name": f.name,
                 "in": "query",
                 "required": not f.nullable,
-                "description": describe(f),
-                "schema": {"type": query_type(f)},
+                # Query values are text, read by the feature's rules like any other text: a numeric feature also
+                # takes "true" or " 3 ", a nullable one a missing marker. A JSON type would say less than that.
+                "description": f"{describe(f)} (written as text, as a {query_type(f)} or as the rules read text)",
+                "schema": {"type": "string"},
                 **({"example": f.example} if f.example is not None else {}),
             }
             for f in schema.features

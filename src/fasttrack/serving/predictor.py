@@ -21,7 +21,7 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from time import perf_counter
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 import numpy as np
 
@@ -43,6 +43,9 @@ if TYPE_CHECKING:
     from fasttrack.monitoring.log_writer import LogSource
 
 log = logging.getLogger(__name__)
+
+#: The training data's lineage ``GET /model`` shows: what identifies it, never where it is.
+PUBLIC_LINEAGE: Final = {"fingerprint", "rows", "columns"}
 
 
 @dataclass(frozen=True)
@@ -333,7 +336,11 @@ class Predictor:
     # ------------------------------------------------------------------------------------------------ about
     def describe(self) -> dict[str, Any]:
         """What ``GET /model`` shows: identity, lineage, metrics, labels, every feature with its type and range, and
-        a classifier's calibration (``{error, trusted, reason}``: whether its accuracy is estimated, and why)."""
+        a classifier's calibration (``{error, trusted, reason}``: whether its accuracy is estimated, and why).
+
+        Whoever can reach the server sees it, so it holds nothing of the training data itself and nothing of where
+        it lives: the example record is made of each feature's typical value (the median, the commonest
+        category), and the lineage is the data's fingerprint and size, not its source."""
         meta = self.metadata
         return {
             "name": self.name,
@@ -351,8 +358,10 @@ class Predictor:
             "baseline_metrics": meta.baseline_metrics,
             "labels": self.labels,
             "features": [_describe_feature(f) for f in self.schema.features],
-            "input_example": meta.input_example[:1] or [self.schema.example_record()],
-            "data": meta.data.model_dump(mode="json"),
+            # Never a row of the training data (it may be personal data): the schema's typical values instead.
+            "input_example": [self.schema.example_record()],
+            # What identifies the training data, not where it is (a path, a bucket, a database and its query).
+            "data": meta.data.model_dump(mode="json", include=PUBLIC_LINEAGE),
             "libraries": meta.libraries,
             "calibration": self.calibration.as_dict() if self.calibration is not None else None,
         }

@@ -522,9 +522,9 @@ MALFORMED: dict[str, tuple[str, str, dict[str, Any], int]] = {
         for name, body in _MALFORMED_BODIES.items()
     },
     "POST /v2/.../infer, inputs not a list": ("POST", "/v2/models/sample/infer", {"json": {"inputs": "x"}}, 400),
-    **{
-        f"POST /feedback, {name}": ("POST", "/feedback", {"content": body, "headers": JSON}, status)
-        for (name, body), status in zip(_MALFORMED_BODIES.items(), (422, 400, 400), strict=True)
+    **{  # read as the prediction routes read theirs (issue 17): malformed JSON is 400 there too
+        f"POST /feedback, {name}": ("POST", "/feedback", {"content": body, "headers": JSON}, 400)
+        for name, body in _MALFORMED_BODIES.items()
     },
     "POST /feedback, a label without an id": ("POST", "/feedback", {"json": {"label": 3}}, 422),
 }

@@ -369,3 +369,37 @@ def live_accuracy(test_client: TestClient) -> float | None:
         r'fasttrack_live_accuracy\{model="sample",version="1"\} ([0-9.e-]+)', test_client.get("/metrics").text
     )
     return None if found is None else float(found.group(1))
+
+
+# ------------------------------------------------------------------------------ hostile bodies (issue 17)
+def test_feedback_bodies_are_read_like_the_prediction_routes(
+    serve_app: AppClient, settings: Settings, classifier: Predictor
+) -> None:
+    small = settings.model_copy(update={"max_body_bytes": 4096, "feedback_max_items": 10})
+    with serve_app(small, classifier) as (test_client, _):
+        item = {"id": "x", "label": "positive"}
+        over = test_client.post("/feedback", json=[item] * 200)  # 6 kB, declared
+        assert over.status_code == 413 and "over the limit of 4096 bytes" in over.json()["error"]
+        streamed = test_client.post(
+            "/feedback", content=iter([b"[" + b" " * 5000 + b"]"]), headers={"content-type": "application/json"}
+        )
+        assert streamed.status_code == 413
+        text = test_client.post("/feedback", content=b"id=x", headers={"content-type": "text/plain"})
+        assert text.status_code == 415
+        malformed = test_client.post("/feedback", content=b'{"id": "x",', headers={"content-type": "application/json"})
+        assert malformed.status_code == 400 and malformed.json()["error"].startswith("malformed JSON")
+        surrogate = test_client.post(
+            "/feedback", content=rb'{"id": "\ud800", "label": 1}', headers={"content-type": "application/json"}
+        )
+        assert surrogate.status_code == 400 and "$.id holds a lone surrogate" in surrogate.json()["error"]
+        many = test_client.post("/feedback", json={"items": [item] * 11})
+        assert many.status_code == 413 and "11 labels is over the limit of 10" in many.json()["error"]
+
+
+def test_a_feedback_body_of_tiny_values_is_413_before_it_is_parsed(
+    serve_app: AppClient, settings: Settings, classifier: Predictor
+) -> None:
+    with serve_app(settings.model_copy(update={"max_batch_rows": 10}), classifier) as (test_client, _):
+        body = b"[" + b",".join([b"{}"] * 20_000) + b"]"
+        answer = test_client.post("/feedback", content=body, headers={"content-type": "application/json"})
+        assert answer.status_code == 413 and "JSON values" in answer.json()["error"]

@@ -130,3 +130,33 @@ def test_columns_the_model_never_saw_are_ignored_as_mlflow_does(client: TestClie
     metrics = client.get("/metrics").text
     assert 'fasttrack_ignored_field_total{field="__unknown__",model="sample",version="1"} 1.0' in metrics
     assert 'fasttrack_ignored_field_total{field="label",model="sample",version="1"} 1.0' in metrics
+
+
+# ------------------------------------------------------------------------------ hostile bodies (issue 17)
+def test_too_many_split_rows_are_413_before_records_are_built(client: TestClient) -> None:
+    # The rows are counted before any is checked or turned into a record: the bad last row is never looked at.
+    rows: list[Any] = [[5.3, 2.1]] * 4 + ["not a row"]
+    answer = client.post(
+        "/invocations", json={"dataframe_split": {"columns": ["feature_1", "feature_2"], "data": rows}}
+    )
+    assert answer.status_code == 413 and "batch of 5 rows" in answer.json()["message"]
+
+
+def test_too_many_columns_rows_and_csv_rows_are_413(client: TestClient) -> None:
+    columns = {"inputs": {"feature_1": [1.0] * 4, "feature_2": [2.0] * 4}}
+    assert client.post("/invocations", json=columns).status_code == 413
+    csv = "feature_1,feature_2\n" + "5.3,2.1\n" * 4 + "bad,row,with,too,many\n"
+    answer = client.post("/invocations", content=csv, headers={"content-type": "text/csv"})
+    assert answer.status_code == 413 and "batch of 4 rows" in answer.json()["message"]
+    blank = client.post(
+        "/invocations", content="feature_1,feature_2\n" + "\n" * 100, headers={"content-type": "text/csv"}
+    )
+    assert blank.status_code == 413
+
+
+def test_a_lone_surrogate_is_400_in_mlflow_shape(client: TestClient) -> None:
+    answer = client.post(
+        "/invocations", content=rb'{"dataframe_records": [{"\ud800": 1}]}', headers={"content-type": "application/json"}
+    )
+    assert answer.status_code == 400
+    assert answer.json()["error_code"] == "BAD_REQUEST" and "lone surrogate" in answer.json()["message"]

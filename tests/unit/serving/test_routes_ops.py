@@ -7,11 +7,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
+
 from fasttrack.config import Settings
 from fasttrack.serving.manager import ModelManager
 from fasttrack.serving.metrics import ServerMetrics
 from fasttrack.serving.predictor import Predictor
-from support import register_broken, register_copy
+from support import REPO, register_broken, register_copy
 
 AppClient = Callable[..., Any]
 RECORD = {"feature_1": 5.3, "feature_2": 2.1}
@@ -66,6 +68,21 @@ def test_model(serve_app: AppClient, settings: Settings, classifier: Predictor) 
     assert body["features"][0]["kind"] == "numeric" and body["features"][0]["min"] < body["features"][0]["max"]
 
 
+def test_model_shows_no_training_row_and_not_where_the_data_is(
+    serve_app: AppClient, settings: Settings, classifier: Predictor
+) -> None:
+    with serve_app(settings, classifier) as (client, _):
+        body = client.get("/model").json()
+    assert body["data"] == {"fingerprint": "test", "rows": 4000, "columns": 3}  # no source path, bucket or query
+    assert classifier.metadata.data.source not in str(body)
+    (example,) = body["input_example"]
+    assert example == classifier.schema.example_record()
+    training = pd.read_csv(REPO / "data/sample/classification.csv")
+    rows = set(map(tuple, training[["feature_1", "feature_2"]].to_numpy().tolist()))
+    assert (example["feature_1"], example["feature_2"]) not in rows
+    assert not any(row == example for row in classifier.metadata.input_example)
+
+
 def test_metrics_move_with_requests(serve_app: AppClient, settings: Settings, classifier: Predictor) -> None:
     def value(text: str, series: str) -> float:
         for line in text.splitlines():
@@ -103,7 +120,9 @@ def test_admin_reload(serve_app: AppClient, settings: Settings, model_home: Path
         register_broken(model_home, name, tmp_path / "broken", alias="champion")
         refused = client.post("/admin/reload", json={}).json()
         assert (refused["outcome"], refused["version"], refused["candidate"]) == ("refused", "2", "3")
-        assert "cannot load" in refused["error"]
+        assert (
+            refused["error"] == "cannot load version 3: it failed to load or to pass its check; the server log says why"
+        )
         assert client.post("/predict", json=RECORD).headers["X-Model-Version"] == "2"
         metrics = client.get("/metrics").text
         # counted under version 2, which keeps serving (version 3 was refused)
@@ -142,6 +161,10 @@ def test_openapi_names_the_real_features_with_a_training_example(
         "member",
         "probabilities",
     ]
+    # Query values are text the rules read (a missing marker, "true" for a number): documented as text (fuzzing).
+    features = [p for p in document["paths"]["/predict"]["get"]["parameters"] if p["name"] != "probabilities"]
+    assert all(p["schema"] == {"type": "string"} for p in features)
+    assert features[0]["description"].startswith("a number") and "as the rules read text" in features[0]["description"]
     invocations = document["paths"]["/invocations"]["post"]["requestBody"]["content"]
     assert invocations["application/json"]["examples"]["dataframe_records"]["value"] == {"dataframe_records": [example]}
     v2 = document["paths"]["/v2/models/{name}/infer"]["post"]["requestBody"]["content"]["application/json"]

@@ -211,3 +211,25 @@ def test_prediction_metrics_are_exposed(client: TestClient) -> None:
 
 def test_metrics_are_per_app() -> None:
     assert ServerMetrics().registry is not ServerMetrics().registry
+
+
+# ------------------------------------------------------------------------------ hostile bodies (issue 17)
+@pytest.mark.parametrize("depth", [970, 1000, 1023])
+def test_json_nested_just_under_the_parser_limit_is_422_not_500(client: TestClient, depth: int) -> None:
+    # The fast lane (a Content-Length within the limit) and the route (chunked) alike; 2 kB fit the 4 kB limit.
+    body = b"[" * depth + b"]" * depth
+    for answer in (
+        client.post("/predict", content=body, headers={"content-type": "application/json"}),
+        client.post("/predict", content=iter([body]), headers={"content-type": "application/json"}),
+    ):
+        assert answer.status_code == 422, answer.text
+        assert answer.json()["details"] == [{"field": "body", "reason": "expected an object, got [[[[...]]]]"}]
+
+
+@pytest.mark.parametrize(
+    "body", [rb'{"\ud800": 1}', rb'{"feature_1": "\udc00", "feature_2": 1}', rb'[{"feature_1": 1, "\udbff": 2}]']
+)
+def test_a_lone_surrogate_is_400_naming_where(client: TestClient, body: bytes) -> None:
+    answer = client.post("/predict", content=body, headers={"content-type": "application/json"})
+    assert answer.status_code == 400, answer.text
+    assert "lone surrogate" in answer.json()["error"]

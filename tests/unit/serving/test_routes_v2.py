@@ -180,3 +180,35 @@ def test_text_tensors_are_read_like_any_text(client: TestClient) -> None:
     as_text = {"inputs": [tensor("feature_1", ["5.3", "1.0"], "BYTES"), tensor("feature_2", ["2.1", "NA"], "BYTES")]}
     response = client.post("/v2/models/sample/infer", json=as_text)
     assert response.status_code == 200, response.text
+
+
+# ------------------------------------------------------------------------------ hostile bodies (issue 17)
+def test_a_tensor_shaped_past_the_row_limit_is_413_before_its_data_is_read(
+    serve_app: AppClient, settings: Settings, classifier: Predictor
+) -> None:
+    # The declared shape decides: the 40 bytes sent would be a truncated tensor (400) if they were decoded first.
+    with serve_app(settings.model_copy(update={"max_batch_rows": 10}), classifier) as (client, _):
+        header = json.dumps(
+            {
+                "inputs": [
+                    {
+                        "name": "feature_1",
+                        "shape": [4193804],
+                        "datatype": "BYTES",
+                        "parameters": {"binary_data_size": 40},
+                    }
+                ]
+            }
+        ).encode()
+        answer = client.post(
+            "/v2/models/sample/infer",
+            content=header + struct.pack("<I", 0) * 10,
+            headers={"Inference-Header-Content-Length": str(len(header))},
+        )
+        assert answer.status_code == 413 and "4193804 rows" in answer.json()["error"]
+
+
+def test_a_tensor_of_another_shape_is_400_before_its_data_is_read(client: TestClient) -> None:
+    body = {"inputs": [tensor("feature_1", [1.0, 2.0], shape=[1, 2]), tensor("feature_2", [1.0], shape=[1])]}
+    answer = client.post("/v2/models/sample/infer", json=body)
+    assert answer.status_code == 400 and "shape [N] or [N, 1]" in answer.json()["error"]

@@ -1,8 +1,14 @@
 """What every router shares: dependencies (settings, manager, the served predictor) and body handling.
 
-Prediction routes read the body bytes themselves so that each failure gets its own clear status: a body over
-the limit is 413, a content type other than JSON 415, malformed JSON 400, and only then does the model's schema
-decide (422). JSON is parsed with orjson; answers are orjson bytes in a plain ``Response``.
+Prediction and feedback routes read the body bytes themselves so that each failure gets its own clear status: a
+body over the limit is 413, a content type other than JSON 415, malformed JSON 400, and only then does the model's
+schema decide (422). JSON is parsed with orjson; answers are orjson bytes in a plain ``Response``.
+
+A body within the byte limit can still hold millions of tiny values (``[[0],[0],...]``: 16 MiB is four million
+rows), and parsing it builds a Python object per value, holding the event loop for seconds and the memory for
+good. :func:`check_json_values` counts, before parsing, how many values a big body can hold at most (its commas and
+brackets, counted at memory speed) and refuses one that holds more than a batch of ``max_batch_rows`` rows ever
+needs (413), so the parse of an accepted body is bounded by the row limit, not by the byte limit.
 """
 
 from __future__ import annotations
@@ -43,6 +49,14 @@ _MLFLOW_CODES: Final = {
     404: "RESOURCE_DOES_NOT_EXIST",
     503: "TEMPORARILY_UNAVAILABLE",
 }
+#: How deep JSON may nest: orjson's limit, and what it says when a body goes deeper.
+MAX_DEPTH: Final = 1024
+_TOO_DEEP: Final = "depth limit exceeded"
+#: JSON values a body may hold per field of a row, and the fewest fields a row is allowed (see :func:`json_budget`).
+VALUES_PER_FIELD: Final = 4
+MIN_FIELDS: Final = 16
+#: Values every body may hold beyond its rows (the envelope of /invocations and V2, outputs, parameters).
+ENVELOPE_VALUES: Final = 4096
 
 
 async def get_settings_dep(request: Request) -> Settings:
@@ -91,7 +105,20 @@ def error_body(path: str, status: int, message: str, details: list[dict[str, str
         body = {"error": message}
     else:
         body = {"error": message, "details": details or []}
-    return status, orjson.dumps(body)
+    try:
+        return status, orjson.dumps(body)
+    except TypeError:  # text from the request that is not Unicode (a lone surrogate): shown escaped, never a 500
+        return status, orjson.dumps(_escaped(body))
+
+
+def _escaped(value: Any) -> Any:
+    if isinstance(value, str):
+        return value.encode("utf-8", "backslashreplace").decode("utf-8")
+    if isinstance(value, dict):
+        return {_escaped(k): _escaped(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_escaped(v) for v in value]
+    return value
 
 
 def domain_error(exc: FastTrackError) -> tuple[int, str, list[dict[str, str]] | None]:
@@ -178,12 +205,54 @@ async def _drain(request: Request, already: int = 0) -> None:
         return
 
 
+def json_budget(rows: int, fields: int, min_fields: int = MIN_FIELDS) -> int:
+    """The most JSON values a body of ``rows`` rows of ``fields`` fields may hold (see :func:`check_json_values`).
+
+    Generous on purpose: ``VALUES_PER_FIELD`` values per field (a record's key and value, text holding commas or
+    brackets), at least ``min_fields`` fields (columns a client sends that the model ignores), and an envelope.
+    """
+    return rows * VALUES_PER_FIELD * (max(fields, min_fields) + 1) + ENVELOPE_VALUES
+
+
+def check_json_values(body: bytes | memoryview, budget: int, rows: int, setting: str) -> None:
+    """Refuse (413) a body that may hold more than ``budget`` JSON values, before it is parsed (``rows`` and
+    ``setting``: the row limit the budget was made from, and its setting, for the message).
+
+    Every JSON value but the first of an array or object follows a comma, and every array or object starts with a
+    bracket, so commas + brackets + 1 is at least the number of values (text holding commas only adds to it). A
+    body too short to exceed the budget (each value takes two bytes at least) is not even counted: single records
+    pay nothing. Counting 16 MiB takes a few milliseconds; parsing the four million values it can hold, seconds.
+    """
+    if len(body) <= 2 * budget:
+        return
+    raw = bytes(body) if isinstance(body, memoryview) else body
+    values = raw.count(b",") + raw.count(b"[") + raw.count(b"{") + 1
+    if values > budget:
+        raise PayloadTooLargeError(
+            f"request body holds up to {values} JSON values, more than {rows} rows may carry ({budget}; "
+            f"{setting}): send fewer rows per request"
+        )
+
+
+def check_record_values(body: bytes | memoryview, settings: Settings, predictor: Predictor) -> None:
+    """:func:`check_json_values` for a body of records of ``predictor``'s model, at most ``max_batch_rows``.
+
+    A record's fields: the model's features and the training data's other columns (ignored when sent).
+    """
+    schema = predictor.schema
+    fields = len(schema.features) + len(schema.dropped_columns) + 1
+    budget = json_budget(settings.max_batch_rows, fields)
+    check_json_values(body, budget, settings.max_batch_rows, "FASTTRACK_MAX_BATCH_ROWS")
+
+
 def parse_json(body: bytes) -> Any:
     """Parse a JSON body (400 when malformed or empty).
 
     Bodies orjson refuses but Python's parser reads (``NaN``, ``Infinity``, integers beyond 64 bits) are let
-    through, so that validation names the field and the value instead of calling the whole body malformed. The
-    answer says where the body stops being JSON, not the parser's own message.
+    through, so that validation names the field and the value instead of calling the whole body malformed; text
+    with a lone surrogate (``"\\ud800"``, which no Unicode text holds) is refused, naming where it is. The answer
+    says where the body stops being JSON, not the parser's own message. Duplicate keys in an object: the last one
+    wins (as in orjson, Python's ``json`` and JavaScript's ``JSON.parse``).
     """
     if not body.strip():
         raise BadRequestError("empty body: send JSON")
@@ -191,15 +260,58 @@ def parse_json(body: bytes) -> Any:
         return orjson.loads(body)
     except orjson.JSONDecodeError as exc:
         line, column = exc.lineno, exc.colno
+        if exc.msg == _TOO_DEEP:  # no request needs that depth; Python's parser would give up there too
+            raise BadRequestError(
+                f"malformed JSON: nested deeper than {MAX_DEPTH} levels at line {line}, column {column}"
+            ) from None
     try:
-        return json.loads(body)
+        parsed = json.loads(body)
     except (ValueError, RecursionError):
         pass
+    else:
+        where = _lone_surrogate(parsed)
+        if where is not None:
+            field, text = where
+            raise BadRequestError(f"malformed JSON: {field} holds a lone surrogate ({text}), which is not Unicode text")
+        return parsed
     try:
         body.decode("utf-8")  # orjson places a bad byte at the start of the body: say where it is
     except UnicodeDecodeError as bad:
         raise BadRequestError(f"malformed JSON: not UTF-8 at byte {bad.start}") from None
     raise BadRequestError(f"malformed JSON at line {line}, column {column}")
+
+
+def _lone_surrogate(value: Any) -> tuple[str, str] | None:
+    """Where a parsed body holds text with a lone surrogate (``$`` path, the bad character escaped), if it does.
+
+    Walked without recursion: the body may be nested as deep as Python's parser goes.
+    """
+    stack: list[tuple[str, Any]] = [("$", value)]
+    while stack:
+        path, item = stack.pop()
+        if isinstance(item, str):
+            bad = _surrogate(item)
+            if bad is not None:
+                return path, bad
+        elif isinstance(item, dict):
+            for key, child in item.items():
+                bad = _surrogate(key)
+                if bad is not None:
+                    return f"{path} key {ascii(key)[:60]}", bad
+                stack.append((f"{path}.{key}", child))
+        elif isinstance(item, list):
+            stack.extend((f"{path}[{i}]", child) for i, child in enumerate(item))
+    return None
+
+
+def _surrogate(text: str) -> str | None:
+    if text.isascii():
+        return None
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        return ascii(text[exc.start])[1:-1]
+    return None
 
 
 async def predict_rows(

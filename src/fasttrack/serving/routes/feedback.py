@@ -15,19 +15,24 @@ and the log joins labels to predictions across workers and restarts (docs/infere
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Any, Final
 
-from fastapi import APIRouter, Body
+from fastapi import APIRouter, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
+from pydantic import TypeAdapter, ValidationError
 from starlette.concurrency import run_in_threadpool
 
+from fasttrack.config import Settings
 from fasttrack.errors import PayloadTooLargeError
 from fasttrack.serving.feedback import FeedbackResult
 from fasttrack.serving.payloads import (
     ERROR_RESPONSES,
     FEEDBACK_EXAMPLES,
+    FEEDBACK_SCHEMA,
     FeedbackBatchIn,
     FeedbackBody,
+    FeedbackIn,
     FeedbackOut,
 )
 from fasttrack.serving.predictor import Predictor
@@ -36,11 +41,20 @@ from fasttrack.serving.routes.common import (
     ManagerDep,
     PredictorDep,
     SettingsDep,
+    check_json_values,
+    json_budget,
     json_response,
+    parse_json,
+    read_body,
+    require_json,
     version_header,
 )
 
 router = APIRouter(tags=["feedback"])
+
+#: The fields of one label (``id``, ``label``): the bound on a body's JSON values is made for them alone.
+_FIELDS: Final = 2
+_BODY: Final = TypeAdapter[FeedbackBody](FeedbackBody)
 
 
 @router.post(
@@ -48,18 +62,26 @@ router = APIRouter(tags=["feedback"])
     response_model=None,
     responses={
         200: {"model": FeedbackOut, "description": "What happened to each label (never an error for unknown ids)."},
+        400: ERROR_RESPONSES[400],
         413: ERROR_RESPONSES[413],
+        415: ERROR_RESPONSES[415],
         422: {**ERROR_RESPONSES[422], "description": "A body that is not one label, a list of them or {items}."},
         503: ERROR_RESPONSES[503],
     },
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/json": {
+                    "schema": {"$ref": f"#/components/schemas/{FEEDBACK_SCHEMA}"},
+                    "examples": FEEDBACK_EXAMPLES,
+                }
+            },
+        }
+    },
     summary="Send the true labels of earlier predictions",
 )
-async def feedback(
-    body: Annotated[FeedbackBody, Body(openapi_examples=FEEDBACK_EXAMPLES)],
-    predictor: PredictorDep,
-    manager: ManagerDep,
-    settings: SettingsDep,
-) -> Response:
+async def feedback(request: Request, predictor: PredictorDep, manager: ManagerDep, settings: SettingsDep) -> Response:
     """Join true labels with the predictions they belong to, by prediction id, for the live metrics.
 
     Labels are the true class (classifiers) or value (regressors). Each is answered ``matched``, ``unknown``
@@ -67,19 +89,45 @@ async def feedback(
     came already) or ``invalid`` (not one of the model's labels, or not a finite number); outcomes are counted in
     ``fasttrack_feedback_total`` and the live accuracy, RMSE and MAE are exported once enough labels were joined.
     """
+    body = await feedback_body(request, settings, predictor)
     items = body.items if isinstance(body, FeedbackBatchIn) else body if isinstance(body, list) else [body]
-    if len(items) > settings.feedback_max_items:
-        predictor.metrics.feedback_limited("items", len(items))
-        raise PayloadTooLargeError(
-            f"feedback of {len(items)} labels is over the limit of {settings.feedback_max_items} per request "
-            "(FASTTRACK_FEEDBACK_MAX_ITEMS): send them in several requests"
-        )
     pairs = [(item.id, item.label) for item in items]
     if len(pairs) <= INLINE_ROWS:
         result = manager.feedback(predictor, pairs)
     else:
         result = await run_in_threadpool(manager.feedback, predictor, pairs)
     return json_response(_answer(predictor, result), headers=version_header(predictor))
+
+
+async def feedback_body(
+    request: Request, settings: Settings, predictor: Predictor
+) -> FeedbackIn | list[FeedbackIn] | FeedbackBatchIn:
+    """The labels a ``POST /feedback`` body carries, read as the prediction routes read theirs.
+
+    Bodies over ``max_body_bytes`` are 413 (declared or sent), content types other than JSON 415, malformed JSON
+    400, a body that may hold more values than ``feedback_max_items`` labels need 413 before it is parsed, more
+    labels than that 413 (counted in ``fasttrack_feedback_limited_total``) before they are validated, and one of
+    the wrong shape 422 naming the field (as FastAPI's own validation would). Parsed by orjson, like the others.
+    """
+    require_json(request)
+    raw = await read_body(request, settings.max_body_bytes)
+    limit = settings.feedback_max_items
+    check_json_values(raw, json_budget(limit, _FIELDS, min_fields=0), limit, "FASTTRACK_FEEDBACK_MAX_ITEMS")
+    parsed = parse_json(raw)
+    # Counted before validation, which costs far more than parsing for each label.
+    items = parsed.get("items") if isinstance(parsed, dict) else parsed
+    if isinstance(items, list) and len(items) > limit:
+        predictor.metrics.feedback_limited("items", len(items))
+        raise PayloadTooLargeError(
+            f"feedback of {len(items)} labels is over the limit of {limit} per request "
+            "(FASTTRACK_FEEDBACK_MAX_ITEMS): send them in several requests"
+        )
+    try:
+        return _BODY.validate_python(parsed)
+    except ValidationError as exc:
+        raise RequestValidationError(
+            [{**error, "loc": ("body", *error["loc"])} for error in exc.errors(include_url=False)]
+        ) from None
 
 
 def _answer(predictor: Predictor, result: FeedbackResult) -> dict[str, Any]:

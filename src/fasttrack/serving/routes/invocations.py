@@ -18,11 +18,13 @@ from typing import Any, Final
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
+from fasttrack.config import Settings
 from fasttrack.errors import BadRequestError, UnsupportedMediaTypeError
 from fasttrack.serving.payloads import InvocationsOut, MlflowErrorOut
 from fasttrack.serving.routes.common import (
     PredictorDep,
     SettingsDep,
+    check_record_values,
     check_rows,
     is_json,
     json_response,
@@ -34,6 +36,9 @@ from fasttrack.serving.routes.common import (
 )
 
 router = APIRouter(tags=["mlflow scoring protocol"])
+
+#: Lines (blank ones included) a CSV body may have per row it is allowed.
+_BLANK_LINES: Final = 2
 
 FORMATS: Final = ("dataframe_split", "dataframe_records", "instances", "inputs")
 REQUIRED_INPUT_FORMAT: Final = (
@@ -67,9 +72,11 @@ async def invocations(request: Request, predictor: PredictorDep, settings: Setti
     """Score a batch sent in one of MLflow's formats (JSON) or as CSV (``text/csv``)."""
     mime = media_type(request)
     if mime == "text/csv":
-        records: list[Any] = _csv_records(await read_body(request, settings.max_body_bytes))
+        records: list[Any] = _csv_records(await read_body(request, settings.max_body_bytes), settings)
     elif is_json(mime):
-        records = mlflow_records(parse_json(await read_body(request, settings.max_body_bytes)))
+        body = await read_body(request, settings.max_body_bytes)
+        check_record_values(body, settings, predictor)
+        records = mlflow_records(parse_json(body), settings)
     else:
         raise UnsupportedMediaTypeError(
             f"This predictor only supports the following content types: ['text/csv', 'application/json']. "
@@ -81,8 +88,9 @@ async def invocations(request: Request, predictor: PredictorDep, settings: Setti
     return json_response({"predictions": batch.values}, headers=prediction_headers(predictor, batch))
 
 
-def mlflow_records(payload: Any) -> list[Any]:
-    """The records of an MLflow JSON scoring request, in row order (400 when its shape is wrong)."""
+def mlflow_records(payload: Any, settings: Settings) -> list[Any]:
+    """The records of an MLflow JSON scoring request, in row order (400 when its shape is wrong, 413 when it has
+    more than ``max_batch_rows`` rows: counted before any record is built)."""
     if not isinstance(payload, dict):
         received = "a list" if isinstance(payload, list) else f"unexpected input type {type(payload).__name__!r}"
         raise BadRequestError(f"{REQUIRED_INPUT_FORMAT}. Received {received}.")
@@ -92,7 +100,7 @@ def mlflow_records(payload: Any) -> list[Any]:
     key = present[0]
     data = payload[key]
     if key == "dataframe_split":
-        return _split_records(data)
+        return _split_records(data, settings)
     if key == "dataframe_records":
         if not isinstance(data, list):
             raise BadRequestError("Dataframe records format must be a list of records.")
@@ -100,14 +108,14 @@ def mlflow_records(payload: Any) -> list[Any]:
     if isinstance(data, list) and all(isinstance(item, dict) for item in data):
         return data
     if isinstance(data, dict):
-        return _columns_records(data, key)
+        return _columns_records(data, key, settings)
     raise BadRequestError(
         f"{key!r} must hold records (a list of objects) or columns (an object of lists) for this model, "
         "whose input is named features"
     )
 
 
-def _split_records(data: Any) -> list[dict[str, Any]]:
+def _split_records(data: Any, settings: Settings) -> list[dict[str, Any]]:
     if not isinstance(data, dict):
         raise BadRequestError("Dataframe split format must be a dictionary.")
     extra = set(data) - {"columns", "data", "index"}
@@ -117,6 +125,8 @@ def _split_records(data: Any) -> list[dict[str, Any]]:
             f"Got {sorted(data)}."
         )
     rows, columns = data["data"], data.get("columns")
+    if isinstance(rows, list):
+        check_rows(len(rows), settings)
     if not isinstance(rows, list) or not all(isinstance(row, list) for row in rows):
         raise BadRequestError("Dataframe split 'data' must be a list of rows (lists of values).")
     if not isinstance(columns, list) or not all(isinstance(c, str) for c in columns):
@@ -127,7 +137,7 @@ def _split_records(data: Any) -> list[dict[str, Any]]:
     return [dict(zip(columns, row, strict=True)) for row in rows]
 
 
-def _columns_records(data: dict[str, Any], key: str) -> list[dict[str, Any]]:
+def _columns_records(data: dict[str, Any], key: str, settings: Settings) -> list[dict[str, Any]]:
     if all(not isinstance(v, list) for v in data.values()):
         return [data]  # one row given as scalars
     if not all(isinstance(v, list) for v in data.values()):
@@ -135,12 +145,14 @@ def _columns_records(data: dict[str, Any], key: str) -> list[dict[str, Any]]:
     lengths = {len(v) for v in data.values()}
     if len(lengths) > 1:
         raise BadRequestError(f"{key!r} columns have different lengths: {sorted(lengths)}.")
+    check_rows(max(lengths, default=0), settings)
     names = list(data)
     return [dict(zip(names, values, strict=True)) for values in zip(*data.values(), strict=True)]
 
 
-def _csv_records(body: bytes) -> list[dict[str, str]]:
-    """Records of a CSV body: a header row, then one row per record (values as text, parsed per feature)."""
+def _csv_records(body: bytes, settings: Settings) -> list[dict[str, str]]:
+    """Records of a CSV body: a header row, then one row per record (values as text, parsed per feature); 413 as
+    soon as a row past ``max_batch_rows`` is read (the rest is never parsed)."""
     # The messages say where, never the parser's own words (they describe its internals, not the input).
     try:
         text = body.decode("utf-8-sig")
@@ -149,11 +161,16 @@ def _csv_records(body: bytes) -> list[dict[str, str]]:
             f"Ensure that input is a valid UTF-8 encoded string: invalid byte at position {exc.start}"
         ) from None
     reader = csv.reader(io.StringIO(text))
+    rows: list[list[str]] = []
     try:
-        rows = list(reader)
+        for row in reader:
+            if row:
+                rows.append(row)
+            # The header, then the rows; blank lines are skipped but not free: a body of newlines is refused too.
+            if len(rows) > settings.max_batch_rows + 1 or reader.line_num > _BLANK_LINES * settings.max_batch_rows:
+                check_rows(max(len(rows) - 1, reader.line_num // _BLANK_LINES), settings)
     except csv.Error:
         raise BadRequestError(f"Failed to parse input as CSV at line {reader.line_num}") from None
-    rows = [row for row in rows if row]
     if not rows:
         raise BadRequestError("Failed to parse input as CSV: no header row")
     header = [name.strip() for name in rows[0]]

@@ -10,6 +10,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.concurrency import run_in_threadpool
 
 from fasttrack.errors import UnsupportedMediaTypeError
+from fasttrack.serving.manager import REFUSED_BEFORE, ReloadResult
 from fasttrack.serving.metrics import ServerMetrics
 from fasttrack.serving.payloads import ERROR_RESPONSES, ErrorOut, HealthOut, ModelOut, ReadyOut, ReloadOut
 from fasttrack.serving.routes.common import ManagerDep, PredictorDep, json_response, media_type
@@ -83,7 +84,8 @@ async def reload(manager: ManagerDep) -> dict[str, Any]:
     with 415, so that a web page open in an operator's browser cannot send it.
 
     The answer says what happened: ``reloaded``, ``unchanged``, or ``refused`` (the new version failed to load or
-    check; the old one keeps serving). A version refused before is tried again.
+    check; the old one keeps serving), with a short reason. What exactly failed (the exception, the model cache's
+    paths) is in the server's log, never in the answer. A version refused before is tried again.
     """
     result = await run_in_threadpool(manager.reload, force=True)
     return {
@@ -91,5 +93,16 @@ async def reload(manager: ManagerDep) -> dict[str, Any]:
         "model": result.model,
         "version": result.version,
         "candidate": result.candidate,
-        "error": result.error,
+        "error": reload_reason(result),
     }
+
+
+def reload_reason(result: ReloadResult) -> str | None:
+    """A refused reload's reason as a client may see it: what failed, without server paths or exception text."""
+    if result.outcome != "refused":
+        return None
+    if result.candidate is None:
+        return "cannot check the registry for a new version; the server log says why"
+    if result.error == REFUSED_BEFORE:
+        return f"version {result.candidate} was refused before"
+    return f"cannot load version {result.candidate}: it failed to load or to pass its check; the server log says why"

@@ -22,6 +22,7 @@ from fasttrack.serving.predictor import PredictionBatch, Predictor
 from fasttrack.serving.routes.common import (
     PredictorDep,
     SettingsDep,
+    check_record_values,
     check_rows,
     parse_json,
     predict_rows,
@@ -89,6 +90,7 @@ async def predict_body(
     The one implementation of the endpoint, shared by the route and by the fast lane
     (:mod:`fasttrack.serving.fastlane`); raises ``FastTrackError`` (400, 413, 422, ...) for the caller to render.
     """
+    check_record_values(body, settings, predictor)
     parsed = parse_json(body)
     if isinstance(parsed, dict):
         batch = await predict_rows(

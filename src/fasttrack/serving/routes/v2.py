@@ -11,7 +11,6 @@ have the protocol's shape ``{"error": "..."}``. ``X-Prediction-Id`` carries the 
 
 from __future__ import annotations
 
-import math
 import struct
 from typing import Any, Final
 
@@ -37,6 +36,7 @@ from fasttrack.serving.predictor import Predictor
 from fasttrack.serving.routes.common import (
     ManagerDep,
     SettingsDep,
+    check_record_values,
     check_rows,
     json_response,
     predict_rows,
@@ -178,6 +178,7 @@ async def _infer(predictor: Predictor, request: Request, settings: Settings) -> 
         header, binary = body[:split], memoryview(body)[split:]
     else:
         header, binary = body, memoryview(b"")
+    check_record_values(header, settings, predictor)
     try:
         inference = V2InferenceRequest.model_validate_json(header)
     except ValidationError as exc:
@@ -193,8 +194,7 @@ async def _infer(predictor: Predictor, request: Request, settings: Settings) -> 
     if unknown:
         available = [PREDICT, PREDICT_PROBA] if predictor.is_classifier else [PREDICT]
         raise BadRequestError(f"unknown outputs {unknown}; this model has {available}")
-    records = _records(inference.inputs, binary)
-    check_rows(len(records), settings)
+    records = _records(inference.inputs, binary, settings)
     batch = await predict_rows(predictor, records, probabilities=PREDICT_PROBA in wanted, extra=settings.extra_fields)
     rows = len(batch.values)
     outputs: list[dict[str, Any]] = []
@@ -219,8 +219,9 @@ async def _infer(predictor: Predictor, request: Request, settings: Settings) -> 
     return json_response(answer, headers=prediction_headers(predictor, batch))
 
 
-def _records(inputs: list[V2RequestInput], binary: memoryview) -> list[dict[str, Any]]:
-    """The rows of a table sent as one tensor per column."""
+def _records(inputs: list[V2RequestInput], binary: memoryview, settings: Settings) -> list[dict[str, Any]]:
+    """The rows of a table sent as one tensor per column (each tensor's declared shape is checked, its rows
+    counted against ``max_batch_rows``, before its data is decoded)."""
     if not inputs:
         raise BadRequestError("no inputs: send one tensor per feature")
     columns: dict[str, list[Any]] = {}
@@ -228,14 +229,15 @@ def _records(inputs: list[V2RequestInput], binary: memoryview) -> list[dict[str,
     for tensor in inputs:
         if tensor.name in columns:
             raise BadRequestError(f"input {tensor.name!r} is given more than once")
-        values, offset = _values(tensor, binary, offset)
-        elements = math.prod(tensor.shape) if tensor.shape else 0
-        if len(values) != elements:
-            raise BadRequestError(f"input {tensor.name!r} has {len(values)} values for shape {tensor.shape}")
-        if not tensor.shape or tensor.shape[0] != elements:
+        shape = tensor.shape
+        if not shape or len(shape) > 2 or any(n < 0 for n in shape) or (len(shape) == 2 and shape[1] != 1):
             raise BadRequestError(
-                f"input {tensor.name!r} has shape {tensor.shape}: send one value per row, shape [N] or [N, 1]"
+                f"input {tensor.name!r} has shape {shape}: send one value per row, shape [N] or [N, 1]"
             )
+        check_rows(shape[0], settings)
+        values, offset = _values(tensor, binary, offset)
+        if len(values) != shape[0]:
+            raise BadRequestError(f"input {tensor.name!r} has {len(values)} values for shape {shape}")
         columns[tensor.name] = values
     lengths = {len(v) for v in columns.values()}
     if len(lengths) > 1:
