@@ -227,6 +227,19 @@ class Settings(BaseSettings):
             )
         return value
 
+    # Safe model loading (issue 17, helper D: registry/pipeline_file.py, registry/manifest.py; docs/security.md).
+    allow_pickle: bool = Field(
+        False,
+        description="Load the pickled scikit-learn pipeline of model folders saved before FastTrack used skops "
+        "(unpickling runs code from the file; MLFLOW_ALLOW_PICKLE_DESERIALIZATION=false refuses it regardless). "
+        "Off: such a folder serves only through its checked ONNX graph.",
+    )
+    trusted_types: list[str] = Field(
+        default_factory=list,
+        description='Types skops may rebuild besides its own and FastTrack\'s, as JSON: ["mypackage.MyTransformer"]. '
+        "Never read from the model folder.",
+    )
+
     @field_validator("promotion_margin")
     @classmethod
     def _margin(cls, value: Margin) -> Margin:
