@@ -238,8 +238,9 @@ def register_copy(home: Path, name: str, *, of: str = "sample", version: str = "
 
 def register_broken(home: Path, name: str, folder: Path, *, how: str = "pickle", alias: str | None = None) -> str:
     """Register a version of ``name`` that fails: ``how="pickle"`` cannot load (neither its ``model.onnx`` nor
-    its pickled pipeline), ``how="check"`` loads but its input example does not fit its own schema (it fails the
-    check before serving)."""
+    its saved pipeline), ``how="check"`` loads but its input example does not fit its own schema (it fails the
+    check before serving). Without a manifest, as folders saved before manifests: the loader's own checks refuse
+    it, not the manifest's (tests/integration/serving/test_model_integrity_http.py covers those)."""
     import json
     import shutil
 
@@ -248,8 +249,9 @@ def register_broken(home: Path, name: str, folder: Path, *, how: str = "pickle",
 
     original = resolve_model("models:/sample/1", Settings(home=home, tracking_uri=f"sqlite:///{home / 'mlflow.db'}"))
     shutil.copytree(original.path, folder)
+    (folder / "fasttrack-manifest.json").unlink()
     if how == "pickle":
-        (folder / "model.pkl").write_bytes(b"not a pickle")
+        (folder / "model.skops").write_bytes(b"not a skops archive")
         (folder / "extra_files" / "model.onnx").write_bytes(b"not an ONNX model")
     else:
         meta_path = folder / "extra_files" / "fasttrack.json"

@@ -331,7 +331,7 @@ def check_data(
     settings = settings or get_settings()
     step("finding the model")
     resolved = resolve_model(str(against) if against is not None else None, settings)
-    folder = load_model_folder(resolved.path)
+    folder = load_model_folder(resolved.path, settings)
     schema = folder.schema
     step(f"reading {data or 'the query'}")
     ingested = _read(data, sql, db, target=None, options=clean_options(schema, purpose), format=format)
@@ -591,7 +591,7 @@ def load(
 
     settings = settings or get_settings()
     resolved = resolve_model(str(uri) if uri is not None else None, settings)
-    folder = load_model_folder(resolved.path)
+    folder = load_model_folder(resolved.path, settings)
     return Model(folder, open_runtime(folder, _former_engine(engine, runtime, "load")), resolved)
 
 
@@ -1306,7 +1306,7 @@ def _version_folder(name: str, version: str, settings: Settings) -> LoadedModel:
     from fasttrack.registry.model_folder import load_model_folder
     from fasttrack.registry.resolve import resolve_model
 
-    return load_model_folder(resolve_model(f"models:/{name}/{version}", settings).path)
+    return load_model_folder(resolve_model(f"models:/{name}/{version}", settings).path, settings)
 
 
 def _log_report(
@@ -1399,7 +1399,7 @@ def _data_report(
     step("finding the model")
     uri = f"models:/{name}/{version}" if version and version.isdigit() else f"models:/{name}@{version or 'champion'}"
     resolved = resolve_model(uri, settings)
-    folder = load_model_folder(resolved.path)
+    folder = load_model_folder(resolved.path, settings)
     step(f"reading {data}")
     # Every row counts, as in the server's windows: a repeated row is traffic, not a duplicate to drop.
     options = clean_options(folder.schema, "score").model_copy(update={"drop_duplicates": False})

@@ -261,6 +261,18 @@ class Settings(BaseSettings):
         description="Largest share of the live accuracy window one client's labels may hold: beyond it, a client's "
         "new label replaces its own oldest one, so no one client decides the live metrics.",
     )
+    # Safe model loading (issue 17, helper D: registry/pipeline_file.py, registry/manifest.py; docs/security.md).
+    allow_pickle: bool = Field(
+        False,
+        description="Load the pickled scikit-learn pipeline of model folders saved before FastTrack used skops "
+        "(unpickling runs code from the file; MLFLOW_ALLOW_PICKLE_DESERIALIZATION=false refuses it regardless). "
+        "Off: such a folder serves only through its checked ONNX graph.",
+    )
+    trusted_types: list[str] = Field(
+        default_factory=list,
+        description='Types skops may rebuild besides its own and FastTrack\'s, as JSON: ["mypackage.MyTransformer"]. '
+        "Never read from the model folder.",
+    )
 
     @field_validator("promotion_margin")
     @classmethod

@@ -1,13 +1,17 @@
 """The local cache of downloaded models: each registered version fetched once, atomically, under ``home/models/``.
 
 Registered versions are immutable, so a version in the cache never needs the tracking store again. A folder is
-fetched into a temporary folder beside the cache and renamed into place only once complete, so the cache holds
-whole model folders or nothing, and of two processes fetching the same version the first one's copy stays.
+fetched into a temporary folder beside the cache, checked against its manifest (:mod:`fasttrack.registry.manifest`)
+and renamed into place only once complete and whole, so the cache holds checked model folders or nothing, and of two
+processes fetching the same version the first one's copy stays. A download that fails its check is removed, never
+cached: once the store is repaired the next fetch gets the good copy. A cached folder that a load refuses later
+(altered on disk, or broken in a way only loading shows) is dropped with :func:`evict`, for the same reason.
 """
 
 from __future__ import annotations
 
 import hashlib
+import logging
 import shutil
 import tempfile
 from collections.abc import Callable
@@ -15,7 +19,10 @@ from pathlib import Path
 
 from fasttrack.config import Settings
 from fasttrack.errors import ModelNotFoundError, RegistryError
+from fasttrack.registry import manifest
 from fasttrack.registry.errors import NOT_FOUND, error_code, registry_errors
+
+log = logging.getLogger(__name__)
 
 #: Fills a given empty folder and returns the model folder it made there (the folder itself or one inside it).
 Fetch = Callable[[Path], Path]
@@ -38,7 +45,11 @@ def cached(settings: Settings, key: str) -> Path | None:
 
 
 def fill(settings: Settings, key: str, fetch: Fetch, *, source: str) -> Path:
-    """The cached model folder of ``key``, fetched first (by ``fetch``, from ``source``) when not cached yet."""
+    """The cached model folder of ``key``, fetched first (by ``fetch``, from ``source``) when not cached yet.
+
+    The fetched copy is checked against its manifest before it is renamed into place: a copy that fails
+    (:class:`~fasttrack.registry.manifest.IntegrityError`, naming the file) is removed and nothing is cached.
+    """
     found = cached(settings, key)
     if found is not None:
         return found
@@ -49,6 +60,7 @@ def fill(settings: Settings, key: str, fetch: Fetch, *, source: str) -> Path:
         local = fetch(tmp)
         if not (local / "MLmodel").is_file():
             raise ModelNotFoundError(f"{source} is not a model (no MLmodel file)")
+        manifest.verify(local)
         try:
             local.rename(folder)
         except OSError:
@@ -57,6 +69,28 @@ def fill(settings: Settings, key: str, fetch: Fetch, *, source: str) -> Path:
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return folder
+
+
+def evict(settings: Settings, folder: Path) -> bool:
+    """Drop ``folder`` from the cache, when it is a cached model folder (any other path is left alone); whether it
+    was dropped. Renamed aside first, in one step, then deleted: no reader sees a half-deleted folder under the
+    cache's name, and the next fetch of its version downloads it again."""
+    root = (settings.home / "models").resolve()
+    try:
+        resolved = folder.resolve()
+    except OSError:
+        return False
+    if resolved.parent != root or resolved.name.startswith(".") or not resolved.is_dir():
+        return False
+    aside = Path(tempfile.mkdtemp(prefix=".evicted-", dir=root))
+    try:
+        resolved.rename(aside / resolved.name)
+    except OSError:  # gone already (another process evicted it) or not ours to move
+        shutil.rmtree(aside, ignore_errors=True)
+        return False
+    shutil.rmtree(aside, ignore_errors=True)
+    log.info("dropped %s from the model cache: its next load downloads it again", resolved.name)
+    return True
 
 
 def download(artifact_uri: str, settings: Settings, *, key: str) -> Path:

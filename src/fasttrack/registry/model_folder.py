@@ -1,19 +1,22 @@
 """The model folder: an MLflow model directory that also describes itself to FastTrack.
 
-A registered FastTrack model is a standard MLflow model (``MLmodel``, the pickled scikit-learn pipeline,
+A registered FastTrack model is a standard MLflow model (``MLmodel``, the scikit-learn pipeline saved with skops,
 requirements, signature and input example), so ``mlflow.pyfunc`` and ``models:/`` URIs work on it, plus two files
 under ``extra_files/``: ``fasttrack.json`` (:class:`ModelMetadata`: task, labels, metrics, config, data lineage,
-library versions) and ``schema.json`` (the training :class:`~fasttrack.data.schema.Schema`).
+library versions) and ``schema.json`` (the training :class:`~fasttrack.data.schema.Schema`), the checked
+``model.onnx`` when the export agreed, and at the top the manifest of every file's SHA-256
+(:mod:`fasttrack.registry.manifest`), written at registration.
 
-:func:`load_model_folder` loads such a folder without importing MLflow (which costs over a second at start-up)
-and refuses one whose scikit-learn version differs from the running one: pickles do not survive that.
+:func:`load_model_folder` loads such a folder without importing MLflow (which costs over a second at start-up),
+refuses one whose files differ from its manifest or whose scikit-learn version differs from the running one, and
+reads the pipeline only when it is used, under the settings' policy (:mod:`fasttrack.registry.pipeline_file`:
+skops with trusted types from the settings; pickle only when allowed).
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import pickle
 import platform
 import threading
 from dataclasses import dataclass
@@ -24,10 +27,12 @@ from typing import TYPE_CHECKING, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
-from fasttrack.config import ModelKind, ResolvedTask
+from fasttrack.config import ModelKind, ResolvedTask, Settings, get_settings
 from fasttrack.data.schema import Label, Schema
 from fasttrack.errors import ModelLoadError
 from fasttrack.monitoring.performance import Calibration
+from fasttrack.registry import manifest
+from fasttrack.registry.pipeline_file import DEFAULT_TRUSTED_TYPES, SKOPS, LoadPolicy, load_pipeline
 
 if TYPE_CHECKING:
     from fasttrack.training.train import TrainResult
@@ -156,7 +161,8 @@ def save_model_folder(
     """Write ``result`` as a model folder without a tracking store: what the registry logs, as a local folder.
 
     For model folders served or scored directly (``--model PATH``), tests and benchmarks; ``extra_files`` (such
-    as an exported ``model.onnx``) go beside ``fasttrack.json`` and ``schema.json``.
+    as an exported ``model.onnx``) go beside ``fasttrack.json`` and ``schema.json``. The pipeline is saved with
+    skops and the folder gets its manifest, as a registered version does.
     """
     import tempfile
 
@@ -168,9 +174,11 @@ def save_model_folder(
             result.pipeline,
             str(folder),
             extra_files=[str(p) for p in extras],
-            serialization_format=mlflow.sklearn.SERIALIZATION_FORMAT_CLOUDPICKLE,
+            serialization_format=mlflow.sklearn.SERIALIZATION_FORMAT_SKOPS,
+            skops_trusted_types=list(DEFAULT_TRUSTED_TYPES),
             pip_requirements=[f"scikit-learn=={library_versions()['scikit-learn']}"],
         )
+    manifest.write(folder)
     return folder
 
 
@@ -187,9 +195,10 @@ def write_extra_files(folder: Path, metadata: ModelMetadata, schema: Schema) -> 
 class LoadedModel:
     """A model folder in memory: the fitted pipeline with its schema and metadata.
 
-    ``pipeline`` is the fitted pipeline, or a function that unpickles it: :func:`load_model_folder` defers the
-    unpickling to the first use of :attr:`pipeline`, because a model served or scored through ONNX Runtime
-    never needs it, and unpickling imports scikit-learn and SciPy (over a second of a server's start-up).
+    ``pipeline`` is the fitted pipeline, or the file it is read from: :func:`load_model_folder` defers reading
+    it to the first use of :attr:`pipeline`, because a model served or scored through ONNX Runtime never needs
+    it (and so never runs a pickle), and reading it imports scikit-learn and SciPy (over a second of a server's
+    start-up).
     """
 
     def __init__(self, path: Path, pipeline: Any, schema: Schema, metadata: ModelMetadata) -> None:
@@ -205,7 +214,7 @@ class LoadedModel:
 
     @property
     def pipeline(self) -> Any:
-        """The fitted scikit-learn pipeline (unpickled on first use; ``ModelLoadError`` if it cannot be)."""
+        """The fitted scikit-learn pipeline (read on first use; ``ModelLoadError`` if it cannot or may not be)."""
         if self._pipeline is None and self._deferred is not None:
             with self._lock:
                 if self._pipeline is None:
@@ -234,32 +243,48 @@ def find_extra(folder: Path, name: str) -> Path:
     raise ModelLoadError(f"{folder} is not a FastTrack model folder: {name} is missing")
 
 
-def load_model_folder(path: str | Path) -> LoadedModel:
-    """Load a local model folder, checking it is complete and was made with this scikit-learn version."""
+def load_model_folder(path: str | Path, settings: Settings | None = None) -> LoadedModel:
+    """Load a local model folder, checking its files against its manifest, that it is complete and that it was
+    made with this scikit-learn version.
+
+    ``settings`` (default: the environment's) say how its pipeline may be read when it is used
+    (:class:`~fasttrack.registry.pipeline_file.LoadPolicy`). A folder without a manifest (registered before
+    FastTrack wrote them) loads with a warning; one whose files differ from it is refused
+    (:class:`~fasttrack.registry.manifest.IntegrityError`, naming the file).
+    """
     folder = Path(path)
     if not folder.is_dir():
         raise ModelLoadError(f"model folder not found: {folder}")
     mlmodel = folder / "MLmodel"
     if not mlmodel.is_file():
         raise ModelLoadError(f"{folder} is not an MLflow model folder: MLmodel is missing")
+    if not manifest.verify(folder):
+        log.warning(
+            "%s has no %s (saved before FastTrack wrote them): its files are not checked",
+            folder,
+            manifest.MANIFEST_FILE,
+        )
+    policy = LoadPolicy.from_settings(settings if settings is not None else get_settings())
     try:
         metadata = ModelMetadata.model_validate_json(find_extra(folder, METADATA_FILE).read_text(encoding="utf-8"))
         schema = Schema.load(find_extra(folder, SCHEMA_FILE))
     except (ValueError, OSError) as exc:
         raise ModelLoadError(f"{folder}: unreadable model metadata ({exc})") from None
     _check_versions(metadata)
-    deferred = _Deferred(_pickled_model(folder, mlmodel))
+    deferred = _Deferred(*_pipeline_file(folder, mlmodel), policy)
     return LoadedModel(path=folder, pipeline=deferred, schema=schema, metadata=metadata)
 
 
 @dataclass(frozen=True)
 class _Deferred:
-    """The pickled pipeline of a model folder (its file checked to exist), not yet unpickled."""
+    """The pipeline file of a model folder (checked to exist), not read yet, and how it may be read."""
 
     model_file: Path
+    serialization_format: str
+    policy: LoadPolicy
 
     def load(self) -> Any:
-        return _unpickle(self.model_file)
+        return load_pipeline(self.model_file, self.serialization_format, self.policy)
 
 
 def _check_versions(metadata: ModelMetadata) -> None:
@@ -276,8 +301,8 @@ def _check_versions(metadata: ModelMetadata) -> None:
             log.info("model was trained with %s %s; %s is installed", name, recorded, installed[name])
 
 
-def _pickled_model(folder: Path, mlmodel: Path) -> Path:
-    """The pickled pipeline's file named by ``MLmodel`` (checked to exist; not unpickled)."""
+def _pipeline_file(folder: Path, mlmodel: Path) -> tuple[Path, str]:
+    """The pipeline's file named by ``MLmodel`` (checked to exist; not read) and its serialization format."""
     try:
         spec = yaml.safe_load(mlmodel.read_text(encoding="utf-8"))
         flavor = spec["flavors"]["sklearn"]
@@ -285,22 +310,13 @@ def _pickled_model(folder: Path, mlmodel: Path) -> Path:
         fmt = flavor.get("serialization_format", "cloudpickle")
     except (KeyError, TypeError, yaml.YAMLError) as exc:
         raise ModelLoadError(f"{mlmodel}: not a scikit-learn MLflow model ({exc})") from None
-    if fmt not in ("cloudpickle", "pickle"):
+    if fmt not in ("cloudpickle", "pickle", SKOPS):
         raise ModelLoadError(f"{mlmodel}: unsupported serialization format {fmt!r}")
     if not model_file.is_file():
         raise ModelLoadError(f"{model_file}: cannot load the model: the file is missing")
-    return model_file
-
-
-def _unpickle(model_file: Path) -> Any:
-    try:
-        with model_file.open("rb") as handle:
-            # Only folders this project wrote (its registry or a path the operator names) are ever loaded.
-            return pickle.load(handle)
-    except Exception as exc:  # a pickle can fail in many ways; all mean "cannot load"
-        raise ModelLoadError(f"{model_file}: cannot load the model ({type(exc).__name__}: {exc})") from None
+    return model_file, str(fmt)
 
 
 def read_metadata(folder: str | Path) -> ModelMetadata:
-    """Read only ``fasttrack.json`` from a model folder (cheap: no model is unpickled)."""
+    """Read only ``fasttrack.json`` from a model folder (cheap: no pipeline is read, no manifest checked)."""
     return ModelMetadata.model_validate(json.loads(find_extra(Path(folder), METADATA_FILE).read_text("utf-8")))

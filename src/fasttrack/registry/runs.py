@@ -1,8 +1,9 @@
 """Training runs in MLflow: every run recorded with its config, metrics, lineage and artifacts, and its model.
 
 Registration is the last step and the only one that makes a model servable: the model is logged, downloaded back
-from the store and checked, and only then registered. A run killed half-way leaves at most an unregistered logged
-model, never a registered version that cannot be loaded.
+from the store and checked, the manifest of that checked copy (every file's SHA-256,
+:mod:`fasttrack.registry.manifest`) stored beside it, and only then registered. A run killed half-way leaves at
+most an unregistered logged model, never a registered version that cannot be loaded.
 
 The registry stores models and runs none: what needs a model run -- the ONNX export and its agreement check, a
 check that the stored copy predicts -- is computed by the caller (:mod:`fasttrack.training.publish`) and handed to
@@ -23,6 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from fasttrack.config import Settings
+from fasttrack.registry import manifest
 from fasttrack.registry.cache import download_artifacts
 from fasttrack.registry.errors import registry_errors
 from fasttrack.registry.history import actor
@@ -36,6 +38,7 @@ from fasttrack.registry.model_folder import (
     metadata_for,
     write_extra_files,
 )
+from fasttrack.registry.pipeline_file import DEFAULT_TRUSTED_TYPES
 from fasttrack.registry.store import client, is_embedded
 from fasttrack.registry.versions import register_version
 
@@ -81,7 +84,7 @@ class OnnxExport:
 
 
 def loads_back(folder: Path, metadata: ModelMetadata) -> None:
-    """The check made when none is given: the stored copy is a complete model folder whose pipeline unpickles."""
+    """The check made when none is given: the stored copy is a complete model folder whose pipeline loads."""
     _ = load_model_folder(folder).pipeline
 
 
@@ -197,13 +200,15 @@ def log_training(
                         pip_requirements=_pip_requirements(result.pipeline),
                         extra_files=[str(p) for p in extras],
                         metadata={"fasttrack_format": metadata.format_version},
-                        # skops would need an allow-list of every type in the pipeline; the folder loader reads
-                        # cloudpickle, and only from this project's own registry or a folder the operator names.
-                        serialization_format=mlflow.sklearn.SERIALIZATION_FORMAT_CLOUDPICKLE,
+                        # skops, not pickle: loading it runs no code from the file (registry/pipeline_file.py). MLflow
+                        # loads it back with these types to check it saved; FastTrack's loader never reads this
+                        # list from the MLmodel file it is written to, but from its settings.
+                        serialization_format=mlflow.sklearn.SERIALIZATION_FORMAT_SKOPS,
+                        skops_trusted_types=list(DEFAULT_TRUSTED_TYPES),
                     )
                 if not (register and evaluation.gate.passed):
                     return TrackedRun(run_id=run_id, experiment_id=experiment_id, model_uri=info.model_uri, name=name)
-                _check_stored(info.model_uri, metadata, check)
+                _check_stored(mlflow_client, info.model_id, info.model_uri, metadata, check)
                 primary = evaluation.primary_metric
                 registered = register_version(
                     mlflow_client,
@@ -224,10 +229,17 @@ def log_training(
                 )
 
 
-def _check_stored(model_uri: str, metadata: ModelMetadata, check: LoadCheck) -> None:
-    """Download the logged model from the store, as a server would get it, and run ``check`` on that copy."""
+def _check_stored(
+    mlflow_client: MlflowClient, model_id: str, model_uri: str, metadata: ModelMetadata, check: LoadCheck
+) -> None:
+    """Download the logged model from the store, as a server would get it, write its manifest into that copy, run
+    ``check`` on it (loading it checks the manifest too), then store the manifest beside the logged model: it
+    records the files that passed the check, as the store holds them."""
     with tempfile.TemporaryDirectory(prefix="fasttrack-check-") as tmp:
-        check(download_artifacts(model_uri, Path(tmp)), metadata)
+        copy = download_artifacts(model_uri, Path(tmp))
+        written = manifest.write(copy)
+        check(copy, metadata)
+        mlflow_client.log_model_artifact(model_id, str(written))
 
 
 def git_commit() -> str | None:
@@ -255,7 +267,7 @@ def _pip_requirements(pipeline: Any) -> list[str]:
     from fasttrack.training.estimators import uses_xgboost
 
     versions = library_versions()
-    names = ["scikit-learn", "numpy", "pandas", "cloudpickle"]
+    names = ["scikit-learn", "numpy", "pandas", "skops"]
     # By type: the pipeline's repr renders every category list of the preprocessing (tens of milliseconds).
     if uses_xgboost(_final_estimator(pipeline)):
         names.append("xgboost-cpu")

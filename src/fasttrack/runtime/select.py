@@ -1,9 +1,12 @@
 """Which runtime predicts for a model folder: the one place an engine is chosen.
 
 ``sklearn`` always runs the fitted pipeline; ``onnx`` runs the folder's ``model.onnx`` and refuses a model without
-one that agreed with scikit-learn at registration; ``auto`` runs ONNX when there is such a file and ONNX Runtime
-opens it, else scikit-learn, saying why in the log. The server, batch scoring, ``evaluate`` and promotion all ask
-here, so they choose alike and fail alike (:class:`~fasttrack.errors.ModelLoadError`, one readable line).
+one that agreed with scikit-learn at registration; ``auto`` runs ONNX when the model was registered with such a
+graph, else scikit-learn, saying why in the log. A model registered with a checked graph whose ``model.onnx`` is
+missing or does not open is refused under ``auto`` as under ``onnx``: the folder is broken or was altered, and
+falling back would serve it (and read its pickled pipeline) as if nothing had happened. The server, batch scoring,
+``evaluate`` and promotion all ask here, so they choose alike and fail alike
+(:class:`~fasttrack.errors.ModelLoadError`, one readable line).
 """
 
 from __future__ import annotations
@@ -38,6 +41,10 @@ def open_runtime(model: LoadedModel, engine: Engine = "auto", *, threads: int = 
         reason = no_onnx_reason(model)
         if engine == "onnx":
             raise ModelLoadError(f"{where} has no usable ONNX model ({reason}); use the sklearn engine")
+        if _registered_with_onnx(model):
+            raise ModelLoadError(
+                f"{model.metadata.name}: refused: it was registered with a checked ONNX graph but {reason}"
+            )
         log.info("%s: predicting with scikit-learn: %s", where, reason)
         return _sklearn(model)
     from fasttrack.runtime.onnx import OnnxRuntime
@@ -47,11 +54,12 @@ def open_runtime(model: LoadedModel, engine: Engine = "auto", *, threads: int = 
             model.onnx_path, model.schema, model.metadata.task, model.metadata.labels, threads=threads
         )
     except Exception as exc:  # onnxruntime raises its own exception types; all mean "cannot open"
-        problem = f"{model.onnx_path}: cannot load the ONNX model ({' '.join(str(exc).split())[:300]})"
-        if engine == "onnx":
-            raise ModelLoadError(problem) from None
-        log.warning("%s: predicting with scikit-learn: %s", where, problem)
-        return _sklearn(model)
+        # Never a fall-back to scikit-learn: the graph agreed with it at registration, so a graph that no longer
+        # opens is a damaged or altered folder (the operator may still choose the sklearn engine on purpose).
+        raise ModelLoadError(
+            f"{model.metadata.name}: refused: cannot load the ONNX model extra_files/{model.onnx_path.name} "
+            f"({' '.join(str(exc).split())[:300]})"
+        ) from None
     log.info("%s: predicting with ONNX Runtime (model.onnx agreed with scikit-learn at registration)", where)
     return runtime
 
@@ -73,6 +81,11 @@ def no_onnx_reason(model: LoadedModel) -> str:
     if info.status != "ok":
         return f"its ONNX export {info.status}" + (f": {info.reason}" if info.reason else "")
     return "extra_files/model.onnx is missing"
+
+
+def _registered_with_onnx(model: LoadedModel) -> bool:
+    """Whether the model's metadata says a checked ONNX graph was stored with it."""
+    return model.metadata.onnx is not None and model.metadata.onnx.status == "ok"
 
 
 def _sklearn(model: LoadedModel) -> Runtime:

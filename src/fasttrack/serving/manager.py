@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Any, Final, Literal
 
 from fasttrack.config import Settings
 from fasttrack.errors import FastTrackError, ModelLoadError
+from fasttrack.registry.cache import evict
 from fasttrack.registry.resolve import ResolvedModel, default_model_uri, resolve_model
 from fasttrack.serving.feedback import FeedbackItem, FeedbackResult
 from fasttrack.serving.metrics import ModelMetrics, ServerMetrics
@@ -68,15 +69,22 @@ def load_checked(resolved: ResolvedModel, metrics: ServerMetrics, settings: Sett
     """Load a resolved model folder and check it predicts its input example (``ModelLoadError`` if not).
 
     ``settings`` size the version's monitoring windows; drift thresholds naming a feature the model does not
-    monitor refuse it (``ConfigError``).
+    monitor refuse it (``ConfigError``). A folder of the download cache that fails to load or to predict is
+    dropped from the cache (:func:`~fasttrack.registry.cache.evict`), so that the next try, once the store is
+    repaired, downloads it again instead of refusing the same broken copy.
     """
     try:
-        predictor = Predictor.from_resolved(resolved, metrics, settings)
-    except FastTrackError:
+        try:
+            predictor = Predictor.from_resolved(resolved, metrics, settings)
+        except FastTrackError:
+            raise
+        except Exception as exc:  # anything a broken folder can raise means "cannot load"
+            raise ModelLoadError(f"cannot load {resolved.uri}: {type(exc).__name__}: {exc}") from None
+        predictor.check()
+    except ModelLoadError:
+        if settings is not None and resolved.version is not None:
+            evict(settings, resolved.path)
         raise
-    except Exception as exc:  # anything a broken folder can raise means "cannot load"
-        raise ModelLoadError(f"cannot load {resolved.uri}: {type(exc).__name__}: {exc}") from None
-    predictor.check()
     return predictor
 
 

@@ -159,8 +159,9 @@ class Predictor:
     def from_resolved(
         cls, resolved: ResolvedModel, metrics: ServerMetrics | None = None, settings: Settings | None = None
     ) -> Predictor:
-        """Load an already resolved model folder (``settings``: the monitoring windows' sizes and thresholds)."""
-        return cls(load_model_folder(resolved.path), resolved, metrics=metrics, settings=settings)
+        """Load an already resolved model folder (``settings``: the monitoring windows' sizes and thresholds, and
+        how its pipeline may be read)."""
+        return cls(load_model_folder(resolved.path, settings), resolved, metrics=metrics, settings=settings)
 
     @property
     def name(self) -> str:

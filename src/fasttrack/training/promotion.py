@@ -313,7 +313,7 @@ def _too_few(rows: int, total: int, source: str, fresh: FreshRows, needed: int) 
 
 
 def _load(settings: Settings, name: str, version: str) -> LoadedModel:
-    return load_model_folder(resolve_model(f"models:/{name}/{version}", settings).path)
+    return load_model_folder(resolve_model(f"models:/{name}/{version}", settings).path, settings)
 
 
 def _check_comparable(new: LoadedModel, old: LoadedModel, new_version: str, old_version: str) -> None:

@@ -81,8 +81,9 @@ def export_onnx(result: TrainResult, folder: Path) -> OnnxExport:
 
 
 def predicts_input_example(folder: Path, metadata: ModelMetadata) -> None:
-    """The check before registration: the stored model folder loads, and its pickled pipeline (what serves when
-    the ONNX graph cannot) predicts the input example; raises a ``FastTrackError`` otherwise."""
+    """The check before registration: the stored model folder loads (its manifest included), and its skops
+    pipeline, read with the trusted types of the settings (what serves when the model has no ONNX graph or with the
+    sklearn runtime), predicts the input example; raises a ``FastTrackError`` otherwise."""
     import pandas as pd
 
     from fasttrack.features.frames import frame_input

@@ -42,15 +42,15 @@ def test_a_model_that_cannot_load_stops_the_server(model_home: Path, tmp_path: P
 
     folder = tmp_path / "broken-model"
     shutil.copytree(resolve_model("models:/sample/1", serving_settings(model_home)).path, folder)
-    # Neither the ONNX graph nor the pickled pipeline loads (a model served through ONNX never unpickles).
-    (folder / "model.pkl").write_bytes(b"not a pickle")
+    # Neither the ONNX graph nor the saved pipeline loads; the manifest names the first file that changed.
+    (folder / "model.skops").write_bytes(b"not a skops archive")
     (folder / "extra_files" / "model.onnx").write_bytes(b"not an ONNX model")
     result = run_cli(
         "serve", "--model", str(folder), "--port", str(free_port()), "--workers", workers, home=model_home, timeout=120
     )
     assert result.returncode == 1, result.stderr
     [line] = error_lines(result.stderr)
-    assert "cannot load the model" in line
+    assert "model folder refused: extra_files/model.onnx changed since registration" in line
 
 
 def test_access_log_and_draining_on_sigterm(model_home: Path) -> None:

@@ -364,7 +364,8 @@ def test_ctrl_c_stops_the_command_with_one_line(classifier: LoadedModel, tmp_pat
 def test_the_onnx_path_never_unpickles_and_slices_any_size(classifier: LoadedModel, tmp_path: Path) -> None:
     folder = tmp_path / "model"
     shutil.copytree(classifier.path, folder)
-    (folder / "model.pkl").write_bytes(b"not a pickle")  # only scikit-learn would need it
+    (folder / "fasttrack-manifest.json").unlink()  # as a folder saved before manifests, which would refuse this
+    (folder / "model.skops").write_bytes(b"not a skops archive")  # only scikit-learn would need it
     source = tmp_path / "in.csv"
     messy_input(500).to_csv(source, index=False)
     summary = score_file(folder, source, tmp_path / "out.csv", probabilities=True)

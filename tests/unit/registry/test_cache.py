@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -81,3 +82,40 @@ def test_a_download_that_fails_otherwise_is_one_line(tmp_path: Path) -> None:
     message = str(caught.value)
     assert message.startswith(f"downloading {folder.as_uri()}: ")
     assert "named pipe" in message and "\n" not in message
+
+
+def test_a_copy_that_fails_its_manifest_is_removed_and_the_next_fetch_gets_the_repaired_one(
+    settings: Settings,
+) -> None:
+    """Issue 17: a download that failed its check stayed in the cache, so a repaired store was never read again."""
+    from fasttrack.registry import manifest
+
+    key = cache.version_key(settings, "toy", "1")
+    store = model_folder(settings.home.parent / "store" / "model", "stored")
+    (store / "model.onnx").write_bytes(b"graph")
+    manifest.write(store)
+    (store / "model.onnx").write_bytes(b"garbage")  # the store's copy broken after registration
+
+    def fetch(into: Path) -> Path:
+        copy = into / "model"
+        shutil.copytree(store, copy)
+        return copy
+
+    with pytest.raises(manifest.IntegrityError, match=r"^model folder refused: model\.onnx changed since"):
+        cache.fill(settings, key, fetch, source="models:/toy/1")
+    assert cache.cached(settings, key) is None
+    assert list((settings.home / "models").iterdir()) == []  # neither the copy nor its temporary folder stays
+    (store / "model.onnx").write_bytes(b"graph")  # the store repaired: no folder to delete by hand
+    assert cache.fill(settings, key, fetch, source="models:/toy/1") == cache.folder_for(settings, key)
+    assert (cache.folder_for(settings, key) / "model.onnx").read_bytes() == b"graph"
+
+
+def test_evict_drops_a_cached_folder_and_nothing_else(settings: Settings, tmp_path: Path) -> None:
+    key = cache.version_key(settings, "toy", "1")
+    folder = cache.fill(settings, key, lambda into: model_folder(into / "model", "x"), source="models:/toy/1")
+    elsewhere = model_folder(tmp_path / "mine", "local")
+    assert cache.evict(settings, elsewhere) is False and elsewhere.is_dir()  # a local folder is never deleted
+    assert cache.evict(settings, folder) is True
+    assert cache.cached(settings, key) is None
+    assert list((settings.home / "models").iterdir()) == []
+    assert cache.evict(settings, folder) is False  # gone already

@@ -8,7 +8,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from fasttrack.config import Settings
 from fasttrack.errors import ModelLoadError
+from fasttrack.registry import manifest
 from fasttrack.registry.model_folder import (
     DataLineage,
     library_versions,
@@ -66,21 +68,27 @@ def test_scikit_learn_version_mismatch_is_refused(good_result: TrainResult, tmp_
         ("MLmodel", "MLmodel is missing"),
         ("extra_files/fasttrack.json", "fasttrack.json is missing"),
         ("extra_files/schema.json", "schema.json is missing"),
-        ("model.pkl", "cannot load the model"),
+        ("model.skops", r"model\.skops.* missing"),
     ],
 )
+@pytest.mark.parametrize("with_manifest", [True, False])
 def test_incomplete_folder_is_refused_with_the_reason(
-    good_result: TrainResult, tmp_path: Path, damage: str, message: str
+    good_result: TrainResult, tmp_path: Path, damage: str, message: str, with_manifest: bool
 ) -> None:
     folder = save_folder(good_result, tmp_path / "model")
+    if not with_manifest:  # a folder saved before manifests: the loader's own checks find what is missing
+        (folder / manifest.MANIFEST_FILE).unlink()
     (folder / damage).unlink()
     with pytest.raises(ModelLoadError, match=message):
-        load_model_folder(folder)
+        _ = load_model_folder(folder).pipeline
 
 
 def test_corrupt_metadata_is_refused(good_result: TrainResult, tmp_path: Path) -> None:
     folder = save_folder(good_result, tmp_path / "model")
     (folder / "extra_files" / "fasttrack.json").write_text(json.dumps({"name": 3}), encoding="utf-8")
+    with pytest.raises(manifest.IntegrityError, match=r"extra_files/fasttrack\.json changed since registration"):
+        load_model_folder(folder)
+    manifest.write(folder)  # as if it had been registered so: the metadata's own check refuses it
     with pytest.raises(ModelLoadError, match="unreadable model metadata"):
         load_model_folder(folder)
 
@@ -88,3 +96,70 @@ def test_corrupt_metadata_is_refused(good_result: TrainResult, tmp_path: Path) -
 def test_missing_folder_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ModelLoadError, match="model folder not found"):
         load_model_folder(tmp_path / "nothing")
+
+
+def test_the_pipeline_is_saved_with_skops_and_the_folder_with_its_manifest(
+    good_result: TrainResult, tmp_path: Path
+) -> None:
+    folder = save_folder(good_result, tmp_path / "model")
+    assert (folder / "model.skops").is_file() and not (folder / "model.pkl").exists()
+    assert manifest.verify(folder)
+
+
+def test_trusted_types_written_into_the_folder_are_ignored(
+    good_result: TrainResult, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Whoever can write the artifact can write MLmodel's skops_trusted_types: the loader reads only settings."""
+    import skops.io
+    import yaml
+
+    folder = save_folder(good_result, tmp_path / "model")
+    skops.io.dump({"hostile": Hostile()}, folder / "model.skops")
+    spec = yaml.safe_load((folder / "MLmodel").read_text())
+    spec["flavors"]["sklearn"]["skops_trusted_types"] = [f"{__name__}.Hostile"]
+    (folder / "MLmodel").write_text(yaml.safe_dump(spec))
+    manifest.write(folder)  # even re-signed by the manifest, the folder's own list is not trusted
+    with pytest.raises(ModelLoadError, match=rf"does not trust: {__name__}\.Hostile"):
+        _ = load_model_folder(folder, Settings()).pipeline
+    monkeypatch.setenv("FASTTRACK_TRUSTED_TYPES", f'["{__name__}.Hostile"]')  # the operator's choice
+    assert load_model_folder(folder).pipeline["hostile"].value == 1
+
+
+class Hostile:
+    def __init__(self) -> None:
+        self.value = 1
+
+
+def pickled_folder(result: TrainResult, path: Path) -> Path:
+    """A model folder as FastTrack saved them before skops: a cloudpickled pipeline, no manifest."""
+    import mlflow.sklearn
+
+    from fasttrack.registry.model_folder import write_extra_files
+
+    lineage = DataLineage(source="memory://toy.csv", fingerprint="abc", rows=300, columns=4)
+    extras = write_extra_files(path.parent / "extras", metadata_for(result, name="toy", data=lineage), result.schema)
+    mlflow.sklearn.save_model(
+        result.pipeline,
+        str(path),
+        extra_files=[str(p) for p in extras],
+        serialization_format=mlflow.sklearn.SERIALIZATION_FORMAT_CLOUDPICKLE,
+    )
+    return path
+
+
+def test_an_older_pickled_folder_loads_only_when_pickle_is_allowed(
+    good_result: TrainResult, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.delenv("MLFLOW_ALLOW_PICKLE_DESERIALIZATION", raising=False)
+    folder = pickled_folder(good_result, tmp_path / "model")
+    loaded = load_model_folder(folder, Settings())  # metadata and schema load; nothing is unpickled yet
+    assert "has no fasttrack-manifest.json" in caplog.text
+    with pytest.raises(ModelLoadError, match=r"model\.pkl is a pickle .* refused because FASTTRACK_ALLOW_PICKLE"):
+        _ = loaded.pipeline
+    with pytest.raises(ModelLoadError, match="is a pickle"):
+        open_runtime(loaded, "sklearn")
+    allowed = load_model_folder(folder, Settings(allow_pickle=True))
+    assert allowed.pipeline is not None
+    monkeypatch.setenv("MLFLOW_ALLOW_PICKLE_DESERIALIZATION", "false")  # MLflow's switch is honoured
+    with pytest.raises(ModelLoadError, match="MLFLOW_ALLOW_PICKLE_DESERIALIZATION is false"):
+        _ = load_model_folder(folder, Settings(allow_pickle=True)).pipeline

@@ -13,7 +13,7 @@ from mlflow import MlflowClient
 from fasttrack.config import Settings, TrainConfig
 from fasttrack.data.describe import infer_schema
 from fasttrack.errors import ModelLoadError
-from fasttrack.registry import runs
+from fasttrack.registry import manifest, runs
 from fasttrack.registry.layout import TAG_ONNX, TAG_ONNX_REASON
 from fasttrack.registry.model_folder import ONNX_FILE, ModelMetadata, OnnxInfo, load_model_folder
 from fasttrack.registry.resolve import resolve_model
@@ -108,7 +108,12 @@ def test_the_check_runs_on_the_stored_copy_before_registration(good_result: Trai
     assert run.version == "1"
     [(folder, files)] = checked
     assert not folder.exists()  # a temporary download, removed after the check
-    assert {"MLmodel", "model.pkl", "extra_files"} <= set(files)
+    # skops, never a pickle; the manifest is written into the checked copy before the check loads it
+    assert {"MLmodel", "model.skops", "extra_files", manifest.MANIFEST_FILE} <= set(files)
+    assert "model.pkl" not in files
+    stored = resolve_model("models:/toy/1", settings).path
+    assert manifest.verify(stored)  # the registered version carries the manifest of what was checked
+    assert manifest.read(stored) == manifest.digests(stored)
 
     def refuses(folder: Path, metadata: ModelMetadata) -> None:
         raise ModelLoadError("the check refused it")
@@ -165,6 +170,6 @@ def trained(model: str, **params: Any) -> TrainResult:
 
 def test_only_xgboost_models_require_xgboost() -> None:
     linear = runs._pip_requirements(trained("linear").pipeline)
-    assert [r.split("==")[0] for r in linear] == ["scikit-learn", "numpy", "pandas", "cloudpickle"]
+    assert [r.split("==")[0] for r in linear] == ["scikit-learn", "numpy", "pandas", "skops"]
     xgb = runs._pip_requirements(trained("xgboost", n_estimators=5, n_jobs=1).pipeline)
-    assert [r.split("==")[0] for r in xgb] == ["scikit-learn", "numpy", "pandas", "cloudpickle", "xgboost-cpu"]
+    assert [r.split("==")[0] for r in xgb] == ["scikit-learn", "numpy", "pandas", "skops", "xgboost-cpu"]

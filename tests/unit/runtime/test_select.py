@@ -111,7 +111,7 @@ def _without_onnx(model: LoadedModel, tmp_path: Path, *, status: str | None) -> 
     return LoadedModel(path=folder, pipeline=model.pipeline, schema=model.schema, metadata=metadata)
 
 
-@pytest.mark.parametrize("status", [None, "ok", "disagrees"])
+@pytest.mark.parametrize("status", [None, "disagrees"])
 def test_no_usable_onnx_means_sklearn_or_a_clear_refusal(
     classifier: Predictor, tmp_path: Path, status: str | None, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -125,15 +125,29 @@ def test_no_usable_onnx_means_sklearn_or_a_clear_refusal(
         open_runtime(model, "onnx")
 
 
-def test_an_unreadable_onnx_file_falls_back_under_auto_only(classifier: Predictor, tmp_path: Path) -> None:
+def test_a_checked_graph_gone_missing_is_refused_not_replaced_by_sklearn(classifier: Predictor, tmp_path: Path) -> None:
+    model = _without_onnx(classifier.model, tmp_path, status="ok")  # registered with a graph, the file deleted
+    assert model.onnx_path is None
+    with pytest.raises(ModelLoadError, match=r"refused: .*registered with a checked ONNX graph.*model.onnx is missing"):
+        open_runtime(model, "auto")
+    with pytest.raises(ModelLoadError, match="has no usable ONNX model"):
+        open_runtime(model, "onnx")
+    assert isinstance(open_runtime(model, "sklearn"), SklearnRuntime)  # the operator's explicit choice still works
+
+
+def test_a_garbage_onnx_file_is_refused_under_auto_too(
+    classifier: Predictor, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Issue 17: a garbage model.onnx was served by unpickling scikit-learn with only a warning."""
     folder = tmp_path / "model"
     shutil.copytree(classifier.model.path, folder)
     (folder / "extra_files" / "model.onnx").write_bytes(b"not a graph")
     broken = classifier.model
     model = LoadedModel(path=folder, pipeline=broken.pipeline, schema=broken.schema, metadata=broken.metadata)
-    assert isinstance(open_runtime(model, "auto"), SklearnRuntime)
-    with pytest.raises(ModelLoadError, match="cannot load the ONNX model"):
-        open_runtime(model, "onnx")
+    for engine in ("auto", "onnx"):
+        with pytest.raises(ModelLoadError, match=r"refused: cannot load the ONNX model extra_files/model\.onnx"):
+            open_runtime(model, engine)  # type: ignore[arg-type]
+    assert "predicting with scikit-learn" not in caplog.text
 
 
 def test_engines(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -432,3 +432,24 @@ def test_a_promotion_gives_up_when_the_alias_keeps_moving(
     with pytest.raises(AliasError, match=rf"toy@champion kept moving while version {third} was compared \(3 attempts"):
         promote_until_settled(settings, NAME, third)
     assert tags(settings, third) == {}
+
+
+def test_a_promotion_of_versions_with_a_checked_graph_reads_neither_pipeline(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 17: `fasttrack models promote` read (unpickled) both versions' pipelines; both versions score through
+    the runtime they serve with, so versions with a checked ONNX graph never have their pipeline read."""
+    from fasttrack.registry import model_folder
+
+    for version in ("1", "3"):
+        assert load_model_folder(resolve_model(f"models:/{NAME}/{version}", settings).path).onnx_path is not None
+    read: list[Path] = []
+
+    def reading(model_file: Path, *args: object) -> object:
+        read.append(model_file)
+        raise AssertionError(f"{model_file} was read")
+
+    monkeypatch.setattr(model_folder, "load_pipeline", reading)
+    result = promote_challenger(settings, NAME, "3")
+    assert result.decision in ("promoted", "rejected")
+    assert read == []
