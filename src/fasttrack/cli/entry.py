@@ -108,8 +108,10 @@ def main(argv: list[str] | None = None) -> None:
     except Exception as exc:
         if debug:
             raise
+        # One line even for a library's multi-line message (SQLAlchemy adds the statement and a link below it).
+        first = next((line.strip() for line in str(exc).splitlines() if line.strip()), "")
         err.print(
-            f"[red]error:[/] unexpected {type(exc).__name__}: {escape(str(exc))} (run with --debug for the traceback)",
+            f"[red]error:[/] unexpected {type(exc).__name__}: {escape(first)} (run with --debug for the traceback)",
             highlight=False,
             soft_wrap=True,
         )
