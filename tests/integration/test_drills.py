@@ -69,6 +69,12 @@ def metric(text: str, series: str) -> float:
     return 0.0
 
 
+@pytest.fixture(scope="module")
+def model_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The session's serving models (``sample`` version 1, ...), trained once per test session."""
+    return trained_home(tmp_path_factory.getbasetemp())
+
+
 # ------------------------------------------------------------------------------------------ kill -9 of train
 def query(home: Path, sql: str, *params: object) -> list[tuple[Any, ...]]:
     """Rows of the embedded store, read-only (nothing while the store does not exist or is locked)."""
@@ -187,21 +193,26 @@ def test_kill_9_during_train_leaves_no_half_registered_version(drill_home: Path)
 
 
 # --------------------------------------------------------------------------------- the registry unreachable
-def test_registry_unreachable_keeps_the_served_version_and_is_counted(tmp_path: Path) -> None:
-    import pandas as pd
+def test_registry_unreachable_keeps_the_served_version_and_is_counted(model_home: Path, tmp_path: Path) -> None:
+    from mlflow import MlflowClient
 
-    from fasttrack.config import Settings, TrainConfig
-    from fasttrack.data.describe import infer_schema
-    from fasttrack.training.publish import publish
-    from fasttrack.training.train import train
+    from fasttrack.registry.resolve import resolve_model
 
+    folder = resolve_model("models:/sample/1", serving_settings(model_home)).path  # trained once per session
+    from fasttrack.registry.store import create_embedded_store
+
+    # the server's SQLite store made as FastTrack makes its own (its schema built once, not by ~70 migrations)
+    create_embedded_store(tmp_path / "mlflow" / "mlflow.db")
     with contextlib.ExitStack() as tracking:
         server = tracking.enter_context(run_mlflow(tmp_path / "mlflow"))
-        settings = Settings(home=tmp_path / "home", tracking_uri=server.url, model=None)
-        config = TrainConfig.load(SAMPLE, cv_folds=0, name="cut-off")
-        frame = pd.read_csv(REPO / "data/sample/classification.csv")
-        result = train(frame, config, infer_schema(frame, config.target, config.task))
-        assert publish(result, settings=settings, source=config.data, fingerprint="drill").registered
+        # the session's sample model registered on the tracking server as MLflow's API does it (nothing trained)
+        client = MlflowClient(tracking_uri=server.url, registry_uri=server.url)
+        run = client.create_run(client.create_experiment("cut-off")).info.run_id
+        client.log_artifacts(run, str(folder), "model")
+        client.set_terminated(run)
+        client.create_registered_model("cut-off")
+        created = client.create_model_version("cut-off", source=f"runs:/{run}/model", run_id=run)
+        client.set_registered_model_alias("cut-off", "champion", created.version)
         home = tmp_path / "serving"
         with serve(
             "--model",
@@ -233,12 +244,6 @@ def test_registry_unreachable_keeps_the_served_version_and_is_counted(tmp_path: 
 
 
 # ------------------------------------------------------------------------------------- SIGTERM under load
-@pytest.fixture(scope="module")
-def model_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The session's serving models (``sample`` version 1, ...), trained once per test session."""
-    return trained_home(tmp_path_factory.getbasetemp())
-
-
 def http_request(path: str, body: bytes, host: str) -> bytes:
     return (
         f"POST {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n"
