@@ -425,8 +425,10 @@ def test_a_full_disk_gives_one_line_and_loses_nothing(tmp_path: Path) -> None:
         filler = fill(disk)
 
         failed = run_cli(*train_args("full"), home=home)
-        line = one_line_error(failed, "no space left on the device")
-        print(line)
+        one_line_error(failed, "recording the run of model 'full': no space left on the device")
+        port = str(free_port())  # serving a version not in the cache yet needs a copy: one line too
+        served = run_cli("serve", "--model", "models:/full/1", "--port", port, home=home, timeout=120)
+        one_line_error(served, "resolving models:/full/1: no space left on the device writing")
         listed = run_cli("models", "list", home=home)  # reading works on a full disk
         assert listed.returncode == 0 and "│ full" in listed.stdout, listed.stderr
 

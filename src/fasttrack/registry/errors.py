@@ -11,6 +11,8 @@ is looked up among the modules already loaded (a server resolving models without
 from __future__ import annotations
 
 import errno
+import os
+import shutil
 import sqlite3
 import sys
 from collections.abc import Iterator
@@ -56,9 +58,20 @@ def registry_error(exc: BaseException, what: str) -> FastTrackError | None:
     store = _object_store_message(exc)
     if store is not None:
         return RegistryError(f"{what}: {store}")
+    failures = _copy_failures(exc)
+    if failures:  # a copy of a folder (a model into the cache) that failed: the first file's error says why
+        return RegistryError(f"{what}: copying {failures[0][0]}: {failures[0][2]}")
     if isinstance(exc, OSError):  # ConnectionError included
         return RegistryError(f"{what}: {exc}")
     return None
+
+
+def _copy_failures(exc: BaseException) -> list[tuple[str, str, str]]:
+    """The (source, target, error text) of each file ``shutil.copytree`` could not copy, when ``exc`` is its
+    ``shutil.Error``; else nothing."""
+    if not isinstance(exc, shutil.Error) or not exc.args or not isinstance(exc.args[0], list):
+        return []
+    return [(str(e[0]), str(e[1]), str(e[2])) for e in exc.args[0] if isinstance(e, tuple) and len(e) == 3]
 
 
 def error_code(exc: BaseException) -> str | None:
@@ -91,6 +104,12 @@ def no_space(exc: BaseException) -> str | None:
         if isinstance(link, OSError) and link.errno in _FULL_ERRNOS:
             where = f" writing {link.filename}" if link.filename else ""
             return f"no space left on the device{where} ({link.strerror}); free some space and try again"
+        for _source, target, why in _copy_failures(link):
+            # shutil.copytree keeps each file's error as text only: the OS's own words for the errno (English:
+            # Python does not set the C library's locale) are what is left to recognise
+            full = next((os.strerror(n) for n in _FULL_ERRNOS if os.strerror(n) in why), None)
+            if full is not None:
+                return f"no space left on the device writing {target} ({full}); free some space and try again"
         if isinstance(link, sqlite3.Error) and getattr(link, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL:
             return "no space left on the device of the SQLite store (database or disk is full); free some space"
     return None

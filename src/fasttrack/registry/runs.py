@@ -266,8 +266,9 @@ def end_abandoned_runs(mlflow_client: MlflowClient, experiment_id: str) -> list[
             mlflow_client.set_terminated(run.info.run_id, status="KILLED")
             log.warning("run %s marked KILLED: %s", run.info.run_id, reason)
             ended.append(run.info.run_id)
-    except Exception:  # a clean-up: the training itself must not fail because of it
-        log.warning("could not look for abandoned runs of experiment %s", experiment_id, exc_info=True)
+    except Exception as exc:  # a clean-up: the training itself must not fail because of it
+        log.warning("could not look for abandoned runs of experiment %s: %s", experiment_id, exc)
+        log.debug("looking for abandoned runs failed", exc_info=True)
     return ended
 
 
