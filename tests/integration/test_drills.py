@@ -225,7 +225,7 @@ def test_registry_unreachable_keeps_the_served_version_and_is_counted(model_home
             assert httpx.post(served.url + "/predict", json=RECORD).status_code == 200
             tracking.close()  # the tracking server stops
 
-            checked = httpx.post(served.url + "/admin/reload", timeout=120).json()
+            checked = httpx.post(served.url + "/admin/reload", json={}, timeout=120).json()
             assert (checked["outcome"], checked["version"]) == ("refused", "1")
             time.sleep(1.5)  # polls keep failing meanwhile
             for _ in range(20):
@@ -345,7 +345,7 @@ def test_ten_version_swaps_under_load_answer_no_error(model_home: Path) -> None:
                 else:  # the alias moves back to an older version (a rollback)
                     version = expected[-2]
                     client.set_registered_model_alias(name, "champion", version)
-                reloaded = httpx.post(server.url + "/admin/reload", timeout=60).json()
+                reloaded = httpx.post(server.url + "/admin/reload", json={}, timeout=60).json()
                 assert (reloaded["outcome"], reloaded["version"]) == ("reloaded", version), reloaded
                 expected.append(version)
                 seen = len(answers)
