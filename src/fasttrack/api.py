@@ -1227,7 +1227,7 @@ def drift_report(
         The period of the log read, as for :func:`dataset_from_log`.
     version
         Only this version (a number or an alias); with ``data``, the version whose profile is compared (default:
-        ``champion``, else the latest).
+        ``champion``).
     settings, on_step
         As for :func:`train`.
 

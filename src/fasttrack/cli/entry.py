@@ -54,12 +54,15 @@ def _main(
         bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
     ] = False,
 ) -> None:
-    # Read by MLflow when it is first imported, which happens later, inside the commands.
-    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "DEBUG" if debug else "ERROR")
+    # Read by MLflow when it is first imported, which happens later, inside the commands. Not even its errors: MLflow
+    # logs a failed database write with its traceback (a full disk) and then raises it, and the command reports
+    # what it raises in one line; --debug shows everything.
+    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "DEBUG" if debug else "CRITICAL")
     logging.basicConfig(level=logging.DEBUG if debug else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     if not debug:
-        for noisy in ("alembic", "mlflow", "urllib3", "botocore"):
+        for noisy in ("alembic", "urllib3", "botocore"):
             logging.getLogger(noisy).setLevel(logging.ERROR)
+        logging.getLogger("mlflow").setLevel(logging.CRITICAL)
         warnings.filterwarnings("ignore")
 
 
@@ -108,8 +111,10 @@ def main(argv: list[str] | None = None) -> None:
     except Exception as exc:
         if debug:
             raise
+        # One line even for a library's multi-line message (SQLAlchemy adds the statement and a link below it).
+        first = next((line.strip() for line in str(exc).splitlines() if line.strip()), "")
         err.print(
-            f"[red]error:[/] unexpected {type(exc).__name__}: {escape(str(exc))} (run with --debug for the traceback)",
+            f"[red]error:[/] unexpected {type(exc).__name__}: {escape(first)} (run with --debug for the traceback)",
             highlight=False,
             soft_wrap=True,
         )

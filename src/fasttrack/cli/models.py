@@ -17,6 +17,10 @@ from fasttrack.errors import ConfigError
 
 if TYPE_CHECKING:
     from fasttrack.registry.history import AliasEvent
+    from fasttrack.registry.versions import VersionInfo
+
+#: The alias a first version takes and a server follows by default (``fasttrack.registry.layout.CHAMPION``).
+CHAMPION = "champion"
 
 models_app = typer.Typer(
     help="List, show, promote and roll back registered models; the history of their aliases.", no_args_is_help=True
@@ -55,7 +59,7 @@ def models_list(name: Annotated[str | None, typer.Argument(help="Only this regis
     for row in rows:
         table.add_row(
             row.name,
-            row.version,
+            row.version or "none",
             ", ".join(row.aliases),
             row.primary_metric or "",
             render.number(row.primary_metric_value),
@@ -63,6 +67,24 @@ def models_list(name: Annotated[str | None, typer.Argument(help="Only this regis
             row.run_id or "",
         )
     out.print(table)
+    for note in _listing_notes(rows):
+        out.print(note, highlight=False)
+
+
+def _listing_notes(rows: list[VersionInfo]) -> list[str]:
+    """What a listing shows that needs a word: a registered model without versions, and one whose versions none
+    holds ``@champion`` (both what a registration killed half-way leaves; a server of ``@champion`` refuses them)."""
+    notes: list[str] = []
+    for name in dict.fromkeys(row.name for row in rows):
+        mine = [row for row in rows if row.name == name]
+        numbered = [row.version for row in mine if row.version is not None]
+        if not numbered:
+            notes.append(f"{name}: no usable version (a registration did not finish); train one with `fasttrack train`")
+        elif not any(CHAMPION in row.aliases for row in mine):
+            notes.append(
+                f"{name}: no version holds @{CHAMPION}; set it with `fasttrack models promote {name} {numbered[0]}`"
+            )
+    return notes
 
 
 @models_app.command("promote", help=PROMOTE_HELP)

@@ -18,8 +18,11 @@ ticket or is seen choosing by it, so they never both go ahead.
 A contender that dies leaves its tag behind, so tags are leases: every contender rewrites its tag (a heartbeat
 counter) every ``lease / 5`` seconds while it waits or holds the lock, and the others ignore, then delete, a tag
 whose value they have seen unchanged for ``lease`` seconds by their own monotonic clock (no clock is compared
-between machines). A holder that could not renew its tag for more than ``lease / 2`` seconds (a paused process, a
-server that stopped answering) no longer counts on the lock: :meth:`AliasLock.check` raises before the move.
+between machines). A tag also names its process (:class:`~fasttrack.registry.liveness.Owner`): one whose process
+is certainly gone (the same machine, boot and PID namespace, no such process: a ``kill -9`` during a
+registration) is deleted at once instead of after the lease. A holder that could not renew its tag for more than
+``lease / 2`` seconds (a paused process, a server that stopped answering) no longer counts on the lock:
+:meth:`AliasLock.check` raises before the move.
 
 What is not guaranteed: the lock has no fencing token (MLflow could not check one), so a holder that stalls for
 longer than the lease between :meth:`AliasLock.check` and its next write could still overlap with the next
@@ -43,6 +46,7 @@ from typing import TYPE_CHECKING
 
 from fasttrack.errors import AliasError
 from fasttrack.registry.layout import TAG_ALIAS_LOCK
+from fasttrack.registry.liveness import Owner, is_gone, this_process
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -65,16 +69,23 @@ class _Entry:
     ticket: int | None
     beat: int
     by: str
+    owner: Owner | None = None
 
     def encode(self) -> str:
-        return json.dumps({"ticket": self.ticket, "beat": self.beat, "by": self.by}, separators=(",", ":"))
+        data: dict[str, object] = {"ticket": self.ticket, "beat": self.beat, "by": self.by}
+        if self.owner is not None:
+            data["owner"] = self.owner.encode()
+        return json.dumps(data, separators=(",", ":"))
 
 
 def _decode(id: str, value: str) -> _Entry | None:
     try:
         data = json.loads(value)
         ticket = data["ticket"]
-        return _Entry(id, int(ticket) if ticket is not None else None, int(data["beat"]), str(data.get("by", "?")))
+        owner = Owner.decode(data.get("owner")) if isinstance(data.get("owner"), str) else None
+        return _Entry(
+            id, int(ticket) if ticket is not None else None, int(data["beat"]), str(data.get("by", "?")), owner
+        )
     except (ValueError, TypeError, KeyError):
         return None
 
@@ -111,7 +122,9 @@ class AliasLock:
         self.lease, self.wait, self.poll = lease, wait, poll
         self._clock, self._sleep = clock, sleep
         self._prefix = f"{LOCK_PREFIX}{alias}."
-        self._entry = _Entry(secrets.token_hex(8), None, 0, by or f"{socket.gethostname()}:{os.getpid()}")
+        self._entry = _Entry(
+            secrets.token_hex(8), None, 0, by or f"{socket.gethostname()}:{os.getpid()}", this_process()
+        )
         self._renewed_at = 0.0  # when the last write of our tag started (monotonic)
         self._seen: dict[str, tuple[str, float]] = {}  # other tags: value, and when we first saw that value
         self._held = False
@@ -200,18 +213,21 @@ class AliasLock:
             since = first_seen[1] if first_seen is not None and first_seen[0] == value else now
             current[key] = (value, since)
             entry = _decode(key.removeprefix(self._prefix), value)
+            if entry is not None and entry.owner is not None and is_gone(entry.owner):
+                self._forget(key, entry, why="its process is gone")
+                continue
             if now - since >= self.lease or entry is None:
                 if now - since >= self.lease:
-                    self._forget(key, entry)
+                    self._forget(key, entry, why=f"unchanged for {self.lease:.0f} s")
                 continue
             live.append(entry)
         self._seen = current
         return live
 
-    def _forget(self, key: str, entry: _Entry | None) -> None:
+    def _forget(self, key: str, entry: _Entry | None, *, why: str) -> None:
         """Delete a dead contender's tag (another contender may do it first: that is fine)."""
         who = entry.by if entry is not None else "an unreadable entry"
-        log.warning("%s@%s: removing the lock tag of %s, unchanged for %.0f s", self.name, self.alias, who, self.lease)
+        log.warning("%s@%s: removing the lock tag of %s, %s", self.name, self.alias, who, why)
         try:
             self._client.delete_registered_model_tag(self.name, key)
         except Exception:  # a tag deleted meanwhile, or a transient error: it stays ignored either way
@@ -219,7 +235,7 @@ class AliasLock:
 
     def _next(self, ticket: int | None) -> _Entry:
         """Our tag with ``ticket`` and the heartbeat counter moved on (so the others see it change)."""
-        return _Entry(self._entry.id, ticket, self._entry.beat + 1, self._entry.by)
+        return _Entry(self._entry.id, ticket, self._entry.beat + 1, self._entry.by, self._entry.owner)
 
     def _write(self, entry: _Entry) -> None:
         """Write our tag; the lease counts from when a successful write started (others cannot have seen the new

@@ -10,6 +10,10 @@ is looked up among the modules already loaded (a server resolving models without
 
 from __future__ import annotations
 
+import errno
+import os
+import shutil
+import sqlite3
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -42,6 +46,9 @@ def registry_errors(what: str) -> Iterator[None]:
 
 def registry_error(exc: BaseException, what: str) -> FastTrackError | None:
     """The one-line error for ``exc`` raised while doing ``what``, or ``None`` when it is not one of the registry's."""
+    full = no_space(exc)
+    if full is not None:
+        return RegistryError(f"{what}: {full}")
     code = error_code(exc)
     if code is not None:
         message = mlflow_message(exc)
@@ -51,9 +58,20 @@ def registry_error(exc: BaseException, what: str) -> FastTrackError | None:
     store = _object_store_message(exc)
     if store is not None:
         return RegistryError(f"{what}: {store}")
+    failures = _copy_failures(exc)
+    if failures:  # a copy of a folder (a model into the cache) that failed: the first file's error says why
+        return RegistryError(f"{what}: copying {failures[0][0]}: {failures[0][2]}")
     if isinstance(exc, OSError):  # ConnectionError included
         return RegistryError(f"{what}: {exc}")
     return None
+
+
+def _copy_failures(exc: BaseException) -> list[tuple[str, str, str]]:
+    """The (source, target, error text) of each file ``shutil.copytree`` could not copy, when ``exc`` is its
+    ``shutil.Error``; else nothing."""
+    if not isinstance(exc, shutil.Error) or not exc.args or not isinstance(exc.args[0], list):
+        return []
+    return [(str(e[0]), str(e[1]), str(e[2])) for e in exc.args[0] if isinstance(e, tuple) and len(e) == 3]
 
 
 def error_code(exc: BaseException) -> str | None:
@@ -68,6 +86,33 @@ def mlflow_message(exc: BaseException) -> str:
     """The first line of an ``MlflowException``'s message (its type's name when it has none)."""
     message = str(getattr(exc, "message", "") or "")
     return message.splitlines()[0] if message.strip() else type(exc).__name__
+
+
+#: ``errno`` values of a write the disk refused: no space, over quota, over the file size limit (``ulimit -f``).
+_FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
+
+
+def no_space(exc: BaseException) -> str | None:
+    """A short line when ``exc`` comes from a full disk (an artifact file or the SQLite store), else ``None``.
+
+    Found from what the exceptions carry, wherever MLflow and SQLAlchemy wrapped them: an ``OSError`` whose
+    ``errno`` says the disk is full, or SQLite's own ``SQLITE_FULL`` code (``sqlite3.Error.sqlite_errorcode``).
+    SQLite rolls a transaction that could not be written back, and a run's artifacts are written before its
+    version is registered, so what was stored before stays as it was.
+    """
+    for link in causes(exc):
+        if isinstance(link, OSError) and link.errno in _FULL_ERRNOS:
+            where = f" writing {link.filename}" if link.filename else ""
+            return f"no space left on the device{where} ({link.strerror}); free some space and try again"
+        for _source, target, why in _copy_failures(link):
+            # shutil.copytree keeps each file's error as text only: the OS's own words for the errno (English:
+            # Python does not set the C library's locale) are what is left to recognise
+            full = next((os.strerror(n) for n in _FULL_ERRNOS if os.strerror(n) in why), None)
+            if full is not None:
+                return f"no space left on the device writing {target} ({full}); free some space and try again"
+        if isinstance(link, sqlite3.Error) and getattr(link, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL:
+            return "no space left on the device of the SQLite store (database or disk is full); free some space"
+    return None
 
 
 def unreachable_server(exc: BaseException) -> str | None:

@@ -16,6 +16,10 @@ TAG_DATA_PREFIX = "fasttrack.data."
 #: Run tags recording the ONNX export stored with the model: its status, and why when it is not ``ok``.
 TAG_ONNX = "fasttrack.onnx"
 TAG_ONNX_REASON = "fasttrack.onnx.reason"
+#: Run tags: the process recording the run (``fasttrack.registry.liveness.Owner``), so that a later run can end it
+#: as ``KILLED`` once that process is gone, and why it was ended so.
+TAG_OWNER = "fasttrack.owner"
+TAG_ABANDONED = "fasttrack.abandoned"
 #: Registered-model tags: one per event of the alias history (``<UTC time>-<random>``, JSON), and one per
 #: contender for an alias's lock while a move is under way (``<alias>.<id>``).
 TAG_ALIAS_HISTORY = "fasttrack.alias_history."

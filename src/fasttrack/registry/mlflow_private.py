@@ -121,6 +121,13 @@ class RegistryReader:
         """Close the connection."""
         self._connection.close()
 
+    def registered(self, name: str) -> bool:
+        """Whether registered model ``name`` exists, with or without versions (``get_registered_model``)."""
+        row = self._connection.execute(
+            "SELECT 1 FROM registered_models WHERE workspace = ? AND name = ?", (_WORKSPACE, name)
+        ).fetchone()
+        return row is not None
+
     def version(self, name: str, version: str) -> StoredVersion | None:
         """Version ``version`` of ``name``, unless deleted or never registered."""
         row = self._connection.execute(

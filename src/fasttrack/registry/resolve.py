@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 from fasttrack.config import Settings
 from fasttrack.errors import ModelNotFoundError
 from fasttrack.registry import cache, mlflow_private
-from fasttrack.registry.errors import NOT_FOUND, error_code, mlflow_message, registry_errors
+from fasttrack.registry.errors import NOT_FOUND, error_code, registry_errors
 from fasttrack.registry.layout import CHAMPION
 from fasttrack.registry.store import client, configure, is_embedded
 
@@ -54,8 +54,10 @@ def resolve_model(uri: str | None, settings: Settings) -> ResolvedModel:
     """Resolve a model URI (or a local folder) to a local model folder, downloading registered versions once.
 
     ``models:/NAME@ALIAS``, ``models:/NAME/VERSION``, ``models:/NAME`` (latest version), ``runs:/...`` and any
-    other MLflow artifact URI work; a ``@champion`` that is not set falls back to the latest version, any other
-    alias that is not set is a :class:`~fasttrack.errors.ModelNotFoundError`.
+    other MLflow artifact URI work. An alias is resolved strictly: one that is not set, ``@champion`` included, is a
+    :class:`~fasttrack.errors.ModelNotFoundError` naming the alias and the latest version, never a silent fall-back
+    to that version (a first registration killed before its version took ``@champion`` must not be served as if
+    it had been promoted; ``fasttrack models promote NAME VERSION`` sets the alias).
     """
     uri = uri or default_model_uri(settings)
     local = Path(uri)
@@ -82,9 +84,10 @@ def resolve_model(uri: str | None, settings: Settings) -> ResolvedModel:
             except Exception as exc:
                 if error_code(exc) not in _NOT_SET:
                     raise
-                if alias != CHAMPION:
-                    raise ModelNotFoundError(f"resolving {uri}: {mlflow_message(exc)}") from None
-                mv = _latest(mlflow_client, name, uri)
+                if not _registered(mlflow_client, name):
+                    raise ModelNotFoundError(_not_found(uri, name, None, None)) from None
+                latest = _latest_number(mlflow_client, name)
+                raise ModelNotFoundError(_alias_not_set(uri, name, alias, latest)) from None
         elif version:
             mv = mlflow_client.get_model_version(name, version)
         else:
@@ -103,20 +106,27 @@ def _resolve_embedded(
         reader = mlflow_private.RegistryReader.open(settings.embedded_store())
         if reader is None:
             return None
+        latest: mlflow_private.StoredVersion | None = None
+        registered = False
         try:
             with reader:
                 if alias:
                     stored = reader.alias(name, alias)
-                    if stored is None and alias == CHAMPION:
-                        stored = reader.latest(name)
                 elif version:
                     stored = reader.version(name, version)
                 else:
                     stored = reader.latest(name)
+                if stored is None:
+                    latest = reader.latest(name)
+                    registered = latest is not None or reader.registered(name)
         except sqlite3.Error:  # e.g. locked by a writer for longer than the timeout: MLflow's own handling
             log.debug("reading the registry tables of %s failed", settings.embedded_store(), exc_info=True)
             return None
         if stored is None:
+            if alias and registered:
+                raise ModelNotFoundError(_alias_not_set(uri, name, alias, latest.version if latest else None))
+            if not version and registered:
+                raise ModelNotFoundError(_no_version(uri, name))
             raise ModelNotFoundError(_not_found(uri, name, version, alias))
         key = cache.version_key(settings, name, stored.version)
         path = cache.cached(settings, key)
@@ -135,15 +145,51 @@ def _resolve_embedded(
 def _not_found(uri: str, name: str, version: str | None, alias: str | None) -> str:
     if version:
         return f"resolving {uri}: registered model {name!r} has no version {version}"
-    if alias and alias != CHAMPION:
-        return f"resolving {uri}: registered model {name!r} has no alias {alias!r}"
     return f"no registered model {name!r} (from {uri}); train one with `fasttrack train`"
+
+
+def _no_version(uri: str, name: str) -> str:
+    """A registered model without a version: what a registration killed between its two MLflow calls leaves."""
+    return (
+        f"resolving {uri}: registered model {name!r} has no usable version (a registration did not finish); "
+        "train one with `fasttrack train`"
+    )
+
+
+def _alias_not_set(uri: str, name: str, alias: str, latest: str | None) -> str:
+    """An alias that is not set, with what the user can do instead (never done for them)."""
+    if latest is None:
+        return _no_version(uri, name)
+    hint = f"set it with `fasttrack models promote {name} {latest}`" if alias == CHAMPION else "set it first"
+    return (
+        f"resolving {uri}: registered model {name!r} has no alias {alias!r} (its latest version is {latest}: "
+        f"serve models:/{name}/{latest}, or {hint})"
+    )
+
+
+def _registered(mlflow_client: MlflowClient, name: str) -> bool:
+    """Whether registered model ``name`` exists (with or without versions)."""
+    try:
+        mlflow_client.get_registered_model(name)
+    except Exception as exc:
+        if error_code(exc) in NOT_FOUND:
+            return False
+        raise
+    return True
+
+
+def _latest_number(mlflow_client: MlflowClient, name: str) -> str | None:
+    """The number of the newest version of ``name`` (``None``: it has none)."""
+    versions = mlflow_client.search_model_versions(f"name='{name}'")
+    return str(max(int(v.version) for v in versions)) if versions else None
 
 
 def _latest(mlflow_client: MlflowClient, name: str, uri: str) -> Any:
     versions = mlflow_client.search_model_versions(f"name='{name}'")
     if not versions:
-        raise ModelNotFoundError(f"no registered model {name!r} (from {uri}); train one with `fasttrack train`")
+        if _registered(mlflow_client, name):
+            raise ModelNotFoundError(_no_version(uri, name))
+        raise ModelNotFoundError(_not_found(uri, name, None, None))
     return max(versions, key=lambda v: int(v.version))
 
 

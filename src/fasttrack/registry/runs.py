@@ -14,6 +14,7 @@ check that the stored copy predicts -- is computed by the caller (:mod:`fasttrac
 from __future__ import annotations
 
 import json
+import logging
 import os
 import subprocess
 import tempfile
@@ -28,7 +29,16 @@ from fasttrack.registry import manifest
 from fasttrack.registry.cache import download_artifacts
 from fasttrack.registry.errors import registry_errors
 from fasttrack.registry.history import actor
-from fasttrack.registry.layout import HOLDOUT_ARTIFACT, TAG_DATA_PREFIX, TAG_ONNX, TAG_ONNX_REASON, TRAIN_ROWS_ARTIFACT
+from fasttrack.registry.layout import (
+    HOLDOUT_ARTIFACT,
+    TAG_ABANDONED,
+    TAG_DATA_PREFIX,
+    TAG_ONNX,
+    TAG_ONNX_REASON,
+    TAG_OWNER,
+    TRAIN_ROWS_ARTIFACT,
+)
+from fasttrack.registry.liveness import Owner, is_gone, this_process
 from fasttrack.registry.model_folder import (
     DataLineage,
     ModelMetadata,
@@ -48,6 +58,8 @@ if TYPE_CHECKING:
 
     from fasttrack.data.clean import CleanReport
     from fasttrack.training.train import TrainResult
+
+log = logging.getLogger(__name__)
 
 #: A check of a logged model before it is registered: given the model folder as downloaded back from the store,
 #: and its metadata; raises (a ``FastTrackError``) when the model must not be registered.
@@ -138,10 +150,16 @@ def log_training(
     with registry_errors(f"recording the run of model {name!r}"):
         mlflow_client = client(settings)
         experiment_id = _experiment_id(mlflow_client, name, settings)
+        end_abandoned_runs(mlflow_client, experiment_id)
         commit = git_commit()
+        owner = this_process()
         with tempfile.TemporaryDirectory(prefix="fasttrack-") as tmp:
             staging = Path(tmp)
-            with mlflow.start_run(experiment_id=experiment_id, run_name=f"{config.model}") as run:
+            with mlflow.start_run(
+                experiment_id=experiment_id,
+                run_name=f"{config.model}",
+                tags={TAG_OWNER: owner.encode()} if owner is not None else None,
+            ) as run:
                 run_id = run.info.run_id
                 tags = {
                     "fasttrack.task": result.task,
@@ -227,6 +245,36 @@ def log_training(
                     version=registered.version,
                     aliases=registered.aliases,
                 )
+
+
+def end_abandoned_runs(mlflow_client: MlflowClient, experiment_id: str) -> list[str]:
+    """End as ``KILLED`` the runs of ``experiment_id`` still ``RUNNING`` whose process is gone; their ids.
+
+    A training killed with ``kill -9`` (or stopped by a full disk before it could write its end) leaves its run
+    ``RUNNING`` for ever: MLflow has no lease on a run, and ``mlflow gc`` only deletes runs already marked deleted.
+    Each FastTrack run records its process (``fasttrack.owner``); the next training of the model ends those whose
+    process :func:`~fasttrack.registry.liveness.is_gone` says is gone, with ``fasttrack.abandoned`` saying why.
+    A run of another machine, container or of a process still running is left alone. Never fails a training: an
+    error here is logged and the training goes on.
+    """
+    ended: list[str] = []
+    try:
+        running = mlflow_client.search_runs(
+            [experiment_id], filter_string="attributes.status = 'RUNNING'", max_results=200
+        )
+        for run in running:
+            owner = Owner.decode(run.data.tags.get(TAG_OWNER))
+            if owner is None or not is_gone(owner):
+                continue
+            reason = f"its process (pid {owner.pid} on {owner.host}) ended without finishing the run"
+            mlflow_client.set_tag(run.info.run_id, TAG_ABANDONED, reason)
+            mlflow_client.set_terminated(run.info.run_id, status="KILLED")
+            log.warning("run %s marked KILLED: %s", run.info.run_id, reason)
+            ended.append(run.info.run_id)
+    except Exception as exc:  # a clean-up: the training itself must not fail because of it
+        log.warning("could not look for abandoned runs of experiment %s: %s", experiment_id, exc)
+        log.debug("looking for abandoned runs failed", exc_info=True)
+    return ended
 
 
 def _check_stored(

@@ -34,10 +34,15 @@ class RegisteredVersion:
 
 @dataclass(frozen=True)
 class VersionInfo:
-    """One registered model version, as ``fasttrack models list`` shows it."""
+    """One registered model version, as ``fasttrack models list`` shows it.
+
+    A registered model without any version (what a registration killed between MLflow's two calls, creating the
+    model and then its version, leaves) is one row too, with ``version`` ``None`` and the model's creation time:
+    listed rather than hidden, so that it is seen and not taken for a missing model.
+    """
 
     name: str
-    version: str
+    version: str | None
     aliases: list[str]
     primary_metric: str | None
     primary_metric_value: float | None
@@ -111,7 +116,8 @@ def register_version(
 
 
 def list_versions(settings: Settings, name: str | None = None) -> list[VersionInfo]:
-    """Registered model versions (of one model, or of all), newest first within each model."""
+    """Registered model versions (of one model, or of all), newest first within each model; a registered model
+    without versions is one row with ``version`` ``None``."""
     import pandas as pd
 
     with registry_errors("listing models"):
@@ -120,9 +126,22 @@ def list_versions(settings: Settings, name: str | None = None) -> list[VersionIn
         rows: list[VersionInfo] = []
         for model_name in names:
             aliases_by_version: dict[str, list[str]] = {}
-            for alias, version in mlflow_client.get_registered_model(model_name).aliases.items():
+            registered = mlflow_client.get_registered_model(model_name)
+            for alias, version in registered.aliases.items():
                 aliases_by_version.setdefault(str(version), []).append(alias)
             versions = mlflow_client.search_model_versions(f"name='{model_name}'")
+            if not versions:
+                rows.append(
+                    VersionInfo(
+                        name=model_name,
+                        version=None,
+                        aliases=[],
+                        primary_metric=None,
+                        primary_metric_value=None,
+                        run_id=None,
+                        created=pd.Timestamp(registered.creation_timestamp, unit="ms", tz="UTC"),
+                    )
+                )
             for mv in sorted(versions, key=lambda v: int(v.version), reverse=True):
                 value = mv.tags.get(TAG_PRIMARY_VALUE)
                 rows.append(

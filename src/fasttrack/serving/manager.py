@@ -8,7 +8,9 @@ predicting its input example, all in the background, and only then swapped in wi
 Requests read :attr:`ModelManager.current` once and finish on the predictor they got, so in-flight requests end
 on the old version and no request fails during a swap. A version that fails to load or check is refused: the old
 one keeps serving, and the failure is logged and counted (``fasttrack_model_reloads_total{outcome="failure"}``,
-under the version that keeps serving, whose failure counter exists at 0 from the moment it was swapped in).
+under the version that keeps serving, whose failure counter exists at 0 from the moment it was swapped in). A
+check that gets no answer from the registry (unreachable, the alias gone) is counted as well in
+``fasttrack_registry_check_failures_total``, and the served version keeps serving too.
 
 Labels sent to ``POST /feedback`` are joined by :meth:`ModelManager.feedback` with the served version's predictions
 and, for ids it does not know, with those of the version served before the last swap (labels often arrive after a
@@ -233,6 +235,7 @@ class ModelManager:
                 resolved = self._resolver(self.uri, self.settings)
             except FastTrackError as exc:
                 log.error("checking %s failed: %s", self.uri, exc)
+                self.metrics.registry_check_failed(current.name if current is not None else _name_of(self.uri))
                 if current is not None:
                     self.metrics.reload(current.name, current.version, "failure")
                 else:

@@ -189,6 +189,15 @@ class ServerMetrics:
             [*model, "outcome"],
             registry=self.registry,
         )
+        # Failure drills (issue 17): a registry that cannot be asked is told apart from a version that was refused.
+        self.registry_check_failures = Counter(
+            "fasttrack_registry_check_failures",
+            "Checks of the registry (polls and POST /admin/reload) that got no answer to serve from: the registry "
+            "unreachable or refusing, the model or its alias gone. The served version keeps serving; each is also "
+            "a failure of fasttrack_model_reloads_total.",
+            ["model"],
+            registry=self.registry,
+        )
         self.feedback = Counter(
             "fasttrack_feedback",
             "Labels received by POST /feedback, by outcome: matched, unknown, expired, duplicate or invalid.",
@@ -306,6 +315,10 @@ class ServerMetrics:
         """Count one attempt to load a new version: ``success`` under the version swapped in, ``failure`` under
         the version that keeps serving (the one whose failure counter exists at 0 since it was swapped in)."""
         self.reloads.labels(model, version, outcome).inc()
+
+    def registry_check_failed(self, model: str) -> None:
+        """Count one check of the registry that failed before any version could be tried."""
+        self.registry_check_failures.labels(model).inc()
 
     def not_ready(self) -> None:
         """Mark the process as serving no model (yet)."""

@@ -131,3 +131,34 @@ def test_a_tag_that_is_not_a_lock_entry_does_not_block(store: Settings, name: st
     client(store).set_registered_model_tag(name, f"{LOCK_PREFIX}champion.garbage", "not json")
     with AliasLock(client(store), name, "champion", wait=5, poll=0.05) as lock:
         lock.check()
+
+
+def test_a_contender_whose_process_is_gone_is_removed_at_once(store: Settings, name: str) -> None:
+    """A ``kill -9`` during a registration: the next one need not wait for the lease (30 s by default)."""
+    import subprocess
+    import sys
+    from dataclasses import replace
+
+    from fasttrack.registry.liveness import this_process
+
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    me = this_process()
+    assert me is not None
+    gone = replace(me, pid=child.pid, start="0")
+    dead = f"{LOCK_PREFIX}champion.{'1' * 16}"
+    value = json.dumps({"ticket": 1, "beat": 3, "by": "killed", "owner": gone.encode()})
+    client(store).set_registered_model_tag(name, dead, value)
+    alive = f"{LOCK_PREFIX}champion.{'2' * 16}"  # a live process's tag (this one's) is waited for, as before
+    client(store).set_registered_model_tag(
+        name, alive, json.dumps({"ticket": 2, "beat": 1, "by": "alive", "owner": me.encode()})
+    )
+    waiting = AliasLock(client(store), name, "champion", lease=600, poll=0.05, wait=1)
+    with pytest.raises(AliasError, match=r"another move of it \(by alive\) is under way"), waiting:
+        pass
+    assert dead not in lock_tags(store, name) and alive in lock_tags(store, name)
+    client(store).delete_registered_model_tag(name, alive)
+    client(store).set_registered_model_tag(name, dead, value)
+    # with a lease of 10 minutes, only the owner being gone lets this one through within its 5 s
+    with AliasLock(client(store), name, "champion", lease=600, poll=0.05, wait=5) as lock:
+        assert list(lock_tags(store, name)) == [lock.key]

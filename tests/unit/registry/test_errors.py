@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 from botocore.exceptions import ClientError, EndpointConnectionError
@@ -94,3 +95,42 @@ def test_telling_errors_apart_never_imports_mlflow() -> None:
     )
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True).stdout
     assert out.splitlines() == ["reading the store: disk gone", "False"]
+
+
+def test_a_full_disk_is_one_line_whatever_wraps_it(tmp_path: Path) -> None:
+    """ENOSPC from a file write, SQLite's SQLITE_FULL (a real one: a database that may not grow) under SQLAlchemy's
+    wrapping, and the text-only failures of ``shutil.copytree`` (a model copied into the cache) all say so in one
+    line, not SQLAlchemy's statement or a list of every file."""
+    import errno
+    import os
+    import shutil
+    import sqlite3
+
+    import sqlalchemy
+
+    full = errors.registry_error(OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), "/home/x/model.pkl"), "saving")
+    assert isinstance(full, RegistryError)
+    assert str(full) == (
+        "saving: no space left on the device writing /home/x/model.pkl (No space left on device); free some space "
+        "and try again"
+    )
+
+    engine = sqlalchemy.create_engine(f"sqlite:///{tmp_path / 'small.db'}")
+    with pytest.raises(sqlalchemy.exc.OperationalError) as raised, engine.begin() as connection:
+        connection.exec_driver_sql("CREATE TABLE t (x TEXT)")
+        connection.exec_driver_sql("PRAGMA max_page_count = 3")
+        connection.exec_driver_sql("INSERT INTO t VALUES (?)", ("x" * 100_000,))
+    assert isinstance(raised.value.orig, sqlite3.Error) and "\n" in str(raised.value)
+    sql = errors.registry_error(raised.value, "recording the run")
+    assert str(sql) == (
+        "recording the run: no space left on the device of the SQLite store (database or disk is full); free some space"
+    )
+
+    failures = [(f"/a/{n}", f"/b/{n}", f"[Errno 28] No space left on device: '/a/{n}' -> '/b/{n}'") for n in "xyz"]
+    copied = errors.registry_error(shutil.Error(failures), "resolving models:/m/1")
+    assert str(copied) == (
+        "resolving models:/m/1: no space left on the device writing /b/x (No space left on device); free some space "
+        "and try again"
+    )
+    other = errors.registry_error(shutil.Error([("/a/x", "/b/x", "[Errno 13] Permission denied: '/b/x'")]), "copying")
+    assert str(other) == "copying: copying /a/x: [Errno 13] Permission denied: '/b/x'"

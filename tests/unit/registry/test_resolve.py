@@ -36,10 +36,39 @@ def test_resolve_model_uris(good_result: TrainResult, settings: Settings, uri: s
     assert resolve.resolve_model(uri, settings).path == resolved.path  # cached, not downloaded again
 
 
-def test_champion_falls_back_to_latest_when_unset(good_result: TrainResult, settings: Settings) -> None:
+@pytest.fixture(params=["tables", "mlflow"])
+def through(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Resolve through the embedded store's tables, or through MLflow (as for a store the reader cannot read)."""
+    if request.param == "mlflow":
+        monkeypatch.setattr(mlflow_private.RegistryReader, "open", classmethod(lambda cls, db: None))
+    return str(request.param)
+
+
+def test_an_unset_champion_is_an_error_naming_it_never_the_latest_version(
+    good_result: TrainResult, settings: Settings, through: str
+) -> None:
+    """A first registration killed before its version took ``@champion`` leaves a version without it: a server of
+    ``@champion`` must say so, not serve that version as if it had been promoted (issue 17, the kill -9 finding)."""
     log(good_result, settings)
     client(settings).delete_registered_model_alias("toy", "champion")
-    assert resolve.resolve_model("models:/toy@champion", settings).version == "1"
+    with pytest.raises(
+        ModelNotFoundError,
+        match=r"^resolving models:/toy@champion: registered model 'toy' has no alias 'champion' \(its latest "
+        r"version is 1: serve models:/toy/1, or set it with `fasttrack models promote toy 1`\)$",
+    ):
+        resolve.resolve_model("models:/toy@champion", settings)
+    assert resolve.resolve_model("models:/toy/1", settings).version == "1"
+
+
+@pytest.mark.parametrize("uri", ["models:/empty@champion", "models:/empty", "models:/empty@staging"])
+def test_a_registered_model_without_versions_says_so(settings: Settings, through: str, uri: str) -> None:
+    """What a registration killed between creating the registered model and its version leaves."""
+    client(settings).create_registered_model("empty")
+    with pytest.raises(
+        ModelNotFoundError,
+        match=rf"^resolving {uri}: registered model 'empty' has no usable version \(a registration did not finish\)",
+    ):
+        resolve.resolve_model(uri, settings)
 
 
 @pytest.mark.parametrize(
@@ -56,10 +85,14 @@ def test_unknown_models_are_reported(settings: Settings, uri: str, message: str)
         resolve.resolve_model(uri, settings)
 
 
-def test_an_unset_alias_other_than_champion_is_not_found(good_result: TrainResult, settings: Settings) -> None:
+def test_an_unset_alias_other_than_champion_is_not_found(
+    good_result: TrainResult, settings: Settings, through: str
+) -> None:
     log(good_result, settings)
     with pytest.raises(
-        ModelNotFoundError, match=r"^resolving models:/toy@staging: registered model 'toy' has no alias 'staging'$"
+        ModelNotFoundError,
+        match=r"^resolving models:/toy@staging: registered model 'toy' has no alias 'staging' \(its latest version "
+        r"is 1: serve models:/toy/1, or set it first\)$",
     ):
         resolve.resolve_model("models:/toy@staging", settings)
 

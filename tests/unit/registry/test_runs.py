@@ -173,3 +173,37 @@ def test_only_xgboost_models_require_xgboost() -> None:
     assert [r.split("==")[0] for r in linear] == ["scikit-learn", "numpy", "pandas", "skops"]
     xgb = runs._pip_requirements(trained("xgboost", n_estimators=5, n_jobs=1).pipeline)
     assert [r.split("==")[0] for r in xgb] == ["scikit-learn", "numpy", "pandas", "skops", "xgboost-cpu"]
+
+
+def test_runs_of_killed_processes_are_ended_as_killed_by_the_next_training(
+    good_result: TrainResult, settings: Settings
+) -> None:
+    """``kill -9`` of ``train`` leaves its run RUNNING; the next training of the model ends it as KILLED, and only
+    it: a run of a live process (this one) and a run that names no process stay as they are."""
+    import subprocess
+    import sys
+    from dataclasses import replace
+
+    from fasttrack.registry.layout import TAG_ABANDONED, TAG_OWNER
+    from fasttrack.registry.liveness import Owner, this_process
+
+    first = log(good_result, settings)
+    mlflow_client = client(settings)
+    assert Owner.decode(mlflow_client.get_run(first.run_id).data.tags[TAG_OWNER]) == this_process()
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    me = this_process()
+    assert me is not None
+    owners = {"killed": replace(me, pid=child.pid, start="0").encode(), "alive": me.encode(), "unknown": None}
+    started = {
+        label: mlflow_client.create_run(first.experiment_id, tags={TAG_OWNER: owner} if owner else {}).info.run_id
+        for label, owner in owners.items()
+    }
+    log(good_result, settings)
+    status = {label: mlflow_client.get_run(run_id).info.status for label, run_id in started.items()}
+    assert status == {"killed": "KILLED", "alive": "RUNNING", "unknown": "RUNNING"}
+    killed = mlflow_client.get_run(started["killed"])
+    reason = f"its process (pid {child.pid} on {me.host}) ended without finishing the run"
+    assert killed.data.tags[TAG_ABANDONED] == reason
+    assert killed.info.end_time is not None
+    assert mlflow_client.get_run(first.run_id).info.status == "FINISHED"

@@ -35,3 +35,14 @@ def test_promoting_a_missing_version_says_so(good_result: TrainResult, settings:
 
 def test_an_empty_registry_lists_nothing(settings: Settings) -> None:
     assert versions.list_versions(settings) == []
+
+
+def test_a_registered_model_without_versions_is_listed_not_hidden(good_result: TrainResult, settings: Settings) -> None:
+    """What a registration killed between MLflow's two calls (the model, then its version) leaves."""
+    from fasttrack.registry.store import client
+
+    log(good_result, settings)
+    client(settings).create_registered_model("empty")
+    rows = versions.list_versions(settings)
+    assert [(r.name, r.version, r.aliases) for r in rows] == [("empty", None, []), ("toy", "1", ["champion"])]
+    assert [(r.name, r.version) for r in versions.list_versions(settings, "empty")] == [("empty", None)]
