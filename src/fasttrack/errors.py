@@ -15,15 +15,18 @@ class FastTrackError(Exception):
     """Base class of every error FastTrack raises on purpose.
 
     ``str(error)`` is one readable line meant for a person: it says what is wrong and, where it helps, what
-    to do about it.
+    to do about it. It may hold what only the server should know (a path, a library's exception text): an HTTP
+    answer that is not about the client's own input shows ``public`` instead, a short reason written to be seen
+    by anyone (``None``: only a generic one).
     """
 
     status_code: int = 500
     exit_code: int = exit_codes.ERROR
 
-    def __init__(self, message: str) -> None:
+    def __init__(self, message: str, *, public: str | None = None) -> None:
         super().__init__(message)
         self.message = message
+        self.public = public
 
     def __str__(self) -> str:
         return self.message

@@ -77,7 +77,10 @@ def read(folder: Path) -> dict[str, str] | None:
             raise ValueError(f"format {body.get('format')!r}, algorithm {body.get('algorithm')!r}")
         return {str(name): str(digest) for name, digest in files.items()}
     except (ValueError, KeyError, TypeError, AttributeError, OSError) as exc:
-        raise IntegrityError(f"model folder refused: its {MANIFEST_FILE} cannot be read ({exc})") from None
+        raise IntegrityError(
+            f"model folder refused: its {MANIFEST_FILE} cannot be read ({exc})",
+            public=f"its {MANIFEST_FILE} cannot be read",
+        ) from None
 
 
 def verify(folder: Path) -> bool:
@@ -97,7 +100,7 @@ def verify(folder: Path) -> bool:
             problem = "changed since registration (its SHA-256 differs from the manifest)"
         else:
             continue
-        raise IntegrityError(f"model folder refused: {name} {problem}")
+        raise IntegrityError(f"model folder refused: {name} {problem}", public=f"{name} {problem}")
     return True
 
 

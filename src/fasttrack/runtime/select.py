@@ -58,7 +58,8 @@ def open_runtime(model: LoadedModel, engine: Engine = "auto", *, threads: int = 
         # opens is a damaged or altered folder (the operator may still choose the sklearn engine on purpose).
         raise ModelLoadError(
             f"{model.metadata.name}: refused: cannot load the ONNX model extra_files/{model.onnx_path.name} "
-            f"({' '.join(str(exc).split())[:300]})"
+            f"({' '.join(str(exc).split())[:300]})",
+            public=f"cannot load the ONNX model extra_files/{model.onnx_path.name}",
         ) from None
     log.info("%s: predicting with ONNX Runtime (model.onnx agreed with scikit-learn at registration)", where)
     return runtime

@@ -65,6 +65,8 @@ class ReloadResult:
     version: str | None
     candidate: str | None = None
     error: str | None = None
+    #: What a client may be told of ``error`` (no paths, no exception text): the error's ``public`` reason.
+    reason: str | None = None
 
 
 def load_checked(resolved: ResolvedModel, metrics: ServerMetrics, settings: Settings | None = None) -> Predictor:
@@ -202,6 +204,13 @@ class ModelManager:
             except Exception:  # never let the poller die: the next poll tries again
                 log.exception("registry check failed")
 
+    @property
+    def load_reason(self) -> str | None:
+        """Why no model is loaded, as a client may be told (no paths, no exception text); ``None``: still loading."""
+        if self.load_error is None:
+            return None
+        return self.load_error.public or "the model failed to load; the server log says why"
+
     def _first_load(self) -> bool:
         """The first load: at start, or again at each poll while none has worked."""
         while True:
@@ -212,7 +221,10 @@ class ModelManager:
                 result = self._result("refused", error=f"{type(exc).__name__}: {exc}")
             if self._current is not None:
                 return True
-            self.load_error = ModelLoadError(result.error or f"cannot load {self.uri}")
+            self.load_error = ModelLoadError(
+                result.error or f"cannot load {self.uri}",
+                public=result.reason or "the model failed to load; the server log says why",
+            )
             self._settled.set()
             if self._on_fatal is not None:
                 self._on_fatal(self.load_error)
@@ -235,12 +247,14 @@ class ModelManager:
                 resolved = self._resolver(self.uri, self.settings)
             except FastTrackError as exc:
                 log.error("checking %s failed: %s", self.uri, exc)
-                self.metrics.registry_check_failed(current.name if current is not None else _name_of(self.uri))
+                # A ModelLoadError: the registry answered and the download it gave failed its check (not counted).
+                if not isinstance(exc, ModelLoadError):
+                    self.metrics.registry_check_failed(current.name if current is not None else _name_of(self.uri))
                 if current is not None:
                     self.metrics.reload(current.name, current.version, "failure")
                 else:
                     self.metrics.reload(_name_of(self.uri), "unknown", "failure")
-                return self._result("refused", error=str(exc))
+                return self._result("refused", error=str(exc), reason=exc.public)
             name = resolved.name or (current.name if current else _name_of(self.uri))
             key = (name, resolved.version)
             if current is not None and (current.name, current.source.version) == key:
@@ -265,7 +279,7 @@ class ModelManager:
                         exc,
                         current.version,
                     )
-                return self._result("refused", candidate=resolved.version, error=str(exc))
+                return self._result("refused", candidate=resolved.version, error=str(exc), reason=exc.public)
             self._refused.discard(key)
             previous = current.version if current else None
             self._swap(candidate)
@@ -327,7 +341,9 @@ class ModelManager:
             )
         return FeedbackResult(items)
 
-    def _result(self, outcome: Outcome, candidate: str | None = None, error: str | None = None) -> ReloadResult:
+    def _result(
+        self, outcome: Outcome, candidate: str | None = None, error: str | None = None, reason: str | None = None
+    ) -> ReloadResult:
         current = self._current
         return ReloadResult(
             outcome=outcome,
@@ -335,6 +351,7 @@ class ModelManager:
             version=current.version if current else None,
             candidate=candidate,
             error=error,
+            reason=reason,
         )
 
 

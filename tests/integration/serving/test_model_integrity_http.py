@@ -68,9 +68,9 @@ def test_a_garbage_onnx_is_refused_the_old_version_serves_and_the_repaired_store
         # refused while downloading (the cache checks the manifest: no candidate was loaded) or while loading
         assert refused["candidate"] in (None, broken)
         expected = (
-            "model folder refused: extra_files/model.onnx changed since registration"
+            "extra_files/model.onnx changed since registration"
             if with_manifest
-            else "refused: cannot load the ONNX model extra_files/model.onnx"
+            else "cannot load the ONNX model extra_files/model.onnx"
         )
         assert expected in refused["error"]
         assert served_version(server.url) == "1"

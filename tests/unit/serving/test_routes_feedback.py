@@ -281,7 +281,8 @@ def test_the_server_refuses_to_load_with_thresholds_for_unknown_features(
         manager: ModelManager = test_client.app.state.manager  # type: ignore[attr-defined]
         assert not manager.wait_ready(60)
         ready = test_client.get("/ready")
-        assert ready.status_code == 503 and "feature_9" in ready.json()["error"]
+        assert (ready.status_code, ready.json()["error"]) == (503, "the model failed to load; the server log says why")
+        assert "feature_9" in str(manager.load_error)
 
 
 def test_monitoring_windows_follow_the_settings(classifier: Predictor, settings: Settings) -> None:

@@ -77,7 +77,7 @@ async def get_predictor(request: Request) -> Predictor:
     predictor = manager.current
     if predictor is None:
         if manager.load_error is not None:
-            raise ModelNotReadyError(f"no model is loaded: {manager.load_error}")
+            raise ModelNotReadyError(f"no model is loaded: {manager.load_reason}")
         raise ModelNotReadyError("the model is still loading; retry when GET /ready answers 200")
     request.state.model_version = predictor.version
     return predictor

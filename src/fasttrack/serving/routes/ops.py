@@ -34,7 +34,7 @@ async def ready(manager: ManagerDep) -> Response:
     """A model is loaded and serving (503 before, and while a failed first load leaves none)."""
     predictor = manager.current
     if predictor is None:
-        error = str(manager.load_error) if manager.load_error else None
+        error = manager.load_reason
         return json_response({"status": "loading", "error": error}, status_code=503)
     return json_response({"status": "ready", "model": predictor.name, "version": predictor.version})
 
@@ -98,11 +98,20 @@ async def reload(manager: ManagerDep) -> dict[str, Any]:
 
 
 def reload_reason(result: ReloadResult) -> str | None:
-    """A refused reload's reason as a client may see it: what failed, without server paths or exception text."""
+    """A refused reload's reason as a client may see it: what failed, without server paths or exception text.
+
+    The error's ``public`` reason (a file of the model folder that changed, a graph that does not open) is shown
+    when it has one; the rest is in the server's log.
+    """
     if result.outcome != "refused":
         return None
+    more = f": {result.reason}" if result.reason else ""
     if result.candidate is None:
+        if result.reason:
+            return f"cannot fetch the new version{more}; the server log says more"
         return "cannot check the registry for a new version; the server log says why"
     if result.error == REFUSED_BEFORE:
         return f"version {result.candidate} was refused before"
+    if result.reason:
+        return f"cannot load version {result.candidate}{more}; the server log says more"
     return f"cannot load version {result.candidate}: it failed to load or to pass its check; the server log says why"

@@ -75,7 +75,9 @@ def served(manager: ModelManager, request: Request, name: str, version: str | No
     predictor = manager.current
     if predictor is None:
         raise ModelNotReadyError(
-            "the model is still loading" if manager.load_error is None else str(manager.load_error)
+            "the model is still loading"
+            if manager.load_reason is None
+            else f"no model is loaded: {manager.load_reason}"
         )
     if name != predictor.name:
         raise ModelNotFoundError(f"model {name!r} is not served here; this server serves {predictor.name!r}")
