@@ -19,6 +19,11 @@ def pytest_configure(config: pytest.Config) -> None:
     the child at exec."""
     if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
         signal.signal(signal.SIGINT, signal.default_int_handler)
+    # How `make test` shares modules out among xdist workers; the hook it defines exists only with xdist.
+    if config.pluginmanager.hasplugin("xdist"):
+        import xdist_groups
+
+        config.pluginmanager.register(xdist_groups, "fasttrack-xdist-groups")
 
 
 @pytest.fixture(scope="session")
