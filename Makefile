@@ -151,8 +151,14 @@ $(AIRFLOW_STAMP): | $(filter .tools/bin/uv,$(UV))
 airflow-lock: $(filter .tools/bin/uv,$(UV)) ## Re-resolve deploy/airflow/requirements.txt from requirements.in (Python 3.11)
 	$(UV) pip compile --quiet --python-version 3.11 deploy/airflow/requirements.in -o $(AIRFLOW_LOCK)
 
+# The suite runs on TEST_WORKERS pytest-xdist worker processes (0: in this process, one test after another). A test
+# module is one unit of work (pyproject's --dist loadfile; tests/xdist_groups.py groups the Dask modules), taken in
+# collection order: the slow integration modules first, the many short unit modules last, so both workers end
+# together. Many tests wait on servers starting (MLflow, Uvicorn, PostgreSQL), so two workers gain even on 2 cores.
+TEST_WORKERS ?= 2
+
 test: lint postgresql airflow-env ## Lint, type-check and run the whole test suite (builds the Airflow env once)
-	$(VENV)/bin/python -m pytest
+	$(VENV)/bin/python -m pytest -n $(TEST_WORKERS)
 
 test-unit: install-dev $(PROMETHEUS_DEB) ## Only the unit tests (fast)
 	$(VENV)/bin/python -m pytest tests/unit

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 from pathlib import Path
 
@@ -19,6 +20,17 @@ def pytest_configure(config: pytest.Config) -> None:
     the child at exec."""
     if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
         signal.signal(signal.SIGINT, signal.default_int_handler)
+    # An xdist worker starts with COLUMNS=80 and LINES=24 in its environment, where a serial run with its output
+    # in a file or a pipe (CI) has neither. The CLI's Rich consoles fix their size at import when these are set,
+    # and every child process would inherit them: the CLI tests' own COLUMNS (per command) would be ignored.
+    if hasattr(config, "workerinput"):
+        for name in ("COLUMNS", "LINES"):
+            os.environ.pop(name, None)
+    # How `make test` shares modules out among xdist workers; the hook it defines exists only with xdist.
+    if config.pluginmanager.hasplugin("xdist"):
+        import xdist_groups
+
+        config.pluginmanager.register(xdist_groups, "fasttrack-xdist-groups")
 
 
 @pytest.fixture(scope="session")
