@@ -260,13 +260,14 @@ def _worker_model(shipped: ShippedModel) -> _BatchModel:
             from fasttrack.registry.model_folder import load_model_folder
 
             folder = Path(_local_directory()) / f"fasttrack-model-{shipped.digest}"
-            if not (folder / ".complete").is_file():
+            # Written aside and renamed into place: the folder exists only whole. Nothing is added to it (no
+            # marker file): it holds exactly the shipped files, which its manifest is checked against at load.
+            if not folder.is_dir():
                 unpacked = Path(tempfile.mkdtemp(prefix=".model-", dir=folder.parent))
                 for name, content in shipped.files.items():
                     path = unpacked / PurePosixPath(name)
                     path.parent.mkdir(parents=True, exist_ok=True)
                     path.write_bytes(content)
-                (unpacked / ".complete").touch()
                 try:
                     unpacked.replace(folder)
                 except OSError:  # another process of this machine finished first: theirs is the same files
